@@ -1,0 +1,263 @@
+"""S2-Attn (shifted sparse attention, LongLoRA §3.2) as a transformers attention function.
+
+Training sees groups of G tokens; attention is causal inside a group and zero across
+groups. Half of the heads use groups shifted by G/2 so that information flows between
+neighbouring groups. The shifted heads' first G/2 and last G/2 tokens form their own
+short groups: the sequence is never rolled around (rolling leaks the end of the
+sequence into its first tokens, a bug of the authors' non-flash path).
+
+    model = AutoModelForCausalLM.from_pretrained(path)
+    enable_s2_attention(model, group_size_ratio=0.25)   # train with S2-Attn
+    disable_s2_attention(model)                         # evaluate with full attention
+
+Rules (see README "S2-Attn semantics"):
+  * G = group_size, or ceil(group_size_ratio * L) with L the number of real (non-pad)
+    tokens of each row, so padding a row never changes its groups. The last group of a
+    sequence may be shorter than G; every length is accepted.
+  * Heads [0, H - H//2) use plain groups, heads [H - H//2, H) shifted ones: with an odd
+    head count (SmolLM2 has 9) the extra head is an unshifted one.
+  * A reset of `position_ids` to 0 starts a new document (packed SFT): groups restart
+    there and no attention crosses it.
+  * Patterns for the paper's Table 6 ablation live here too (`PATTERNS`).
+"""
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
+
+try:  # flash-attn is a GPU extra (requirements-gpu.txt)
+    from flash_attn import flash_attn_varlen_func
+except ImportError:
+    flash_attn_varlen_func = None
+
+S2_ATTENTION = "s2_attention"
+GROUP_PATTERNS = ("s2", "short", "only_shifted", "s2_cross_layers", "s2_swap")
+MASK_PATTERNS = ("dilated", "block_sparse", "stride_sparse")
+PATTERNS = GROUP_PATTERNS + MASK_PATTERNS
+
+
+@dataclass
+class S2Config:
+    """Per-layer S2-Attn settings, stored on each attention module (never a global).
+
+    pattern: `s2` (half the heads shifted, the paper), `short` (no shift: Table 1's
+    "short attention"), `only_shifted` (Table 6 "only pattern 2"), `s2_cross_layers`
+    (odd layers shifted, even layers not), `s2_swap` (the first half of the heads
+    shifted instead of the second; Table 8), and mask-based patterns for Table 6:
+    `dilated` (causal inside each residue class i mod N/G), `block_sparse` (own group
+    and the previous one), `stride_sparse` (Sparse-Transformer strided: half the heads
+    a causal window of G, half every G-th token).
+    """
+
+    group_size_ratio: float = 0.25
+    group_size: int | None = None
+    pattern: str = "s2"
+
+    def __post_init__(self) -> None:
+        if self.pattern not in PATTERNS:
+            raise ValueError(f"unknown S2-Attn pattern {self.pattern!r}; choose one of {PATTERNS}")
+        if self.group_size is None and not 0 < self.group_size_ratio <= 1:
+            raise ValueError(f"group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
+        if self.group_size is not None and self.group_size < 2:
+            raise ValueError(f"group_size must be >= 2 tokens, got {self.group_size}")
+
+
+def _group_sizes(valid: torch.Tensor, cfg: S2Config) -> torch.Tensor:
+    """G per row (B,): fixed, or a fraction of the row's real tokens."""
+    if cfg.group_size is not None:
+        return torch.full((valid.shape[0],), cfg.group_size, device=valid.device)
+    lengths = valid.sum(1)
+    return torch.ceil(lengths * cfg.group_size_ratio).long().clamp(min=2)
+
+
+def _document_starts(valid: torch.Tensor, position_ids: torch.Tensor | None) -> torch.Tensor:
+    """(B, N) bool: first real token of a row, after padding, or where position_ids reset."""
+    prev_valid = F.pad(valid[:, :-1], (1, 0), value=False)
+    starts = valid & ~prev_valid
+    if position_ids is not None:
+        starts |= valid & (position_ids.expand_as(valid) == 0)
+    return starts
+
+
+def _segments(valid: torch.Tensor, doc_starts: torch.Tensor, group: torch.Tensor, shifted: bool):
+    """Contiguous attention segments as (flat start index in B*N, length), in order.
+
+    A segment is a (document, group) pair: tokens attend causally inside it only.
+    Shifted groups are offset by G/2 from the document start, so the first G/2 tokens of
+    each document form a short group of their own and the last group ends at the
+    document's end (no wrap-around).
+    """
+    n = valid.shape[1]
+    arange = torch.arange(n, device=valid.device).expand_as(valid)
+    start_pos = torch.cummax(torch.where(doc_starts, arange, 0), dim=1).values
+    pos_in_doc = arange - start_pos  # (B, N)
+    g = group[:, None]
+    group_index = (pos_in_doc + (g // 2 if shifted else 0)) // g
+    prev_index = F.pad(group_index[:, :-1], (1, 0), value=-1)
+    new_segment = (doc_starts | (group_index != prev_index)) & valid
+    flat_valid = valid.flatten().nonzero().squeeze(1)  # (T,) positions of real tokens
+    starts = new_segment.flatten()[flat_valid].nonzero().squeeze(1)
+    lengths = torch.diff(starts, append=torch.tensor([flat_valid.numel()], device=valid.device))
+    return flat_valid[starts], lengths
+
+
+def _attend_segments(q, k, v, starts, lengths, scaling, dropout):
+    """Causal attention inside each segment. q, k, v: (B*N, h, D) flat tokens."""
+    if flash_attn_varlen_func is not None and q.is_cuda and q.dtype in (torch.float16, torch.bfloat16):
+        index = torch.cat([torch.arange(s, s + n, device=q.device) for s, n in zip(starts.tolist(), lengths.tolist())])
+        cu_seqlens = F.pad(torch.cumsum(lengths, 0), (1, 0)).to(torch.int32)
+        max_len = int(lengths.max())
+        out = flash_attn_varlen_func(q[index], k[index], v[index], cu_seqlens, cu_seqlens, max_len, max_len,
+                                     dropout_p=dropout, softmax_scale=scaling, causal=True)
+        return out, index
+    max_len = int(lengths.max())
+    offsets = torch.arange(max_len, device=q.device)
+    in_segment = offsets[None, :] < lengths[:, None]  # (S, Gmax)
+    index = (starts[:, None] + offsets[None, :]).clamp(max=q.shape[0] - 1)  # (S, Gmax)
+    # (S, Gmax, h, D) -> (S, h, Gmax, D)
+    qs, ks, vs = (t[index].transpose(1, 2) for t in (q, k, v))
+    mask = torch.tril(torch.ones(max_len, max_len, dtype=torch.bool, device=q.device))
+    mask = (mask[None] & in_segment[:, None, :])[:, None]  # (S, 1, Gmax, Gmax): causal, keys in segment
+    out = F.scaled_dot_product_attention(qs, ks, vs, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    out = out.transpose(1, 2)[in_segment]  # (T, h, D)
+    return out, index[in_segment]
+
+
+def _attend_uniform(q, k, v, group_size, shifted, scaling, dropout):
+    """Fast path, no padding and N % G == 0: reshape into groups, no mask materialised.
+
+    q, k, v: (B, h, N, D). Returns (B, h, N, D).
+    """
+    b, h, n, d = q.shape
+
+    def grouped(x, size):  # (B, h, M*size, D) -> (B*M, h, size, D)
+        return x.reshape(b, h, -1, size, d).transpose(1, 2).reshape(-1, h, size, d)
+
+    def ungrouped(x, size):  # inverse of grouped
+        return x.reshape(b, -1, h, size, d).transpose(1, 2).reshape(b, h, -1, d)
+
+    def attend(qq, kk, vv, size):
+        out = F.scaled_dot_product_attention(grouped(qq, size), grouped(kk, size), grouped(vv, size),
+                                             dropout_p=dropout, is_causal=True, scale=scaling)
+        return ungrouped(out, size)
+
+    if not shifted:
+        return attend(q, k, v, group_size)
+    half = group_size // 2
+    middle = slice(half, n - half)
+    edges = [torch.cat([x[:, :, :half], x[:, :, n - half:]], dim=2) for x in (q, k, v)]
+    edge_out = attend(*edges, half)  # first and last half-groups, each its own group
+    mid_out = attend(q[:, :, middle], k[:, :, middle], v[:, :, middle], group_size)
+    return torch.cat([edge_out[:, :, :half], mid_out, edge_out[:, :, half:]], dim=2)
+
+
+def _shifted_heads(pattern: str, num_heads: int, layer_idx: int) -> tuple[slice, slice]:
+    """(plain heads, shifted heads) as slices of the head dimension."""
+    split = num_heads - num_heads // 2
+    if pattern == "short" or (pattern == "s2_cross_layers" and layer_idx % 2 == 0):
+        return slice(0, num_heads), slice(0, 0)
+    if pattern == "only_shifted" or pattern == "s2_cross_layers":
+        return slice(0, 0), slice(0, num_heads)
+    if pattern == "s2_swap":
+        return slice(num_heads // 2, num_heads), slice(0, num_heads // 2)
+    return slice(0, split), slice(split, num_heads)
+
+
+def _sparse_mask(pattern: str, n: int, group_size: int, num_heads: int, device) -> torch.Tensor:
+    """(H, N, N) bool masks for the Table 6 baselines that are not groups."""
+    i = torch.arange(n, device=device)[:, None]
+    j = torch.arange(n, device=device)[None, :]
+    causal = j <= i
+    if pattern == "dilated":
+        rate = max(1, math.ceil(n / group_size))
+        mask = causal & ((i - j) % rate == 0)
+        return mask.expand(num_heads, n, n)
+    if pattern == "block_sparse":
+        return (causal & (i // group_size - j // group_size <= 1)).expand(num_heads, n, n)
+    local = causal & (i - j < group_size)
+    strided = causal & ((i - j) % group_size == 0)
+    split = num_heads - num_heads // 2
+    return torch.cat([local.expand(split, n, n), strided.expand(num_heads - split, n, n)])
+
+
+def s2_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
+                         scaling: float | None = None, position_ids=None, **kwargs):
+    """Attention-registry function: query (B, H, N, D), key/value (B, H_kv, N, D) after
+    RoPE; attention_mask is None or the (B, N) padding mask. Returns ((B, N, H, D), None)."""
+    cfg: S2Config = module.s2_config
+    b, num_heads, n, d = query.shape
+    if key.shape[2] != n:
+        raise ValueError("S2-Attn is for full-sequence training forwards; call disable_s2_attention() before generating")
+    repeats = num_heads // key.shape[1]  # grouped-query attention: share each KV head
+    key, value = (x.repeat_interleave(repeats, dim=1) for x in (key, value))
+    valid = (torch.ones(b, n, dtype=torch.bool, device=query.device) if attention_mask is None
+             else attention_mask[:, -n:].bool())
+    group = _group_sizes(valid, cfg)
+    if cfg.pattern in MASK_PATTERNS:
+        mask = _sparse_mask(cfg.pattern, n, int(group.max()), num_heads, query.device)[None]
+        mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+        return out.transpose(1, 2).contiguous(), None
+
+    packed = position_ids is not None and bool((position_ids[..., 1:] == 0).any())
+    out = torch.zeros_like(query)
+    for heads, shifted in zip(_shifted_heads(cfg.pattern, num_heads, module.layer_idx), (False, True)):
+        if heads.start == heads.stop:
+            continue
+        q, k, v = query[:, heads], key[:, heads], value[:, heads]
+        g = int(group[0])
+        if attention_mask is None and not packed and n % g == 0 and g % 2 == 0 and bool((group == g).all()):
+            out[:, heads] = _attend_uniform(q, k, v, g, shifted, scaling, dropout)
+            continue
+        h = q.shape[1]
+        flat = [x.transpose(1, 2).reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
+        starts, lengths = _segments(valid, _document_starts(valid, position_ids), group, shifted)
+        seg_out, index = _attend_segments(*flat, starts, lengths, scaling, dropout)
+        head_out = torch.zeros_like(flat[0])
+        head_out[index] = seg_out.to(head_out.dtype)
+        out[:, heads] = head_out.reshape(b, n, h, d).transpose(1, 2)
+    return out.transpose(1, 2).contiguous(), None
+
+
+AttentionInterface.register(S2_ATTENTION, s2_attention_forward)
+# The S2 function needs only the (B, N) padding mask, never an N x N one.
+AttentionMaskInterface.register(S2_ATTENTION, flash_attention_mask)
+
+
+def _attention_modules(model):
+    return [m for m in model.modules() if hasattr(m, "layer_idx") and hasattr(m, "is_causal")]
+
+
+def enable_s2_attention(model, group_size_ratio: float = 0.25, group_size: int | None = None,
+                        shift: bool = True, pattern: str | None = None):
+    """Switch every attention layer of a causal LM to S2-Attn (training only).
+
+    `shift=False` is the paper's "short attention without shift" baseline; `pattern`
+    overrides both (see S2Config). Returns the model.
+    """
+    cfg = S2Config(group_size_ratio, group_size, pattern or ("s2" if shift else "short"))
+    modules = _attention_modules(model)
+    if not modules:
+        raise ValueError(f"{type(model).__name__} has no attention layers using the attention registry")
+    if model.config._attn_implementation != S2_ATTENTION:  # kept off the config so it is never saved
+        model.s2_previous_attn_implementation = model.config._attn_implementation
+    for module in modules:
+        module.s2_config = cfg
+    model.set_attn_implementation(S2_ATTENTION)
+    return model
+
+
+def disable_s2_attention(model):
+    """Restore the attention implementation the model had before enable_s2_attention."""
+    previous = getattr(model, "s2_previous_attn_implementation", None)
+    if previous is None:
+        return model
+    for module in _attention_modules(model):
+        del module.s2_config
+    model.set_attn_implementation(previous)
+    del model.s2_previous_attn_implementation
+    return model

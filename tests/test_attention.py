@@ -1,0 +1,153 @@
+"""S2-Attn against an independent reference: explicit per-token group masks built with
+Python loops here (never calling longlora.attention), plain softmax attention."""
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
+
+from longlora.attention import S2Config, disable_s2_attention, enable_s2_attention, s2_attention_forward
+
+
+def reference_attention(q, k, v, lengths, left_pad, group_sizes, shifted_heads, scaling):
+    """Loop-by-loop S2-Attn. q: (B, H, N, D); k, v: (B, Hkv, N, D). Returns (B, N, H, D)."""
+    b, h, n, d = q.shape
+    out = torch.zeros(b, n, h, d, dtype=q.dtype)
+    for row in range(b):
+        first = n - lengths[row] if left_pad else 0
+        g = group_sizes[row]
+        for head in range(h):
+            kv_head = head // (h // k.shape[1])
+            offset = g // 2 if head in shifted_heads else 0
+            group_of = [(i - first + offset) // g for i in range(n)]
+            mask = torch.zeros(n, n, dtype=torch.bool)
+            for i in range(first, first + lengths[row]):
+                for j in range(first, i + 1):
+                    mask[i, j] = group_of[i] == group_of[j]
+            scores = q[row, head] @ k[row, kv_head].T * scaling
+            probs = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1).nan_to_num()
+            out[row, :, head] = probs @ v[row, kv_head]
+    return out
+
+
+CASES = [  # heads, kv heads, N, lengths, left padding, group size or ratio, pattern
+    (4, 4, 32, [32, 32], False, 8, "s2"),          # MHA, uniform fast path
+    (4, 2, 32, [32, 32], False, 8, "s2"),          # GQA
+    (4, 2, 32, [32, 21], False, 8, "s2"),          # right padding
+    (4, 2, 32, [32, 21], False, 8, "short"),       # no shift
+    (4, 1, 30, [30, 17], True, 0.25, "s2"),        # left padding, ratio of each row's length
+    (6, 3, 36, [36, 36], False, 0.25, "s2"),       # N=36, G=9: odd group, shorter last group
+    (3, 3, 24, [24, 24], False, 8, "s2"),          # odd head count: heads 0-1 plain, head 2 shifted
+]
+
+
+@pytest.mark.parametrize("heads,kv_heads,n,lengths,left_pad,group,pattern", CASES)
+def test_s2_matches_reference_values_and_gradients(heads, kv_heads, n, lengths, left_pad, group, pattern):
+    torch.manual_seed(0)
+    d, b = 8, len(lengths)
+    q = torch.randn(b, heads, n, d, requires_grad=True)
+    k = torch.randn(b, kv_heads, n, d, requires_grad=True)
+    v = torch.randn(b, kv_heads, n, d, requires_grad=True)
+    mask = torch.zeros(b, n, dtype=torch.long)
+    for row, length in enumerate(lengths):
+        mask[row, (n - length if left_pad else 0):(n if left_pad else length)] = 1
+    cfg = S2Config(group_size=group) if isinstance(group, int) else S2Config(group_size_ratio=group)
+    cfg.pattern = pattern
+    module = SimpleNamespace(s2_config=cfg, layer_idx=0)
+    padded = any(length < n for length in lengths)
+    out, _ = s2_attention_forward(module, q, k, v, mask if padded else None, scaling=d ** -0.5)
+
+    sizes = [group if isinstance(group, int) else math.ceil(group * length) for length in lengths]
+    shifted = set(range(heads - heads // 2, heads)) if pattern == "s2" else set()
+    qr, kr, vr = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
+    ref = reference_attention(qr, kr, vr, lengths, left_pad, sizes, shifted, d ** -0.5)
+
+    valid = mask.bool()[:, :, None, None]
+    torch.testing.assert_close(out * valid, ref * valid, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(ref) * valid
+    (out * weights).sum().backward()
+    (ref * weights).sum().backward()
+    for mine, theirs in ((q, qr), (k, kr), (v, vr)):
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-5, rtol=1e-5)
+
+
+def tiny(family="llama", heads=4, kv_heads=2):
+    common = dict(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                  num_attention_heads=heads, max_position_embeddings=512)
+    torch.manual_seed(0)
+    if family == "gpt_neox":
+        return GPTNeoXForCausalLM(GPTNeoXConfig(**common)).eval()
+    config_cls, model_cls = {"llama": (LlamaConfig, LlamaForCausalLM), "mistral": (MistralConfig, MistralForCausalLM),
+                             "qwen2": (Qwen2Config, Qwen2ForCausalLM)}[family]
+    return model_cls(config_cls(num_key_value_heads=kv_heads, **common)).eval()
+
+
+def test_no_future_leak_through_shifted_groups():
+    """Changing tokens after t never changes outputs at <= t (a rolled sequence would)."""
+    model = enable_s2_attention(tiny(), group_size=16)
+    x = torch.randint(0, 97, (1, 64))
+    with torch.no_grad():
+        base = model(x).logits
+        for t in (0, 7, 8, 23, 40, 56):
+            y = x.clone()
+            y[0, t + 1:] = torch.randint(0, 97, (63 - t,))
+            torch.testing.assert_close(model(y).logits[:, :t + 1], base[:, :t + 1], atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "qwen2", "gpt_neox"])
+def test_one_unshifted_group_is_full_attention_and_disable_restores(family):
+    model = tiny(family)
+    x = torch.randint(0, 97, (2, 48))
+    with torch.no_grad():
+        full = model(x).logits
+        enable_s2_attention(model, group_size=64, shift=False)
+        assert model.config._attn_implementation == "s2_attention"
+        torch.testing.assert_close(model(x).logits, full, atol=1e-5, rtol=1e-5)
+        enable_s2_attention(model, group_size=16)
+        assert not torch.allclose(model(x).logits, full, atol=1e-3)
+        disable_s2_attention(model)
+        assert model.config._attn_implementation == "sdpa"
+        torch.testing.assert_close(model(x).logits, full, atol=0, rtol=0)
+
+
+def test_padding_in_a_batch_does_not_change_a_row():
+    """Right-padded batch of 2 gives each row the logits it gets alone (authors' bug)."""
+    model = enable_s2_attention(tiny(), group_size_ratio=0.25)
+    long, short = torch.randint(0, 97, (1, 48)), torch.randint(0, 97, (1, 30))
+    batch = torch.cat([long, torch.cat([short, torch.zeros(1, 18, dtype=torch.long)], 1)])
+    mask = torch.ones(2, 48, dtype=torch.long)
+    mask[1, 30:] = 0
+    with torch.no_grad():
+        together = model(batch, attention_mask=mask).logits
+        torch.testing.assert_close(together[0], model(long).logits[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(together[1, :30], model(short).logits[0], atol=1e-5, rtol=1e-5)
+
+
+def test_packed_documents_do_not_see_each_other():
+    model = enable_s2_attention(tiny(), group_size=8)
+    a, b = torch.randint(0, 97, (1, 20)), torch.randint(0, 97, (1, 12))
+    packed = torch.cat([a, b], 1)
+    position_ids = torch.cat([torch.arange(20), torch.arange(12)])[None]
+    with torch.no_grad():
+        out = model(packed, position_ids=position_ids).logits
+        torch.testing.assert_close(out[:, 20:], model(b).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_sparse_patterns_are_causal():
+    for pattern in ("dilated", "block_sparse", "stride_sparse", "only_shifted", "s2_cross_layers", "s2_swap"):
+        model = enable_s2_attention(tiny(), group_size=8, pattern=pattern)
+        x = torch.randint(0, 97, (1, 32))
+        y = x.clone()
+        y[0, 20:] = (y[0, 20:] + 1) % 97
+        with torch.no_grad():
+            torch.testing.assert_close(model(y).logits[:, :20], model(x).logits[:, :20], atol=1e-6, rtol=0)
+
+
+def test_bad_settings_fail_with_a_clear_error():
+    with pytest.raises(ValueError, match="group_size_ratio"):
+        S2Config(group_size_ratio=0)
+    with pytest.raises(ValueError, match="pattern"):
+        S2Config(pattern="sideways")
