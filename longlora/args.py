@@ -1,0 +1,125 @@
+"""Flags, declared once: dataclasses composed with HfArgumentParser by every script.
+
+Defaults run the miniature (the committed mini model, 256 -> 2048 tokens); the README
+lists the paper-scale overrides. `TrainingArguments` keeps Trainer settings only, with
+the paper's optimiser recipe as defaults (AdamW beta2 0.95, no weight decay, 20 warm-up
+steps then a constant rate).
+"""
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+from longlora.attention import PATTERNS
+from longlora.data import DEFAULT_MODEL
+from longlora.model import TrainingMode
+
+ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(default=str(DEFAULT_MODEL), metadata={
+        "help": "Base model: a local Hugging Face model directory (e.g. Llama-2-7b-hf) or a hub name already "
+                "in the local cache. Default: the committed mini model (context 256)."})
+    model_max_length: int = field(default=2048, metadata={
+        "help": "Target context length in tokens: training blocks have this length and RoPE is scaled by "
+                "ceil(target / the model's window) (position interpolation)."})
+
+
+@dataclass
+class AttentionArguments:
+    attention: str = field(default="s2", metadata={
+        "help": "Attention during training: s2 (S2-Attn, the paper), short (groups without shift), full, or a "
+                "Table 6 pattern: " + ", ".join(ATTENTION_CHOICES[3:]) + ". Evaluation always uses full attention.",
+        "choices": ATTENTION_CHOICES})
+    group_size_ratio: float = field(default=0.25, metadata={
+        "help": "S2-Attn group size as a fraction of each sequence's real tokens (paper: 1/4)."})
+    group_size: int | None = field(default=None, metadata={
+        "help": "S2-Attn group size in tokens; overrides --group_size_ratio."})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.group_size_ratio <= 1:
+            raise ValueError(f"--group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
+
+
+@dataclass
+class LoraArguments:
+    training: str = field(default="lora_plus", metadata={
+        "help": "What is trained: full (all weights), lora (LoRA on attention projections only) or lora_plus "
+                "(LoRA + the groups in --trainable_params; the output head stays frozen).",
+        "choices": ("full", "lora", "lora_plus")})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (paper: 8)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (paper: 16)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout (paper: 0)."})
+    lora_target_modules: str | None = field(default=None, metadata={
+        "help": "Comma-separated module names for LoRA; default q_proj,k_proj,v_proj,o_proj "
+                "(query_key_value,dense for GPT-NeoX)."})
+    trainable_params: str = field(default="embed,norm", metadata={
+        "help": "With --training lora_plus: extra fully trained groups, comma-separated from embed, norm "
+                "(Table 2 rows: 'norm', 'embed', 'embed,norm')."})
+
+    def training_mode(self) -> TrainingMode:
+        targets = self.lora_target_modules.split(",") if self.lora_target_modules else None
+        groups = [g for g in self.trainable_params.split(",") if g]
+        return TrainingMode(self.training, self.lora_r, self.lora_alpha, self.lora_dropout, targets, groups)
+
+
+@dataclass
+class LongLoRATrainingArguments(TrainingArguments):
+    """Trainer settings with LongLoRA's recipe as defaults (mini-scale step budget)."""
+
+    output_dir: str = field(default="outputs/train", metadata={"help": "Where checkpoints and the final output go."})
+    max_steps: int = field(default=20, metadata={"help": "Optimizer steps (paper: 1000)."})
+    learning_rate: float = field(default=2e-4, metadata={
+        "help": "Peak learning rate. The paper uses 2e-5 (7B/13B) and 1e-5 (70B); the mini default is larger "
+                "because the mini model and step budget are small."})
+    adam_beta2: float = field(default=0.95, metadata={"help": "AdamW beta2 (paper: 0.95)."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay (paper: 0)."})
+    warmup_steps: int = field(default=20, metadata={"help": "Linear warm-up steps (paper: 20)."})
+    lr_scheduler_type: str = field(default="constant_with_warmup", metadata={"help": "Schedule after warm-up."})
+    per_device_train_batch_size: int = field(default=1, metadata={"help": "Sequences per device per step."})
+    gradient_accumulation_steps: int = field(default=1, metadata={
+        "help": "Micro-batches per optimizer step (paper: 8, with 8 GPUs: 64 sequences)."})
+    gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations (saves memory)."})
+    logging_steps: float = field(default=1, metadata={"help": "Log the loss every N steps."})
+    save_steps: float = field(default=100, metadata={"help": "Checkpoint every N steps (resumable)."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
+    bf16: bool = field(default=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), metadata={
+        "help": "bf16 mixed precision (default: on where the GPU supports it)."})
+    resume: bool = field(default=True, metadata={
+        "help": "Resume from the last checkpoint in output_dir if there is one."})
+
+
+def parse_args(*dataclass_types, description: str):
+    """Parse CLI flags into the dataclasses; bad values end with one line, not a traceback."""
+    parser = HfArgumentParser(dataclass_types, description=description)
+    try:
+        return parser.parse_args_into_dataclasses()
+    except ValueError as error:
+        parser.error(str(error))
+
+
+def save_run_config(path: str, *configs, extra: dict | None = None) -> dict:
+    """Write every resolved flag as JSON beside the outputs (merge/eval read it back)."""
+    resolved = {}
+    for config in configs:
+        resolved.update(config.to_dict() if isinstance(config, TrainingArguments) else asdict(config))
+    resolved.update(extra or {})
+    resolved["command"] = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "longlora_config.json"), "w") as f:
+        json.dump(resolved, f, indent=2, default=str)
+    return resolved
+
+
+def exit_on_error(main):
+    """Run `main`; expected errors (bad paths, impossible lengths) print one line and exit 2."""
+    try:
+        return main()
+    except (ValueError, FileNotFoundError) as error:
+        sys.exit(f"error: {error}")
