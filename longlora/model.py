@@ -63,12 +63,14 @@ def default_dtype() -> torch.dtype:
 
 
 def read_run_config(path: str) -> dict | None:
-    """The settings a train.py output was made with, or None for a plain model directory."""
-    file = os.path.join(path, RUN_CONFIG)
-    if not os.path.isfile(file):
-        return None
-    with open(file) as f:
-        return json.load(f)
+    """The settings a train.py output was made with (looked up in `path`, then in its parent
+    for a Trainer `checkpoint-N/` directory), or None for a plain model directory."""
+    for folder in (path, os.path.dirname(os.path.normpath(path))):
+        file = os.path.join(folder, RUN_CONFIG)
+        if os.path.isfile(file):
+            with open(file) as f:
+                return json.load(f)
+    return None
 
 
 def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | None = None,
@@ -85,8 +87,10 @@ def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | No
     run = read_run_config(path) or {}
     is_adapter = os.path.isfile(os.path.join(path, "adapter_config.json"))
     base = run.get("model_name_or_path", path) if is_adapter else path
-    config = AutoConfig.from_pretrained(path if not is_adapter or os.path.isfile(os.path.join(path, "config.json"))
-                                        else base)
+    has_config = os.path.isfile(os.path.join(path, "config.json"))
+    config = AutoConfig.from_pretrained(path if has_config else base)
+    if is_adapter and not has_config and run.get("model_max_length"):
+        apply_position_interpolation(config, run["model_max_length"])  # a checkpoint: re-derive the trained PI
     if target_len:
         apply_position_interpolation(config, target_len)
     model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=dtype or default_dtype(),

@@ -1,0 +1,81 @@
+# Shared settings for ablations/*.sh; each table script sources it with its own flags:
+#   source "$(dirname "$0")/common.sh" "$@"
+#
+# Flags every table script accepts:
+#   --scale mini|small|paper   mini (default): the committed mini model (256 tokens) extended 8x, CPU minutes;
+#                              small: SmolLM2-135M 8k -> 32k (GPU; `python convert_smollm2.py` first);
+#                              paper: Llama-2-7B from $LLAMA2_7B on 8 GPUs, the paper's steps/batch/DeepSpeed.
+#   --smoke                    CI mode: a few steps, two settings per table, results to a temporary folder.
+#   --dry_run                  print the commands instead of running them (try it with --scale paper).
+#   --steps N                  override the step budget of the scale.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SCALE=mini SMOKE=0 DRY_RUN=0 STEPS_OVERRIDE=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) SCALE="${2:?--scale needs mini, small or paper}"; shift 2 ;;
+    --smoke) SMOKE=1; shift ;;
+    --dry_run) DRY_RUN=1; shift ;;
+    --steps) STEPS_OVERRIDE="${2:?--steps needs a number}"; shift 2 ;;
+    -h|--help) sed -n '2,13p' ablations/common.sh; exit 0 ;;
+    *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+
+SEED=42
+case "$SCALE" in
+  mini)   # 7M-parameter Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
+    MODEL=models/mini; BASE_CTX=256; LENGTHS="1024 2048"; TARGET=2048; STEPS=60
+    LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"
+    LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048" ;;
+  small)  # SmolLM2-135M, window 8192 (convert_smollm2.py)
+    MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200
+    LR_LORA=2e-4; LR_FULL=2e-5; TRAIN_FLAGS="--gradient_accumulation_steps 8"
+    LAUNCH="python"; EVAL_WINDOWS=16; EVAL_LENGTHS="4096 8192 16384 32768" ;;
+  paper)  # the paper's recipe: 8 GPUs x batch 1 x accumulation 8, 1000 steps, lr 2e-5
+    MODEL="${LLAMA2_7B:-/path/to/Llama-2-7b-hf}"; BASE_CTX=4096; LENGTHS="8192 16384 32768"; TARGET=32768
+    STEPS=1000; LR_LORA=2e-5; LR_FULL=2e-5
+    TRAIN_FLAGS="--gradient_accumulation_steps 8 --bf16 --deepspeed configs/ds_zero2.json"
+    LAUNCH="torchrun --nproc_per_node 8"; EVAL_WINDOWS=0; EVAL_LENGTHS="2048 4096 8192 16384 32768" ;;
+  *) echo "error: --scale must be mini, small or paper, got '$SCALE'" >&2; exit 2 ;;
+esac
+[ -n "$STEPS_OVERRIDE" ] && STEPS="$STEPS_OVERRIDE"
+
+OUT_ROOT="outputs/$SCALE"
+RESULTS_FLAGS=""
+if [ "$SMOKE" = 1 ]; then  # seconds per setting: check the plumbing, never the numbers
+  STEPS=2; LENGTHS="512"; TARGET=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
+  OUT_ROOT="${SMOKE_DIR:-$(mktemp -d)}/outputs"
+  RESULTS_FLAGS="--results_dir ${SMOKE_DIR:-$OUT_ROOT/..}/results"
+fi
+
+# Settings loops call `first_settings LIST`: every setting normally, the first two with --smoke.
+first_settings() { if [ "$SMOKE" = 1 ]; then echo "$@" | tr ' ' '\n' | head -n 2 | tr '\n' ' '; else echo "$@"; fi; }
+
+run() {  # print, then run unless --dry_run
+  echo "+ $(printf '%q ' "$@")"
+  [ "$DRY_RUN" = 1 ] || "$@"
+}
+
+# train NAME CTX TRAINING [train.py flags...]: one fine-tuning run into $OUT_ROOT/NAME, skipped when
+# that directory already holds a finished output (config.json is written last).
+train() {
+  local name=$1 ctx=$2 training=$3; shift 3
+  local lr=$LR_LORA; [ "$training" = full ] && lr=$LR_FULL
+  if [ -f "$OUT_ROOT/$name/config.json" ] && [ "$DRY_RUN" = 0 ]; then echo "= $name already trained"; return; fi
+  run $LAUNCH train.py --model_name_or_path "$MODEL" --model_max_length "$ctx" --training "$training" \
+    --max_steps "$STEPS" --learning_rate "$lr" --seed "$SEED" --output_dir "$OUT_ROOT/$name" \
+    --save_steps "$STEPS" $TRAIN_FLAGS "$@"
+}
+
+# evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...]
+evaluate() {
+  local model=$1 table=$2 setting=$3 train_ctx=$4 lengths=$5; shift 5
+  run python eval_perplexity.py --model "$model" --seq_len $lengths --max_windows "$EVAL_WINDOWS" \
+    --experiment "$table" --table "$table" --setting "$setting" --train_ctx "$train_ctx" --scale "$SCALE" \
+    --seed "$SEED" $RESULTS_FLAGS "$@"
+}
+
+# The paper's setting labels (published_results.csv) for each --attention value.
+declare -A ATTN_LABEL=([full]=full_attn [short]=short_attn_no_shift [s2]=s2_attn)
