@@ -1,0 +1,122 @@
+"""Long documents that install offline from Debian packages (see setup.sh), and readers for
+users' own corpora. Each reader yields (doc_id, text).
+
+    books: Jane Austen's six novels (Debian r-cran-janeaustenr; Project Gutenberg texts,
+           public domain) -- a PG19-like book corpus, one document per novel.
+    math:  HOL Light (.ml, BSD-2-Clause) and the Coq standard library (.v, LGPL-2.1)
+           sources -- a proof-pile-like formal-math corpus, one document per file.
+    a folder of .txt / .jsonl ("text" field) files, or a Hugging Face dataset saved with
+           `save_to_disk` ("text" column): users' PG19 / proof-pile / RedPajama copies.
+"""
+
+import glob
+import gzip
+import json
+import os
+import re
+import warnings
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEBIAN_ROOTS = (REPO_ROOT / ".cache" / "debian-root", Path("/"))  # setup.sh extracts packages into the first
+AUSTEN_RDATA = "usr/lib/R/site-library/janeaustenr/data/Rdata"
+HOL_LIGHT_DIR = "usr/share/hol-light"
+COQ_DIR = "usr/lib/ocaml/coq/theories"
+MIN_DOC_CHARS = 2000  # shorter files (stubs, tiny lemmas) carry no long-range structure
+
+LICENSES = {"austen": "public domain (Project Gutenberg texts); janeaustenr package MIT",
+            "hol_light": "BSD-2-Clause", "coq": "LGPL-2.1 (a few files Expat/BSD-3-Clause)"}
+CORPORA = {"books": ("austen",), "math": ("hol_light", "coq")}
+
+
+def _debian_path(relative: str) -> Path:
+    for root in DEBIAN_ROOTS:
+        if (root / relative).exists():
+            return root / relative
+    raise FileNotFoundError(f"{relative} is not installed: run `bash setup.sh` first")
+
+
+def clean(text: str) -> str:
+    """Unix newlines, no trailing spaces, at most one blank line in a row."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t]+\n", "\n", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def austen() -> Iterator[tuple[str, str]]:
+    """The six novels from the package's R lazy-load database: a gzip index (.rdx) of
+    offsets into .rdb, whose chunks are a 4-byte length then zlib data; `rdata` parses
+    the serialized R character vectors (one line per element)."""
+    import rdata
+
+    base = str(_debian_path(AUSTEN_RDATA + ".rdb"))[:-4]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rdata warns that the stream has no file header
+        index = rdata.conversion.convert(rdata.parser.parse_data(gzip.decompress(Path(base + ".rdx").read_bytes())))
+        database = Path(base + ".rdb").read_bytes()
+        for name, (offset, length) in index["variables"].items():
+            chunk = database[int(offset):int(offset) + int(length)]
+            lines = rdata.conversion.convert(rdata.parser.parse_data(zlib.decompress(chunk[4:])))
+            yield f"austen/{name}", clean("\n".join(str(line) for line in lines))
+
+
+def _source_files(directory: str, pattern: str, name: str) -> Iterator[tuple[str, str]]:
+    root = _debian_path(directory)
+    for path in sorted(glob.glob(str(root / "**" / pattern), recursive=True)):
+        text = clean(Path(path).read_text(encoding="utf-8", errors="replace"))
+        if len(text) >= MIN_DOC_CHARS:
+            yield f"{name}/{Path(path).relative_to(root)}", text
+
+
+def hol_light() -> Iterator[tuple[str, str]]:
+    return _source_files(HOL_LIGHT_DIR, "*.ml", "hol_light")
+
+
+def coq() -> Iterator[tuple[str, str]]:
+    return _source_files(COQ_DIR, "*.v", "coq")
+
+
+def local_folder(folder: str) -> Iterator[tuple[str, str]]:
+    """Every .txt file is a document; every line of a .jsonl file with a "text" field is one."""
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"corpus folder {folder!r} does not exist")
+    files = sorted(glob.glob(os.path.join(folder, "**", "*.txt"), recursive=True)
+                   + glob.glob(os.path.join(folder, "**", "*.jsonl"), recursive=True))
+    if not files:
+        raise ValueError(f"no .txt or .jsonl files in {folder!r}")
+    for path in files:
+        relative = os.path.relpath(path, folder)
+        if path.endswith(".txt"):
+            yield relative, clean(Path(path).read_text(encoding="utf-8", errors="replace"))
+            continue
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f):
+                if line.strip():
+                    yield f"{relative}:{number}", clean(json.loads(line)["text"])
+
+
+def hf_disk(path: str) -> Iterator[tuple[str, str]]:
+    """A dataset written by `datasets.Dataset.save_to_disk` with a "text" column."""
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(path)
+    if isinstance(dataset, dict):
+        raise ValueError(f"{path!r} holds several splits ({', '.join(dataset)}); point --corpus at one of them")
+    for number, record in enumerate(dataset):
+        yield f"{os.path.basename(path)}:{number}", clean(record["text"])
+
+
+READERS = {"austen": austen, "hol_light": hol_light, "coq": coq}
+
+
+def documents(corpus: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """(documents, licences by source) for a named corpus, a folder, or a saved dataset."""
+    if corpus in CORPORA:
+        sources = CORPORA[corpus]
+        return [doc for source in sources for doc in READERS[source]()], {s: LICENSES[s] for s in sources}
+    if os.path.isfile(os.path.join(corpus, "dataset_info.json")) or os.path.isfile(
+            os.path.join(corpus, "dataset_dict.json")):
+        return list(hf_disk(corpus)), {corpus: "see the dataset's own licence"}
+    return list(local_folder(corpus)), {corpus: "see the corpus's own licence"}

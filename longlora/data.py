@@ -1,0 +1,116 @@
+"""Flat token streams, the paper's data format (the authors stored uint16 memmaps).
+
+A corpus is split by document (no document in two splits), each split is tokenized into
+one stream with EOS after every document, and written as `<split>.bin` beside a
+`manifest.json` (sources, licences, documents, token counts, dtype, checksums). Scripts
+find the default data with `default_data_path(model, "books", "test")`, which prepares
+it on first use.
+"""
+
+import hashlib
+import json
+import os
+import random
+import sys
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from longlora.corpora import REPO_ROOT, documents
+from longlora.model import read_run_config
+
+DEFAULT_MODEL = REPO_ROOT / "models" / "mini"
+DATA_ROOT = REPO_ROOT / "data"
+SPLITS = ("train", "validation", "test")
+MANIFEST = "manifest.json"
+
+
+def split_documents(doc_ids: list[str], seed: int = 0, val_fraction: float = 0.1,
+                    test_fraction: float = 0.1) -> dict[str, list[str]]:
+    """Deterministic document-level split; validation and test get at least one document."""
+    if len(doc_ids) < 3:
+        raise ValueError(f"need at least 3 documents to split into train/validation/test, got {len(doc_ids)}")
+    order = sorted(doc_ids)
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(val_fraction * len(order)))
+    n_test = max(1, round(test_fraction * len(order)))
+    if n_val + n_test >= len(order):
+        raise ValueError("validation and test fractions leave no training documents")
+    return {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    return np.dtype(np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32)
+
+
+def tokenize_stream(texts: list[str], tokenizer, desc: str = "tokenizing") -> np.ndarray:
+    """Concatenate the documents' tokens with EOS after each (no BOS: the paper's format)."""
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise ValueError("the tokenizer has no EOS token to separate documents")
+    pieces = []
+    for text in tqdm(texts, desc=desc, unit="doc"):
+        pieces.append(np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int64))
+        pieces.append(np.array([eos], dtype=np.int64))
+    return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def prepare(corpus: str, tokenizer_path: str, out: Path, seed: int = 0, val_fraction: float = 0.1,
+            test_fraction: float = 0.1) -> dict:
+    """Write train/validation/test streams and the manifest for `corpus`; returns the manifest."""
+    from transformers import AutoTokenizer
+
+    docs, licences = documents(corpus)
+    texts = dict(docs)
+    splits = split_documents(list(texts), seed, val_fraction, test_fraction)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
+    dtype = token_dtype(len(tokenizer))
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = {"corpus": corpus, "sources": licences, "tokenizer": str(tokenizer_path), "vocab_size": len(tokenizer),
+                "dtype": dtype.name, "eos_token_id": tokenizer.eos_token_id, "seed": seed,
+                "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "splits": {}}
+    for split in SPLITS:
+        tokens = tokenize_stream([texts[d] for d in splits[split]], tokenizer, desc=f"{split} ({len(splits[split])} docs)")
+        path = out / f"{split}.bin"
+        tokens.astype(dtype).tofile(path)
+        manifest["splits"][split] = {"file": path.name, "documents": splits[split], "num_documents": len(splits[split]),
+                                     "num_tokens": int(tokens.size), "sha256": sha256(path)}
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def load_token_stream(path: str) -> np.ndarray:
+    """Memory-map a `.bin` stream with the dtype its manifest.json records."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"token stream {path!r} does not exist (make one with prepare_data.py)")
+    manifest = Path(path).parent / MANIFEST
+    if not manifest.is_file():
+        raise FileNotFoundError(f"{manifest} is missing: token streams come with the manifest prepare_data.py writes")
+    return np.memmap(path, dtype=np.dtype(json.loads(manifest.read_text())["dtype"]), mode="r")
+
+
+def tokenizer_source(model_path: str) -> str:
+    """The base model whose tokenizer a model uses (a train.py output uses its base's)."""
+    run = read_run_config(model_path)
+    return run["model_name_or_path"] if run else model_path
+
+
+def default_data_path(model_path: str, corpus: str, split: str) -> str:
+    """`data/<model name>/<corpus>/<split>.bin`, prepared on first use."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    base = tokenizer_source(str(model_path))
+    out = DATA_ROOT / Path(os.path.normpath(base)).name / corpus
+    if not (out / MANIFEST).is_file():
+        print(f"preparing the {corpus} corpus for {base} in {out} (first use)")
+        prepare(corpus, base, out)
+    return str(out / f"{split}.bin")

@@ -1,0 +1,174 @@
+"""Pretrain the mini base model: a small Llama at a SHORT context (256 tokens), so that it
+breaks beyond its window exactly like Llama-2 beyond 4k -- the setting LongLoRA repairs.
+
+    python pretrain_base.py                      # ~30 min on 2 CPU cores, writes models/mini
+    python pretrain_base.py --max_steps 50 --out /tmp/mini   # a quick look
+
+Steps: (1) a byte-level BPE tokenizer (8192 tokens) trained on the training split of the
+book and math corpora; (2) both corpora tokenized with it (data/mini/<corpus>/); (3) a
+Llama (RoPE, RMSNorm, SwiGLU, grouped-query attention, untied head like Llama-2) trained on
+blocks of 256 tokens mixed from both training streams. Checkpoints every --save_every steps
+in --work_dir; rerunning resumes. The final model, tokenizer and PROVENANCE.json go to --out.
+"""
+
+import argparse
+import json
+import math
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tqdm import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from longlora.corpora import REPO_ROOT, documents
+from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--out", default=str(REPO_ROOT / "models" / "mini"), help="where the final model goes")
+    p.add_argument("--work_dir", default=str(REPO_ROOT / "outputs" / "pretrain_mini"), help="checkpoints and log")
+    p.add_argument("--vocab_size", type=int, default=8192, help="BPE vocabulary size")
+    p.add_argument("--context", type=int, default=256, help="pretraining context = the model's window")
+    p.add_argument("--hidden", type=int, default=256, help="hidden size")
+    p.add_argument("--layers", type=int, default=4, help="decoder layers")
+    p.add_argument("--heads", type=int, default=4, help="query heads (head_dim = hidden / heads)")
+    p.add_argument("--kv_heads", type=int, default=2, help="key/value heads (grouped-query attention)")
+    p.add_argument("--intermediate", type=int, default=704, help="SwiGLU hidden size")
+    p.add_argument("--batch_size", type=int, default=16, help="sequences per step")
+    p.add_argument("--max_steps", type=int, default=3000, help="optimizer steps")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 10%%)")
+    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    p.add_argument("--books_fraction", type=float, default=0.6, help="share of blocks drawn from the book corpus")
+    p.add_argument("--save_every", type=int, default=250, help="checkpoint (and validate) every N steps")
+    p.add_argument("--seed", type=int, default=1337, help="random seed")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    return p.parse_args()
+
+
+def train_tokenizer(out: Path, vocab_size: int) -> PreTrainedTokenizerFast:
+    """BPE on the training documents only, so validation/test text stays unseen."""
+    texts = []
+    for corpus in ("books", "math"):
+        docs = dict(documents(corpus)[0])
+        texts += [docs[d] for d in split_documents(list(docs))["train"]]
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=True,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tokenizer.train_from_iterator(texts, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+    fast.save_pretrained(out)
+    return fast
+
+
+def sample_blocks(streams: list[np.ndarray], weights: list[float], batch: int, context: int,
+                  rng: np.random.Generator) -> torch.Tensor:
+    rows = []
+    for source in rng.choice(len(streams), size=batch, p=weights):
+        start = rng.integers(0, len(streams[source]) - context - 1)
+        rows.append(np.asarray(streams[source][start:start + context], dtype=np.int64))
+    return torch.from_numpy(np.stack(rows))
+
+
+@torch.no_grad()
+def validation_loss(model, stream: np.ndarray, context: int, blocks: int = 16) -> float:
+    model.eval()
+    starts = np.linspace(0, len(stream) - context - 1, blocks).astype(int)
+    x = torch.from_numpy(np.stack([np.asarray(stream[s:s + context], dtype=np.int64) for s in starts]))
+    loss = model(x, labels=x).loss.item()
+    model.train()
+    return loss
+
+
+def learning_rate(step: int, args) -> float:
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.max_steps - args.warmup)
+    return args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+
+
+def main() -> None:
+    args = parse_args()
+    torch.manual_seed(args.seed)
+    torch.set_num_threads(args.threads)
+    out, work = Path(args.out), Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    if not (out / "tokenizer.json").is_file():
+        train_tokenizer(out, args.vocab_size)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(out)
+    streams = {}
+    for corpus in ("books", "math"):
+        folder = DATA_ROOT / out.name / corpus
+        if not (folder / "manifest.json").is_file():
+            prepare(corpus, str(out), folder)
+        streams[corpus] = (load_token_stream(str(folder / "train.bin")), load_token_stream(str(folder / "validation.bin")))
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.intermediate,
+                         num_hidden_layers=args.layers, num_attention_heads=args.heads,
+                         num_key_value_heads=args.kv_heads, max_position_embeddings=args.context,
+                         rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    step, elapsed, checkpoint = 0, 0.0, work / "checkpoint.pt"
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        step, elapsed = state["step"], state["elapsed"]
+        print(f"resuming at step {step}")
+    rng = np.random.default_rng(args.seed + step)
+    train_streams = [streams["books"][0], streams["math"][0]]
+    weights = [args.books_fraction, 1 - args.books_fraction]
+    log = open(work / "log.txt", "a")
+    start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
+    model.train()
+    while step < args.max_steps:
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(step, args)
+        x = sample_blocks(train_streams, weights, args.batch_size, args.context, rng)
+        loss = model(x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        bar.update()
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+        if step % args.save_every == 0 or step == args.max_steps:
+            val = {c: validation_loss(model, streams[c][1], args.context) for c in streams}
+            log.write(json.dumps({"step": step, "train_loss": loss.item(), "val_loss": val,
+                                  "seconds": time.time() - start}) + "\n")
+            log.flush()
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+                        "elapsed": time.time() - start}, checkpoint)
+    save_final(model, tokenizer, out, args, val, loss.item(), time.time() - start)
+
+
+def save_final(model, tokenizer, out: Path, args, val: dict, train_loss: float, seconds: float) -> None:
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
+    provenance = {"command": " ".join(["python", "pretrain_base.py"] + sys.argv[1:]), "seed": args.seed,
+                  "git_commit": commit.stdout.strip() or "uncommitted", "hardware": f"{platform.processor() or platform.machine()}, "
+                  f"{torch.get_num_threads()} CPU threads", "wall_seconds": round(seconds, 1),
+                  "tokens_seen": args.max_steps * args.batch_size * args.context, "final_train_loss": train_loss,
+                  "final_validation_loss": val, "parameters": sum(p.numel() for p in model.parameters()),
+                  "arguments": vars(args)}
+    (out / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2))
+    print(json.dumps(provenance, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Shared fixtures: a tiny Llama with its own BPE tokenizer, and a token stream on disk."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TEXT = ["The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. " * 4,
+        "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 4,
+        "What is the pass key? The pass key is 12345. Remember it. 0123456789 " * 4]
+
+
+def make_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(TEXT, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> str:
+    """A 2-layer GQA Llama with a 64-token window, saved like a real checkpoint."""
+    path = str(tmp_path_factory.mktemp("tiny_model"))
+    tokenizer = make_tokenizer()
+    tokenizer.save_pretrained(path)
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=3)
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def token_stream(tmp_path_factory, tiny_model_dir) -> str:
+    """A flat uint16 token stream with its manifest, in prepare_data.py's format."""
+    folder = tmp_path_factory.mktemp("stream")
+    ids = PreTrainedTokenizerFast.from_pretrained(tiny_model_dir)(" ".join(TEXT * 20))["input_ids"]
+    tokens = np.array(ids, dtype=np.uint16)
+    tokens.tofile(folder / "train.bin")
+    (folder / "manifest.json").write_text(json.dumps({"dtype": "uint16", "eos_token_id": 2}))
+    return str(folder / "train.bin")
+
+
+def run_script(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run a top-level script of the repo as a user would."""
+    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONPATH": REPO, "TOKENIZERS_PARALLELISM": "false"})

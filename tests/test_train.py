@@ -1,0 +1,63 @@
+"""train.py end to end on a tiny model: trains, saves, resumes, and the output loads."""
+
+import json
+import os
+
+import torch
+from conftest import run_script
+
+from longlora.model import load_model
+
+STEPS = ["--max_steps", "5", "--save_steps", "3", "--logging_steps", "1"]
+
+
+def train(model_dir, stream, out, *extra):
+    result = run_script("train.py", "--model_name_or_path", model_dir, "--model_max_length", "256",
+                        "--data", stream, "--output_dir", str(out), "--learning_rate", "1e-2", *STEPS, *extra)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_lora_plus_s2_run_saves_resumes_and_loads(tiny_model_dir, token_stream, tmp_path):
+    out = tmp_path / "run"
+    train(tiny_model_dir, token_stream, out)
+    files = set(os.listdir(out))
+    assert {"adapter_model.safetensors", "adapter_config.json", "config.json", "longlora_config.json",
+            "loss_log.jsonl", "tokenizer.json"} <= files
+    run = json.loads((out / "longlora_config.json").read_text())
+    assert run["attention"] == "s2" and run["training"] == "lora_plus" and run["model_max_length"] == 256
+    losses = [json.loads(line)["loss"] for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 5 and all(map(lambda x: x == x, losses))
+
+    resumed = train(tiny_model_dir, token_stream, out, "--max_steps", "7")
+    assert "resuming from" in resumed.stdout and "checkpoint-5" in resumed.stdout
+
+    model, tokenizer = load_model(str(out))
+    assert model.config.rope_parameters["rope_type"] == "linear" and model.config.rope_parameters["factor"] == 4.0
+    assert model.config._attn_implementation != "s2_attention"
+    base, _ = load_model(tiny_model_dir, target_len=256)
+    x = torch.tensor([tokenizer("The sky is blue. The grass is green.")["input_ids"]])
+    with torch.no_grad():
+        trained_loss = model(x, labels=x).loss
+        base_loss = base(x, labels=x).loss
+    assert not torch.allclose(trained_loss, base_loss)  # the adapter and trained embed/norms are applied
+    head = {n: p for n, p in model.named_parameters() if "lm_head" in n}
+    torch.testing.assert_close(next(iter(head.values())), base.lm_head.weight)  # the head stayed frozen
+
+
+def test_full_finetuning_with_short_attention_saves_a_plain_model(tiny_model_dir, token_stream, tmp_path):
+    out = tmp_path / "full"
+    train(tiny_model_dir, token_stream, out, "--training", "full", "--attention", "short")
+    assert os.path.isfile(out / "model.safetensors")
+    model, _ = load_model(str(out))
+    assert model.config.max_position_embeddings == 256 and model.config._attn_implementation == "sdpa"
+
+
+def test_bad_flags_give_one_line_errors(tiny_model_dir, token_stream, tmp_path):
+    result = run_script("train.py", "--attention", "sideways", "--output_dir", str(tmp_path))
+    assert result.returncode == 2 and "invalid choice" in result.stderr
+    result = run_script("train.py", "--model_name_or_path", tiny_model_dir, "--data", token_stream,
+                        "--model_max_length", "10000000", "--output_dir", str(tmp_path))
+    assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("error:")
+    result = run_script("train.py", "--help")
+    assert result.returncode == 0 and "--group_size_ratio" in result.stdout and "--trainable_params" in result.stdout
