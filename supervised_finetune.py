@@ -40,8 +40,8 @@ class SFTArguments:
     system_prompt: str = field(default=SYSTEM_PROMPT, metadata={"help": "System prompt of the llama2_chat template."})
     packing: bool = field(default=False, metadata={
         "help": "Pack consecutive records into rows of --model_max_length tokens, position_ids restarting per "
-                "record (needs a group attention: S2-Attn keeps attention inside each record). With "
-                "--group_size_ratio the groups follow the row's length; --group_size makes them per-record exact."})
+                "record (needs a group attention: S2-Attn keeps attention inside each record and "
+                "sizes each record's groups from its own length, so a packed record gets its loss alone)."})
     load_in_4bit: bool = field(default=False, metadata={
         "help": "QLoRA: load the base model in 4-bit NF4 (bitsandbytes, CUDA only); merge_lora.py merges the "
                 "adapter into the unquantized base."})

@@ -12,7 +12,8 @@ sequence into its first tokens, a bug of the authors' non-flash path).
 
 Rules (see README "S2-Attn semantics"):
   * G = group_size, or ceil(group_size_ratio * L) with L the number of real (non-pad)
-    tokens of each row, so padding a row never changes its groups. The last group of a
+    tokens of each document (a row, or a packed record), so padding or packing never
+    changes a sequence's groups. The last group of a
     sequence may be shorter than G; every length is accepted.
   * Heads [0, H - H//2) use plain groups, heads [H - H//2, H) shifted ones: with an odd
     head count (SmolLM2 has 9) the extra head is an unshifted one.
@@ -66,12 +67,15 @@ class S2Config:
             raise ValueError(f"group_size must be >= 2 tokens, got {self.group_size}")
 
 
-def _group_sizes(valid: torch.Tensor, cfg: S2Config) -> torch.Tensor:
-    """G per row (B,): fixed, or a fraction of the row's real tokens."""
+def _group_sizes(valid: torch.Tensor, doc_starts: torch.Tensor, cfg: S2Config) -> torch.Tensor:
+    """G for every token (B, N): fixed, or a fraction of the real tokens of its document
+    (a row, or a packed record), so padding or packing never changes a sequence's groups."""
     if cfg.group_size is not None:
-        return torch.full((valid.shape[0],), cfg.group_size, device=valid.device)
-    lengths = valid.sum(1)
-    return torch.ceil(lengths * cfg.group_size_ratio).long().clamp(min=2)
+        return torch.full(valid.shape, cfg.group_size, device=valid.device)
+    doc_ids = torch.cumsum(doc_starts.flatten(), 0) - 1  # (B*N,) running document index
+    lengths = torch.bincount(doc_ids[valid.flatten()], minlength=int(doc_ids.max()) + 1)
+    sizes = torch.ceil(lengths[doc_ids.clamp(min=0)] * cfg.group_size_ratio).long().clamp(min=2)
+    return sizes.view(valid.shape)
 
 
 def _document_starts(valid: torch.Tensor, position_ids: torch.Tensor | None) -> torch.Tensor:
@@ -89,13 +93,13 @@ def _segments(valid: torch.Tensor, doc_starts: torch.Tensor, group: torch.Tensor
     A segment is a (document, group) pair: tokens attend causally inside it only.
     Shifted groups are offset by G/2 from the document start, so the first G/2 tokens of
     each document form a short group of their own and the last group ends at the
-    document's end (no wrap-around).
+    document's end (no wrap-around). `group` holds each token's G, (B, N).
     """
     n = valid.shape[1]
     arange = torch.arange(n, device=valid.device).expand_as(valid)
     start_pos = torch.cummax(torch.where(doc_starts, arange, 0), dim=1).values
     pos_in_doc = arange - start_pos  # (B, N)
-    g = group[:, None]
+    g = group
     group_index = (pos_in_doc + (g // 2 if shifted else 0)) // g
     prev_index = F.pad(group_index[:, :-1], (1, 0), value=-1)
     new_segment = (doc_starts | (group_index != prev_index)) & valid
@@ -196,26 +200,27 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
     key, value = (x.repeat_interleave(repeats, dim=1) for x in (key, value))
     valid = (torch.ones(b, n, dtype=torch.bool, device=query.device) if attention_mask is None
              else attention_mask[:, -n:].bool())
-    group = _group_sizes(valid, cfg)
+    packed = position_ids is not None and bool((position_ids[..., 1:] == 0).any())
+    doc_starts = _document_starts(valid, position_ids if packed else None)
+    group = _group_sizes(valid, doc_starts, cfg)
     if cfg.pattern in MASK_PATTERNS:
         mask = _sparse_mask(cfg.pattern, n, int(group.max()), num_heads, query.device)[None]
         mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
         return out.transpose(1, 2).contiguous(), None
 
-    packed = position_ids is not None and bool((position_ids[..., 1:] == 0).any())
     out = torch.zeros_like(query)
     for heads, shifted in zip(_shifted_heads(cfg.pattern, num_heads, module.layer_idx), (False, True)):
         if heads.start == heads.stop:
             continue
         q, k, v = query[:, heads], key[:, heads], value[:, heads]
-        g = int(group[0])
-        if attention_mask is None and not packed and n % g == 0 and g % 2 == 0 and bool((group == g).all()):
+        g = int(group[0, 0])
+        if attention_mask is None and not packed and n % g == 0 and g % 2 == 0:
             out[:, heads] = _attend_uniform(q, k, v, g, shifted, scaling, dropout)
             continue
         h = q.shape[1]
         flat = [x.transpose(1, 2).reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
-        starts, lengths = _segments(valid, _document_starts(valid, position_ids), group, shifted)
+        starts, lengths = _segments(valid, doc_starts, group, shifted)
         seg_out, index = _attend_segments(*flat, starts, lengths, scaling, dropout)
         head_out = torch.zeros_like(flat[0])
         head_out[index] = seg_out.to(head_out.dtype)

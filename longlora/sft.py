@@ -14,8 +14,8 @@ Packing (`pack_examples`) puts several records in one row with position_ids rest
 at 0 for each; the S2-Attn function treats those resets as document boundaries, so no
 attention crosses records. Full/SDPA attention with a padding mask would attend across
 them, so packing is only allowed with group attention patterns (`PACKING_ATTENTION`).
-A fixed group size (`group_size`) gives a packed record exactly its loss alone; with
-`group_size_ratio` the attention function sizes groups from the whole row's real tokens.
+Groups are sized per record (ceil(group_size_ratio x record length), or a fixed
+`group_size`), so a packed record gets exactly the loss it has alone.
 """
 
 import json

@@ -126,14 +126,17 @@ def test_padding_in_a_batch_does_not_change_a_row():
         torch.testing.assert_close(together[1, :30], model(short).logits[0], atol=1e-5, rtol=1e-5)
 
 
-def test_packed_documents_do_not_see_each_other():
-    model = enable_s2_attention(tiny(), group_size=8)
+@pytest.mark.parametrize("groups", [{"group_size": 8}, {"group_size_ratio": 0.25}])
+def test_packed_documents_do_not_see_each_other(groups):
+    """A packed record gets its logits alone; with a ratio, G comes from the record's length."""
+    model = enable_s2_attention(tiny(), **groups)
     a, b = torch.randint(0, 97, (1, 20)), torch.randint(0, 97, (1, 12))
     packed = torch.cat([a, b], 1)
     position_ids = torch.cat([torch.arange(20), torch.arange(12)])[None]
     with torch.no_grad():
         out = model(packed, position_ids=position_ids).logits
         torch.testing.assert_close(out[:, 20:], model(b).logits, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(out[:, :20], model(a).logits, atol=1e-5, rtol=1e-5)
 
 
 def test_sparse_patterns_are_causal():

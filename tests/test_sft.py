@@ -102,7 +102,7 @@ def test_batch_of_two_gives_each_record_its_own_loss_under_s2():
 
 def test_packed_records_have_the_losses_they_have_alone_under_s2():
     tokenizer = make_tokenizer()
-    model = tiny_s2_model(tokenizer, group_size=16)
+    model = tiny_s2_model(tokenizer, group_size_ratio=0.25)
     a, b = tokenize_records(make_records(2, seed=2), tokenizer, "llama2_chat", "Be brief.", 512)
     (packed,) = pack_examples([a, b], max_length=len(a["input_ids"]) + len(b["input_ids"]))
     n = len(a["input_ids"])
