@@ -74,12 +74,13 @@ def read_run_config(path: str) -> dict | None:
 
 
 def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | None = None,
-               attn_implementation: str | None = None):
+               attn_implementation: str | None = None, quantization_config=None):
     """Load a base model, a full fine-tuned output, or a LoRA output of train.py.
 
     For a LoRA output the base model named in its run config is loaded with the output's
     config (which carries the trained RoPE scaling) and the adapter is applied on top.
-    `target_len` extends the context further with position interpolation.
+    `target_len` extends the context further with position interpolation;
+    `quantization_config` loads the base in 4 bits (QLoRA, GPU only).
     Returns (model, tokenizer).
     """
     if not os.path.exists(path) and os.sep in path:
@@ -94,7 +95,8 @@ def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | No
     if target_len:
         apply_position_interpolation(config, target_len)
     model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=dtype or default_dtype(),
-                                                 attn_implementation=attn_implementation)
+                                                 attn_implementation=attn_implementation,
+                                                 quantization_config=quantization_config)
     if is_adapter:
         if run.get("untie_head"):
             untie_output_head(model)

@@ -11,6 +11,7 @@ import os
 
 import numpy as np
 import torch
+from peft import prepare_model_for_kbit_training
 from transformers import Trainer, TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -47,15 +48,19 @@ class LossLog(TrainerCallback):
 
 
 def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lora_args: LoraArguments,
-                  dtype: torch.dtype | None = None):
+                  dtype: torch.dtype | None = None, quantization_config=None):
     """Base model with position interpolation, trainable set and training attention.
 
     Returns (model, tokenizer, saved_config): saved_config is the extended config as it
     must be written beside a LoRA output (before any untying of the head).
+    `quantization_config` (QLoRA) loads the frozen base in 4 bits.
     """
     model, tokenizer = load_model(model_args.model_name_or_path, target_len=model_args.model_max_length,
-                                  dtype=dtype or torch.float32)
+                                  dtype=dtype or torch.float32, quantization_config=quantization_config)
     saved_config = copy.deepcopy(model.config)
+    if quantization_config is not None:
+        saved_config.__dict__.pop("quantization_config", None)  # the adapter belongs to the unquantized base
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if attn_args.attention != "full":
         enable_s2_attention(model, attn_args.group_size_ratio, attn_args.group_size, pattern=attn_args.attention)
     model = setup_training(model, lora_args.training_mode())
