@@ -26,15 +26,15 @@ done
 SEED=42
 case "$SCALE" in
   mini)   # 7M-parameter Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
-    MODEL=models/mini; BASE_CTX=256; LENGTHS="1024 2048"; TARGET=2048; STEPS=60
+    MODEL=models/mini; BASE_CTX=256; LENGTHS="1024 2048"; TARGET=2048; STEPS=60; GROUP_LENGTHS=2048
     LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"
     LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048" ;;
   small)  # SmolLM2-135M, window 8192 (convert_smollm2.py)
-    MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200
+    MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200; GROUP_LENGTHS=32768
     LR_LORA=2e-4; LR_FULL=2e-5; TRAIN_FLAGS="--gradient_accumulation_steps 8"
     LAUNCH="python"; EVAL_WINDOWS=16; EVAL_LENGTHS="4096 8192 16384 32768" ;;
   paper)  # the paper's recipe: 8 GPUs x batch 1 x accumulation 8, 1000 steps, lr 2e-5
-    MODEL="${LLAMA2_7B:-/path/to/Llama-2-7b-hf}"; BASE_CTX=4096; LENGTHS="8192 16384 32768"; TARGET=32768
+    MODEL="${LLAMA2_7B:-/path/to/Llama-2-7b-hf}"; BASE_CTX=4096; LENGTHS="8192 16384 32768"; TARGET=32768; GROUP_LENGTHS="8192 16384"
     STEPS=1000; LR_LORA=2e-5; LR_FULL=2e-5
     TRAIN_FLAGS="--gradient_accumulation_steps 8 --bf16 --deepspeed configs/ds_zero2.json"
     LAUNCH="torchrun --nproc_per_node 8"; EVAL_WINDOWS=0; EVAL_LENGTHS="2048 4096 8192 16384 32768" ;;
@@ -45,7 +45,7 @@ esac
 OUT_ROOT="outputs/$SCALE"
 RESULTS_FLAGS=""
 if [ "$SMOKE" = 1 ]; then  # seconds per setting: check the plumbing, never the numbers
-  STEPS=2; LENGTHS="512"; TARGET=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
+  STEPS=2; LENGTHS="512"; TARGET=512; GROUP_LENGTHS=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
   OUT_ROOT="${SMOKE_DIR:-$(mktemp -d)}/outputs"
   RESULTS_FLAGS="--results_dir ${SMOKE_DIR:-$OUT_ROOT/..}/results"
 fi

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Paper Table 7: S2-Attn group size as a fraction of the context (1/2, 1/4, 1/6, 1/8) against full
-# attention, LoRA+, at each training length, book corpus validation with full attention.
+# attention, LoRA+, at each training length (mini: the target only), book corpus validation with full attention.
 # Appends to results/table7.csv.
 # Claim: 1/2 and 1/4 cost almost nothing; 1/6 and 1/8 a little more.
 source "$(dirname "$0")/common.sh" "$@"
-for ctx in $LENGTHS; do
+for ctx in $GROUP_LENGTHS; do
   for group in $(first_settings 4 full 2 6 8); do
     if [ "$group" = full ]; then
       name="loraplus_full_$ctx"; train "$name" "$ctx" lora_plus --attention full

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every miniature table and figure in sequence (CPU; runs shared between tables are trained once),
+# then the figures and the README's results section. Flags pass through (e.g. --smoke, --scale small).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+for table in table1 table2 table3_14 table6 table7 table8 figure5 figure4; do
+  echo "=== $table"
+  bash "ablations/$table.sh" "$@"
+done
+python plot_results.py
