@@ -122,4 +122,5 @@ def exit_on_error(main):
     try:
         return main()
     except (ValueError, FileNotFoundError) as error:
-        sys.exit(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)

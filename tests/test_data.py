@@ -1,0 +1,65 @@
+"""prepare_data.py's format on a tiny local corpus: splits, EOS, round trip, manifest."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+from conftest import run_script
+from transformers import AutoTokenizer
+
+from longlora.corpora import clean
+from longlora.data import load_token_stream, prepare, split_documents
+
+DOCS = {f"doc{i}.txt": f"Document number {i}.\n\nIt has a body of text, line after line. " * (i + 3) for i in range(8)}
+
+
+@pytest.fixture()
+def corpus(tmp_path):
+    folder = tmp_path / "corpus"
+    (folder / "sub").mkdir(parents=True)
+    for name, text in DOCS.items():
+        (folder / ("sub" if name == "doc7.txt" else "") / name).write_text(text + "   \n\n\n\n")
+    (folder / "more.jsonl").write_text("\n".join(json.dumps({"text": f"A json record {i}. " * 9}) for i in range(2)))
+    return folder
+
+
+def test_splits_are_disjoint_deterministic_and_complete():
+    ids = [f"d{i}" for i in range(20)]
+    splits = split_documents(ids, seed=3)
+    assert splits == split_documents(list(reversed(ids)), seed=3)
+    assert sorted(sum(splits.values(), [])) == sorted(ids)
+    assert len(splits["validation"]) == 2 and len(splits["test"]) == 2
+    with pytest.raises(ValueError, match="at least 3"):
+        split_documents(["a", "b"])
+
+
+def test_streams_have_eos_between_documents_and_decode_back(corpus, tmp_path, tiny_model_dir):
+    out = tmp_path / "out"
+    manifest = prepare(str(corpus), tiny_model_dir, out, seed=1)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    texts = {doc_id: text for doc_id, text in [("sub/doc7.txt", DOCS["doc7.txt"])]
+             + [(name, text) for name, text in DOCS.items() if name != "doc7.txt"]}
+    texts.update({f"more.jsonl:{i}": f"A json record {i}. " * 9 for i in range(2)})
+    seen = []
+    for split, info in manifest["splits"].items():
+        tokens = load_token_stream(str(out / info["file"]))
+        assert tokens.dtype == np.uint16 and len(tokens) == info["num_tokens"]
+        assert hashlib.sha256((out / info["file"]).read_bytes()).hexdigest() == info["sha256"]
+        eos_positions = np.flatnonzero(tokens == tokenizer.eos_token_id)
+        assert len(eos_positions) == info["num_documents"] and eos_positions[-1] == len(tokens) - 1
+        pieces = np.split(np.asarray(tokens, dtype=np.int64), eos_positions + 1)[:-1]
+        for doc_id, piece in zip(info["documents"], pieces):
+            assert tokenizer.decode(piece[:-1]) == clean(texts[doc_id])
+        seen += info["documents"]
+    assert sorted(seen) == sorted(texts)
+    assert manifest["dtype"] == "uint16" and manifest["eos_token_id"] == tokenizer.eos_token_id
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+
+
+def test_prepare_data_cli_errors_in_one_line(tmp_path, tiny_model_dir):
+    result = run_script("prepare_data.py", "--corpus", str(tmp_path / "missing"), "--tokenizer", tiny_model_dir)
+    assert result.returncode == 2 and result.stderr.strip() == \
+        f"error: corpus folder {str(tmp_path / 'missing')!r} does not exist"
+    result = run_script("prepare_data.py", "--val_fraction", "1.5")
+    assert result.returncode == 2 and "between 0 and 1" in result.stderr
