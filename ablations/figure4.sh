@@ -11,7 +11,7 @@ trials=10; [ "$SMOKE" = 1 ] && trials=1
 passkey() {  # MODEL SETTING [passkey_retrieval.py flags...]
   local model=$1 setting=$2; shift 2
   run python passkey_retrieval.py --model "$model" --min_tokens "$interval" --max_tokens "$max" \
-    --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --setting "$setting" \
+    --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --table figure4 --setting "$setting" \
     --train_ctx "$TARGET" --scale "$SCALE" $RESULTS_FLAGS "$@"
 }
 passkey "$MODEL" base --no_pi

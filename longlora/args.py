@@ -124,3 +124,42 @@ def exit_on_error(main):
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+@dataclass
+class EvalModelArguments:
+    """The evaluated model, prepared as in training (one path: longlora.model.load_model)."""
+
+    model: str = field(default=str(DEFAULT_MODEL), metadata={
+        "help": "Base model directory, a train.py / supervised_finetune.py output (adapter applied), one of its "
+                "checkpoint-N/ directories, or a merged model."})
+    rope_target: int | None = field(default=None, metadata={
+        "help": "Context length position interpolation is computed for (factor ceil(target / window) on top of "
+                "the model's own). Default: the longest evaluated length; past a trained model's length this is "
+                "'pushing PI further at inference' (paper Figure 4)."})
+    no_pi: bool = field(default=False, metadata={
+        "help": "Evaluate without any new position interpolation (shows a base model's breakdown past its window)."})
+    attention: str = field(default="full", metadata={
+        "help": "Attention at evaluation: full (the paper's protocol) or a training pattern such as s2 "
+                "(Table 6 'eval=train_pattern').", "choices": ATTENTION_CHOICES})
+    group_size_ratio: float = field(default=0.25, metadata={"help": "Group size ratio when --attention is not full."})
+    dtype: str = field(default="auto", metadata={
+        "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16.",
+        "choices": ("auto", "fp32", "bf16", "fp16")})
+
+    def torch_dtype(self) -> torch.dtype | None:
+        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
+
+
+@dataclass
+class ResultArguments:
+    """How a measured row is labelled in results/<experiment>.csv (columns of the paper's CSV)."""
+
+    experiment: str = field(default="perplexity", metadata={"help": "CSV name under the results folder."})
+    table: str = field(default="-", metadata={"help": "Paper table or figure the row belongs to (e.g. table1)."})
+    setting: str = field(default="-", metadata={"help": "Setting label as in published_results.csv, e.g. s2_attn|lora_plus."})
+    train_ctx: int = field(default=0, metadata={"help": "Training context of the evaluated model (0: not fine-tuned)."})
+    scale: str = field(default="mini", metadata={"help": "mini, small or paper.", "choices": ("mini", "small", "paper")})
+    note: str = field(default="", metadata={"help": "Free note stored with the row (e.g. step=200)."})
+    seed: int = field(default=42, metadata={"help": "Seed of window sampling / passkey draws."})
+    results_dir: str | None = field(default=None, metadata={"help": "Results folder (default: results/)."})

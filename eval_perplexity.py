@@ -1,0 +1,76 @@
+"""Sliding-window perplexity, the paper's protocol (LongLoRA §4.1, the authors' eval.py).
+
+    python eval_perplexity.py --seq_len 256 512 1024 2048               # the mini base model, books test
+    python eval_perplexity.py --model outputs/train --seq_len 2048 --corpus math
+    python eval_perplexity.py --model outputs/llama2-7b-32k --seq_len 32768 \
+        --data data/Llama-2-7b-hf/pg19/test.bin --dataset_name pg19 --scale paper     # paper scale
+
+Windows of seq_len tokens start every --stride tokens of one flat token stream, the last
+incomplete one dropped; each window's loss is the mean next-token loss over the whole
+window and perplexity = exp(mean of the window losses) -- the number the paper reports
+(metric `perplexity`). The token-level perplexity exp(mean token loss) is written too
+(metric `perplexity_token`); with equal-length windows the two agree. The model is loaded
+once, with position interpolation for the longest length (or --rope_target), and full
+attention unless --attention says otherwise. Rows go to results/<experiment>.csv.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+
+from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, parse_args
+from longlora.data import default_data_path, load_token_stream, tokenizer_source
+from longlora.evaluation import load_for_evaluation, perplexity
+from longlora.results import append_result
+
+
+@dataclass
+class PerplexityArguments:
+    seq_len: list[int] = field(default_factory=lambda: [2048], metadata={
+        "help": "Evaluation length(s) in tokens, e.g. --seq_len 256 512 1024 2048."})
+    stride: int = field(default=256, metadata={"help": "Tokens between window starts (paper: 256)."})
+    corpus: str = field(default="books", metadata={"help": "Embedded corpus when --data is not given: books or math.",
+                                                   "choices": ("books", "math")})
+    split: str = field(default="test", metadata={"help": "Split of the embedded corpus.",
+                                                 "choices": ("train", "validation", "test")})
+    data: str | None = field(default=None, metadata={"help": "A token stream .bin from prepare_data.py (overrides "
+                                                             "--corpus/--split)."})
+    dataset_name: str | None = field(default=None, metadata={"help": "Dataset label in the CSV (default: corpus)."})
+    max_windows: int = field(default=0, metadata={"help": "Evaluate at most this many windows, evenly spaced "
+                                                          "(0: all, the paper's protocol)."})
+    sample: bool = field(default=False, metadata={"help": "Draw --max_windows windows at random (--seed) instead."})
+    batch_size: int = field(default=1, metadata={"help": "Windows per forward pass."})
+
+    def __post_init__(self) -> None:
+        if min(self.seq_len) < 2 or self.stride < 1 or self.max_windows < 0 or self.batch_size < 1:
+            raise ValueError("--seq_len must be >= 2, --stride and --batch_size >= 1, --max_windows >= 0")
+
+
+def main() -> None:
+    ppl_args, model_args, result_args = parse_args(PerplexityArguments, EvalModelArguments, ResultArguments,
+                                                   description=__doc__.split("\n")[0])
+    data = ppl_args.data or default_data_path(model_args.model, ppl_args.corpus, ppl_args.split)
+    tokens = load_token_stream(data)
+    model, _ = load_for_evaluation(model_args, max(ppl_args.seq_len))
+    base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
+    rows = []
+    for seq_len in ppl_args.seq_len:
+        start = time.time()
+        result = perplexity(model, tokens, seq_len, ppl_args.stride, ppl_args.max_windows or None,
+                            ppl_args.batch_size, ppl_args.sample, result_args.seed)
+        print(f"{model_args.model} @ {seq_len}: perplexity {result['perplexity']:.3f} "
+              f"({result['windows']} windows)")
+        for metric in ("perplexity", "perplexity_token"):
+            rows.append({"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
+                         "setting": result_args.setting,
+                         "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
+                         "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
+                         "value": round(result[metric], 4), "metric": metric, "note": result_args.note,
+                         "scale": result_args.scale, "seed": result_args.seed,
+                         "wall_seconds": round(time.time() - start, 1), "samples": result["windows"]})
+    path = append_result(result_args.experiment, rows, result_args.results_dir)
+    print(f"wrote {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

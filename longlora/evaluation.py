@@ -1,0 +1,115 @@
+"""The paper's two evaluations: sliding-window perplexity and passkey retrieval.
+
+Perplexity (LongLoRA's eval.py): windows of `seq_len` tokens start every `stride` tokens
+of one flat token stream (the last incomplete one dropped); each window's mean
+next-token loss over the whole window; perplexity = exp(mean of the window losses).
+Passkey retrieval (Landmark Attention's format, paper §4.2 / Figure 4): a key hidden in
+filler text at a random depth; greedy decoding; exact match.
+"""
+
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+        "I will quiz you about the important information there.")
+FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+KEY_LINE = "The pass key is {key}. Remember it. {key} is the pass key."
+QUESTION = "What is the pass key? The pass key is"
+MAX_KEY = 50000
+
+
+def load_for_evaluation(args, longest: int):
+    """Model and tokenizer with PI for `longest` tokens (or --rope_target, or none with
+    --no_pi) and the requested attention; full attention unless told otherwise."""
+    from longlora.attention import enable_s2_attention
+    from longlora.model import load_model
+
+    target = None if args.no_pi else (args.rope_target or longest)
+    model, tokenizer = load_model(args.model, target_len=target, dtype=args.torch_dtype())
+    if args.attention != "full":
+        enable_s2_attention(model, args.group_size_ratio, pattern=args.attention)
+    if torch.cuda.is_available():
+        model.cuda()
+    return model.eval(), tokenizer
+
+
+def window_starts(num_tokens: int, seq_len: int, stride: int, max_windows: int | None = None,
+                  sample: bool = False, seed: int = 0) -> list[int]:
+    """Start of every window that has seq_len inputs and seq_len targets; optionally a
+    deterministic subset: evenly spaced, or a seeded random sample."""
+    if num_tokens <= seq_len:
+        raise ValueError(f"the token stream has {num_tokens} tokens, too few for one window of {seq_len}")
+    starts = list(range(0, num_tokens - seq_len, stride))
+    if not max_windows or max_windows >= len(starts):
+        return starts
+    if sample:
+        return sorted(np.random.default_rng(seed).choice(starts, size=max_windows, replace=False).tolist())
+    return [starts[i] for i in np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+
+
+@torch.no_grad()
+def perplexity(model, tokens: np.ndarray, seq_len: int, stride: int = 256, max_windows: int | None = None,
+               batch_size: int = 1, sample: bool = False, seed: int = 0, progress: bool = True) -> dict:
+    """{'perplexity': exp(mean window loss), 'perplexity_token': exp(mean token loss), 'windows'}.
+
+    All windows have seq_len targets, so the two agree up to float error; both are reported
+    because other codebases quote the second.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    starts = window_starts(len(tokens), seq_len, stride, max_windows, sample, seed)
+    window_losses, token_loss_sum = [], 0.0
+    for i in tqdm(range(0, len(starts), batch_size), desc=f"perplexity @{seq_len}", disable=not progress):
+        batch = np.stack([np.asarray(tokens[s:s + seq_len + 1], dtype=np.int64) for s in starts[i:i + batch_size]])
+        batch = torch.from_numpy(batch).to(device)
+        logits = model(batch[:, :-1]).logits.float()
+        losses = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")  # (B, seq_len)
+        window_losses += losses.mean(dim=1).tolist()
+        token_loss_sum += losses.sum().item()
+    return {"perplexity": math.exp(float(np.mean(window_losses))),
+            "perplexity_token": math.exp(token_loss_sum / (len(starts) * seq_len)), "windows": len(starts)}
+
+
+def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float) -> list[int]:
+    """Token ids of a passkey prompt of exactly `num_tokens` tokens, the key line after
+    `depth` (0..1) of the filler. Built from token pieces so its length is exact."""
+    def encode(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    head, key_ids, tail = bos + encode(TASK + "\n"), encode("\n" + KEY_LINE.format(key=key) + "\n"), encode(
+        "\n" + QUESTION)
+    room = num_tokens - len(head) - len(key_ids) - len(tail)
+    if room < 0:
+        raise ValueError(f"{num_tokens} tokens cannot hold a passkey prompt (needs {num_tokens - room})")
+    one = encode(FILLER)
+    filler = (one * (room // len(one) + 1))[:room]
+    before = round(depth * room)
+    return head + filler[:before] + key_ids + filler[before:] + tail
+
+
+def answered(text: str, key: int) -> bool:
+    """Exact match: the first integer of the continuation is the key."""
+    match = re.search(r"\d+", text)
+    return bool(match) and int(match.group()) == key
+
+
+@torch.no_grad()
+def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.random.Generator,
+                     depth: float | None = None) -> float:
+    """Share of `trials` prompts whose key the model reproduces (random depth unless given)."""
+    device = next(model.parameters()).device
+    correct = 0
+    for _ in range(trials):
+        key = int(rng.integers(1, MAX_KEY + 1))
+        ids = passkey_prompt(tokenizer, num_tokens, key, rng.random() if depth is None else depth)
+        answer_len = len(tokenizer(f" {key}", add_special_tokens=False)["input_ids"])
+        output = model.generate(torch.tensor([ids], device=device), max_new_tokens=answer_len, do_sample=False,
+                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+        correct += answered(tokenizer.decode(output[0, len(ids):], skip_special_tokens=True), key)
+    return correct / trials

@@ -1,0 +1,77 @@
+"""One results format: every evaluation appends rows to results/<experiment>.csv.
+
+The first columns are those of the paper's published_results.csv, so measured rows sit
+beside published ones; the rest say how to reproduce the number (scale, seed, commit,
+hardware, date, wall time, the exact command, number of windows or trials).
+"""
+
+import csv
+import datetime
+import os
+import platform
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from longlora.corpora import REPO_ROOT
+
+RESULTS_DIR = REPO_ROOT / "results"
+PUBLISHED_SOURCE = REPO_ROOT.parent / "shared" / "paper" / "published_results.csv"
+PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]
+COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples"]
+
+
+def git_commit() -> str:
+    """Short commit of the code that made a number, '+dirty' if tracked files were changed."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
+    dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "*.py", "*.sh"], cwd=REPO_ROOT).returncode
+    return (head.stdout.strip() or "uncommitted") + ("+dirty" if dirty else "")
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name()} x{torch.cuda.device_count()}"
+    return f"CPU {platform.machine()} x{os.cpu_count()} ({torch.get_num_threads()} threads)"
+
+
+def command_line() -> str:
+    return shlex.join(["python", os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:])
+
+
+def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathLike | None = None) -> Path:
+    """Append rows to <results_dir>/<experiment>.csv; provenance columns are filled here.
+
+    Each row must give every paper column plus scale, seed, wall_seconds and samples.
+    """
+    provenance = {"git_commit": git_commit(), "hardware": hardware(), "command": command_line(),
+                  "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    path = Path(results_dir or RESULTS_DIR) / f"{experiment}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    complete = [{**provenance, **row} for row in rows]
+    for row in complete:
+        missing = [c for c in COLUMNS if c not in row]
+        if missing:
+            raise ValueError(f"result row for {experiment} lacks {missing}")
+    new = not path.is_file()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="raise")
+        if new:
+            writer.writeheader()
+        writer.writerows({c: row[c] for c in COLUMNS} for row in complete)
+    return path
+
+
+def read_results(path: str | os.PathLike) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_published(results_dir: str | os.PathLike | None = None) -> Path:
+    """results/published.csv: the paper's numbers, columns as in shared/paper."""
+    target = Path(results_dir or RESULTS_DIR) / "published.csv"
+    shutil.copyfile(PUBLISHED_SOURCE, target)
+    return target

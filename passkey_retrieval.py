@@ -1,0 +1,70 @@
+"""Passkey retrieval (paper Figure 4, Landmark Attention's format), and a depth x length
+heatmap (needle-in-a-haystack style).
+
+    python passkey_retrieval.py --model outputs/train --max_tokens 4096          # accuracy per length
+    python passkey_retrieval.py --model outputs/train --heatmap --max_tokens 2048
+    python passkey_retrieval.py --model outputs/llama2-7b-32k --min_tokens 1024 --max_tokens 40960 \
+        --interval 1024 --rope_target 49152 --scale paper        # paper scale, PI pushed past 32k
+
+A prompt is the instruction line, filler ("The grass is green. ...") with the line "The
+pass key is K. Remember it. K is the pass key." at a random depth, then "What is the pass
+key? The pass key is"; K is uniform in [1, 50000]. Lengths are counted in tokens of the
+model's tokenizer and are exact. Greedy decoding of as many tokens as the answer needs;
+a trial counts when the first integer of the continuation is K. Rows (metric accuracy,
+eval_ctx = length; with --heatmap a note depth=D) go to results/<experiment>.csv.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, parse_args
+from longlora.data import tokenizer_source
+from longlora.evaluation import load_for_evaluation, passkey_accuracy
+from longlora.results import append_result
+
+HEATMAP_DEPTHS = [i / 10 for i in range(11)]
+
+
+@dataclass
+class PasskeyArguments:
+    min_tokens: int = field(default=256, metadata={"help": "Shortest prompt, in tokens."})
+    max_tokens: int = field(default=4096, metadata={"help": "Longest prompt, in tokens."})
+    interval: int = field(default=256, metadata={"help": "Step between prompt lengths, in tokens (paper: ~1k)."})
+    num_tests: int = field(default=10, metadata={"help": "Trials per length (per cell with --heatmap)."})
+    heatmap: bool = field(default=False, metadata={"help": "Fixed depths 0%, 10%, ..., 100% instead of random."})
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_tokens <= self.max_tokens or self.interval < 1 or self.num_tests < 1:
+            raise ValueError("need 0 < --min_tokens <= --max_tokens, --interval >= 1 and --num_tests >= 1")
+
+
+def main() -> None:
+    pk_args, model_args, result_args = parse_args(PasskeyArguments, EvalModelArguments, ResultArguments,
+                                                  description=__doc__.split("\n")[0])
+    if result_args.experiment == "perplexity":
+        result_args.experiment = "passkey"
+    model, tokenizer = load_for_evaluation(model_args, pk_args.max_tokens)
+    rng = np.random.default_rng(result_args.seed)
+    base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
+    depths = HEATMAP_DEPTHS if pk_args.heatmap else [None]
+    rows = []
+    for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval):
+        for depth in depths:
+            start = time.time()
+            accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth)
+            note = " ".join(x for x in (result_args.note, "" if depth is None else f"depth={depth:.1f}") if x)
+            print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")
+            rows.append({"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
+                         "setting": result_args.setting, "dataset": "passkey", "split": "-", "eval_ctx": length,
+                         "value": accuracy, "metric": "accuracy", "note": note, "scale": result_args.scale,
+                         "seed": result_args.seed, "wall_seconds": round(time.time() - start, 1),
+                         "samples": pk_args.num_tests})
+    path = append_result(result_args.experiment, rows, result_args.results_dir)
+    print(f"wrote {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

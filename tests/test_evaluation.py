@@ -1,0 +1,117 @@
+"""Evaluation protocols against independent computations written here."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import make_tokenizer, run_script
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from longlora.evaluation import KEY_LINE, answered, passkey_accuracy, passkey_prompt, perplexity
+from longlora.results import COLUMNS, append_result, read_results
+
+
+def tiny_model():
+    torch.manual_seed(0)
+    return LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                        num_attention_heads=2, max_position_embeddings=128)).eval()
+
+
+def reference_perplexity(model, tokens, seq_len, stride):
+    """Windows start at 0, stride, ... while a full window of targets remains."""
+    losses, start = [], 0
+    while start + seq_len + 1 <= len(tokens):
+        x = torch.tensor(tokens[start:start + seq_len + 1], dtype=torch.long)
+        with torch.no_grad():
+            logits = model(x[None, :-1]).logits[0]
+        log_probs = torch.log_softmax(logits, dim=-1)
+        losses.append(-sum(log_probs[i, x[i + 1]].item() for i in range(seq_len)) / seq_len)
+        start += stride
+    return math.exp(sum(losses) / len(losses)), len(losses)
+
+
+@pytest.mark.parametrize("length,seq_len,stride", [(200, 32, 16), (161, 32, 32), (100, 50, 7)])
+def test_perplexity_matches_an_explicit_window_loop(length, seq_len, stride):
+    model = tiny_model()
+    tokens = np.random.default_rng(0).integers(0, 50, length).astype(np.uint16)
+    expected, windows = reference_perplexity(model, tokens, seq_len, stride)
+    for batch_size in (1, 2):
+        result = perplexity(model, tokens, seq_len, stride, batch_size=batch_size, progress=False)
+        assert result["windows"] == windows
+        assert result["perplexity"] == pytest.approx(expected, rel=1e-5)
+        assert result["perplexity_token"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_window_subsets_are_deterministic():
+    model = tiny_model()
+    tokens = np.random.default_rng(1).integers(0, 50, 400).astype(np.uint16)
+    a = perplexity(model, tokens, 32, 8, max_windows=5, sample=True, seed=3, progress=False)
+    b = perplexity(model, tokens, 32, 8, max_windows=5, sample=True, seed=3, progress=False)
+    assert a == b and a["windows"] == 5
+    with pytest.raises(ValueError, match="too few"):
+        perplexity(model, tokens[:10], 32, 8, progress=False)
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.3, 0.77, 1.0])
+def test_passkey_prompt_has_exact_length_and_the_key_once_at_its_depth(depth):
+    tokenizer = make_tokenizer()
+    for length in (400, 1000):
+        ids = passkey_prompt(tokenizer, length, 31337, depth)
+        assert len(ids) == length
+        text = tokenizer.decode(ids)
+        assert text.count("31337") == 2 and text.count(KEY_LINE.format(key=31337)) == 1
+        before = text.index("The pass key is 31337")
+        filler_before = text[:before].count("The grass is green")
+        filler_total = text.count("The grass is green")
+        assert abs(filler_before / filler_total - depth) <= 1.5 / filler_total + 0.02
+
+
+class FakeModel(torch.nn.Module):
+    """Answers the key written in its prompt (oracle) or a wrong number."""
+
+    def __init__(self, tokenizer, oracle: bool):
+        super().__init__()
+        self.weight, self.tokenizer, self.oracle = torch.nn.Parameter(torch.zeros(1)), tokenizer, oracle
+
+    def generate(self, ids, max_new_tokens, **kwargs):
+        key = int(self.tokenizer.decode(ids[0]).split("The pass key is ")[1].split(".")[0])
+        answer = f" {key if self.oracle else key + 1}"
+        new = self.tokenizer(answer, add_special_tokens=False)["input_ids"][:max_new_tokens]
+        return torch.cat([ids, torch.tensor([new])], dim=1)
+
+
+def test_passkey_scoring_is_exact_match():
+    tokenizer = make_tokenizer()
+    rng = np.random.default_rng(0)
+    assert passkey_accuracy(FakeModel(tokenizer, True), tokenizer, 300, 5, rng) == 1.0
+    assert passkey_accuracy(FakeModel(tokenizer, False), tokenizer, 300, 5, rng) == 0.0
+    assert answered(" 123. Remember", 123) and not answered(" 1234", 123) and not answered(" none", 1)
+
+
+def test_result_rows_carry_every_column(tmp_path):
+    row = {c: "x" for c in ("table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value",
+                            "metric", "note", "scale", "seed", "wall_seconds", "samples")}
+    path = append_result("demo", [row, row], tmp_path)
+    rows = read_results(path)
+    assert len(rows) == 2 and list(rows[0]) == COLUMNS and all(rows[0][c] for c in COLUMNS)
+    del row["metric"]
+    with pytest.raises(ValueError, match="metric"):
+        append_result("demo", [row], tmp_path)
+
+
+def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
+    result = run_script("eval_perplexity.py", "--model", tiny_model_dir, "--data", token_stream, "--seq_len", "32",
+                        "64", "--max_windows", "3", "--results_dir", str(tmp_path), "--setting", "base")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = read_results(tmp_path / "perplexity.csv")
+    assert [(r["eval_ctx"], r["metric"]) for r in rows] == [("32", "perplexity"), ("32", "perplexity_token"),
+                                                            ("64", "perplexity"), ("64", "perplexity_token")]
+    result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "200", "--max_tokens",
+                        "300", "--interval", "100", "--num_tests", "1", "--results_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [r["eval_ctx"] for r in read_results(tmp_path / "passkey.csv")] == ["200", "300"]
+    result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "5", "--max_tokens", "10")
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: 5 tokens cannot hold")
+    result = run_script("passkey_retrieval.py", "--max_tokens", "10")
+    assert result.returncode == 2 and "--min_tokens <= --max_tokens" in result.stderr.strip().splitlines()[-1]
