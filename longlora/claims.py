@@ -1,0 +1,129 @@
+"""The paper's claims as checks on measured rows, for scales where absolute numbers cannot
+match (mini, small): each check looks at the *shape* of a table.
+
+Thresholds are fixed here, before looking at results, and printed with every verdict.
+A check returns (verdict, evidence) with verdict PASS, FAIL or NOT RUN.
+"""
+
+from collections import defaultdict
+
+CLOSE = 0.10  # "stays with / close to": within 10% perplexity
+
+
+def _ppl(rows, table):
+    """{(setting, train_ctx, eval_ctx): perplexity} of one table (last row wins)."""
+    return {(r["setting"], int(r["train_ctx"]), int(r["eval_ctx"])): float(r["value"])
+            for r in rows if r["table"] == table and r["metric"] == "perplexity"}
+
+
+def table1(rows):
+    p = _ppl(rows, "table1")
+    verdicts = []
+    for ctx in sorted({c for _, c, _ in p}):
+        full, short, s2 = (p.get((f"{a}|full_ft", ctx, ctx)) for a in ("full_attn", "short_attn_no_shift", "s2_attn"))
+        if None in (full, short, s2):
+            continue
+        verdicts.append((s2 <= full * (1 + CLOSE) and short > s2,
+                         f"{ctx}: full {full:.2f}, short {short:.2f}, S2 {s2:.2f}"))
+    return verdicts, f"S2-Attn within {CLOSE:.0%} of full attention and short-without-shift worse than S2"
+
+
+def table2(rows):
+    p = {s.split("|")[0]: v for (s, c, e), v in _ppl(rows, "table2").items() if c == e}
+    lora = [v for s, v in p.items() if s.startswith("lora_r") and "+" not in s]
+    if "lora_r8+norm+embed" not in p or not lora or "full_ft" not in p:
+        return [], "LoRA+ closer to full fine-tuning than LoRA at any rank"
+    plus, full = p["lora_r8+norm+embed"], p["full_ft"]
+    return [(plus < min(lora), f"LoRA+ {plus:.2f}, best LoRA {min(lora):.2f}, full FT {full:.2f}")], \
+        "LoRA+ closer to full fine-tuning than LoRA at any rank"
+
+
+def falling_with_length(table):
+    def check(rows):
+        curves = defaultdict(dict)
+        for (setting, ctx, length), v in _ppl(rows, table).items():
+            if length <= ctx:
+                curves[(setting, ctx)][length] = v
+        verdicts = []
+        for (setting, ctx), curve in sorted(curves.items()):
+            values = [curve[k] for k in sorted(curve)]
+            verdicts.append((all(b <= a * 1.01 for a, b in zip(values, values[1:])),
+                             f"{setting}: " + ", ".join(f"{k}: {curve[k]:.2f}" for k in sorted(curve))))
+        return verdicts, "perplexity falls (within 1%) as the evaluation length grows up to the training length"
+    return check
+
+
+def table6(rows):
+    p = {s.split("|")[0]: v for (s, _, _), v in _ppl(rows, "table6").items() if s.endswith("eval=full_attn")}
+    if "s2_cross_heads" not in p or len(p) < 2:
+        return [], "S2-Attn (cross heads) transfers best to full attention"
+    others = {k: v for k, v in p.items() if k != "s2_cross_heads"}
+    best = min(others, key=others.get)
+    return [(p["s2_cross_heads"] <= others[best] * (1 + 0.01),
+             f"S2 {p['s2_cross_heads']:.2f}; best other {best} {others[best]:.2f}")], \
+        "S2-Attn (cross heads) transfers best to full attention (within 1% of the best)"
+
+
+def table7(rows):
+    p = _ppl(rows, "table7")
+    verdicts = []
+    for ctx in sorted({c for _, c, _ in p}):
+        full = p.get(("group=full|lora_plus", ctx, ctx))
+        half, quarter = p.get(("group=1/2|lora_plus", ctx, ctx)), p.get(("group=1/4|lora_plus", ctx, ctx))
+        if None in (full, half, quarter):
+            continue
+        verdicts.append((max(half, quarter) <= full * (1 + CLOSE),
+                         f"{ctx}: full {full:.2f}, 1/2 {half:.2f}, 1/4 {quarter:.2f}"))
+    return verdicts, f"group sizes 1/2 and 1/4 within {CLOSE:.0%} of full attention"
+
+
+def table8(rows):
+    p = {s: v for (s, _, _), v in _ppl(rows, "table8").items() if s != "full_attn"}
+    if len(p) < 2:
+        return [], "shift variants within 2% of each other"
+    return [(max(p.values()) <= min(p.values()) * 1.02, ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.items())))], \
+        "shift variants within 2% of each other"
+
+
+def figure4(rows):
+    acc = defaultdict(dict)
+    for r in rows:
+        if r["table"] == "figure4" and r["metric"] == "accuracy":
+            acc[r["setting"]][int(r["eval_ctx"])] = (float(r["value"]), int(r["train_ctx"]))
+    curve = acc.get("longlora", {})
+    if not curve:
+        return [], "LongLoRA model: passkey accuracy >= 0.9 up to its training length"
+    inside = [a for length, (a, ctx) in curve.items() if length <= ctx]
+    return [(min(inside) >= 0.9, "longlora: " + ", ".join(f"{k}: {v[0]:.1f}" for k, v in sorted(curve.items())))], \
+        "LongLoRA model: passkey accuracy >= 0.9 up to its training length"
+
+
+def figure5(rows):
+    final = {}
+    for r in rows:
+        if r["table"] == "figure5" and r["metric"] == "perplexity" and r["note"].startswith("step="):
+            step = int(r["note"].split("=")[1])
+            if step >= final.get(r["setting"], (-1, 0))[0]:
+                final[r["setting"]] = (step, float(r["value"]))
+    if {"s2_attn|full_ft", "s2_attn|lora_plus"} - set(final):
+        return [], f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
+    full, plus = final["s2_attn|full_ft"][1], final["s2_attn|lora_plus"][1]
+    return [(plus <= full * (1 + CLOSE), f"full FT {full:.2f}, LoRA+ {plus:.2f}")], \
+        f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
+
+
+CHECKS = {"table1": table1, "table2": table2, "table3": falling_with_length("table3"),
+          "table14": falling_with_length("table14"), "table6": table6, "table7": table7, "table8": table8,
+          "figure4": figure4, "figure5": figure5}
+
+
+def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
+    """(table, claim, verdict, evidence) for every table; NOT RUN where rows are missing."""
+    out = []
+    for table, check in CHECKS.items():
+        results, claim = check(rows)
+        if not results:
+            out.append((table, claim, "NOT RUN", "no measured rows"))
+        for ok, evidence in results:
+            out.append((table, claim, "PASS" if ok else "FAIL", evidence))
+    return out

@@ -1,0 +1,46 @@
+"""plot_results.py on small synthetic CSVs: figures, README section, claim verdicts."""
+
+import os
+
+from conftest import run_script
+
+from longlora.claims import verdicts
+from longlora.results import append_result
+
+BASE = {"model": "mini", "dataset": "books", "split": "validation", "metric": "perplexity", "note": "",
+        "scale": "mini", "seed": 1, "wall_seconds": 1, "samples": 4}
+
+
+def table1_rows(s2_value):
+    return [{**BASE, "table": "table1", "train_ctx": 1024, "eval_ctx": 1024, "setting": setting, "value": value}
+            for setting, value in (("full_attn|full_ft", 10.0), ("short_attn_no_shift|full_ft", 12.0),
+                                   ("s2_attn|full_ft", s2_value))]
+
+
+def test_claim_checks_pass_and_fail_on_the_numbers():
+    table = {v[0]: v[2] for v in verdicts(table1_rows(10.5))}
+    assert table["table1"] == "PASS" and table["table2"] == "NOT RUN"
+    assert {v[0]: v[2] for v in verdicts(table1_rows(11.5))}["table1"] == "FAIL"  # S2 15% worse than full
+    curve = [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n, "setting": "s2_attn|lora_plus",
+              "value": v} for n, v in ((256, 9.0), (1024, 8.0), (2048, 8.5))]
+    assert {v[0]: v[2] for v in verdicts(curve)}["table14"] == "FAIL"
+
+
+def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
+    append_result("table1", table1_rows(10.2), tmp_path)
+    append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
+                               "setting": "s2_attn|lora_plus", "value": 10.0 - n / 1024} for n in (256, 1024)],
+                  tmp_path)
+    (tmp_path / "published.csv").write_text(
+        "table,model,train_ctx,setting,dataset,split,eval_ctx,value,metric,note\n"
+        "table1,llama2-7b,1024,s2_attn|full_ft,pg19,validation,1024,8.04,perplexity,\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(tmp_path / "figures")) == ["table1.png", "table14.png"]
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("<!-- results:end -->\ntail\n")
+    assert "| table1 |" in text and "| s2_attn\\|full_ft |" in text and "8.04" in text and "PASS" in text
+    result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--compare")
+    assert "ratio" in result.stdout and "PASS" in result.stdout
