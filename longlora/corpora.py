@@ -29,6 +29,8 @@ MIN_DOC_CHARS = 2000  # shorter files (stubs, tiny lemmas) carry no long-range s
 LICENSES = {"austen": "public domain (Project Gutenberg texts); janeaustenr package MIT",
             "hol_light": "BSD-2-Clause", "coq": "LGPL-2.1 (a few files Expat/BSD-3-Clause)"}
 CORPORA = {"books": ("austen",), "math": ("hol_light", "coq")}
+GUTENBERG_START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG.*$", re.MULTILINE | re.IGNORECASE)
+GUTENBERG_END = re.compile(r"^\*\*\* ?END OF (THE|THIS) PROJECT GUTENBERG", re.MULTILINE | re.IGNORECASE)
 
 
 def _debian_path(relative: str) -> Path:
@@ -39,8 +41,13 @@ def _debian_path(relative: str) -> Path:
 
 
 def clean(text: str) -> str:
-    """Unix newlines, no trailing spaces, at most one blank line in a row."""
+    """Unix newlines, no trailing spaces, at most one blank line in a row, and no Project
+    Gutenberg header or licence footer (users' raw Gutenberg files carry them; PG19 does not)."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if start := GUTENBERG_START.search(text):
+        text = text[start.end():]
+    if end := GUTENBERG_END.search(text):
+        text = text[:end.start()]
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
@@ -93,8 +100,12 @@ def local_folder(folder: str) -> Iterator[tuple[str, str]]:
             continue
         with open(path, encoding="utf-8") as f:
             for number, line in enumerate(f):
-                if line.strip():
-                    yield f"{relative}:{number}", clean(json.loads(line)["text"])
+                if not line.strip():
+                    continue
+                record = json.loads(line)
+                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                    raise ValueError(f"{path}:{number + 1} has no \"text\" string field")
+                yield f"{relative}:{number}", clean(record["text"])
 
 
 def hf_disk(path: str) -> Iterator[tuple[str, str]]:
@@ -104,6 +115,8 @@ def hf_disk(path: str) -> Iterator[tuple[str, str]]:
     dataset = load_from_disk(path)
     if isinstance(dataset, dict):
         raise ValueError(f"{path!r} holds several splits ({', '.join(dataset)}); point --corpus at one of them")
+    if "text" not in dataset.column_names:
+        raise ValueError(f"dataset {path!r} has no \"text\" column (columns: {', '.join(dataset.column_names)})")
     for number, record in enumerate(dataset):
         yield f"{os.path.basename(path)}:{number}", clean(record["text"])
 
@@ -112,11 +125,12 @@ READERS = {"austen": austen, "hol_light": hol_light, "coq": coq}
 
 
 def documents(corpus: str) -> tuple[list[tuple[str, str]], dict[str, str]]:
-    """(documents, licences by source) for a named corpus, a folder, or a saved dataset."""
+    """(documents, licences by source) for a named corpus, a folder, or a saved dataset.
+    Users' documents that are empty once cleaned are dropped (they would be a bare EOS)."""
     if corpus in CORPORA:
         sources = CORPORA[corpus]
         return [doc for source in sources for doc in READERS[source]()], {s: LICENSES[s] for s in sources}
     if os.path.isfile(os.path.join(corpus, "dataset_info.json")) or os.path.isfile(
             os.path.join(corpus, "dataset_dict.json")):
-        return list(hf_disk(corpus)), {corpus: "see the dataset's own licence"}
-    return list(local_folder(corpus)), {corpus: "see the corpus's own licence"}
+        return [d for d in hf_disk(corpus) if d[1]], {corpus: "see the dataset's own licence"}
+    return [d for d in local_folder(corpus) if d[1]], {corpus: "see the corpus's own licence"}
