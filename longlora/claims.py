@@ -16,6 +16,23 @@ def _ppl(rows, table):
             for r in rows if r["table"] == table and r["metric"] == "perplexity"}
 
 
+def base_model(rows):
+    """The premise LongLoRA starts from: a model breaks beyond its window, and position
+    interpolation without fine-tuning does not repair it."""
+    claim = "base model: perplexity at 8x its window is above its in-window value, without and with PI alone"
+    verdicts = []
+    for dataset in sorted({r["dataset"] for r in rows if r["table"] == "base_model"}):
+        d = {(s, e): r for (s, _, e), r in _ppl([r for r in rows if r["dataset"] == dataset], "base_model").items()}
+        window = min((e for s, e in d if s == "base|no_pi"), default=None)
+        longest = max((e for s, e in d if s == "base|pi"), default=None)
+        if window is None or longest is None or ("base|no_pi", longest) not in d:
+            continue
+        inside, no_pi, pi = d[("base|no_pi", window)], d[("base|no_pi", longest)], d[("base|pi", longest)]
+        verdicts.append((min(no_pi, pi) > inside, f"{dataset}: @{window} {inside:.2f}; @{longest} "
+                                                  f"no PI {no_pi:.2f}, PI {pi:.2f}"))
+    return verdicts, claim
+
+
 def table1(rows):
     p = _ppl(rows, "table1")
     verdicts = []
@@ -112,7 +129,7 @@ def figure5(rows):
         f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
 
 
-CHECKS = {"table1": table1, "table2": table2, "table3": falling_with_length("table3"),
+CHECKS = {"base_model": base_model, "table1": table1, "table2": table2, "table3": falling_with_length("table3"),
           "table14": falling_with_length("table14"), "table6": table6, "table7": table7, "table8": table8,
           "figure4": figure4, "figure5": figure5}
 

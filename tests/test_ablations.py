@@ -10,7 +10,7 @@ from conftest import REPO
 from longlora.results import COLUMNS, read_results
 
 SCRIPTS = ["base_model", "table1", "table2", "table3_14", "table6", "table7", "table8", "figure5", "figure4"]
-EXPERIMENTS = {"table3_14": ["table3", "table14"]}
+EXPERIMENTS = {"table3_14": ["table3", "table14"], "figure4": ["figure4", "figure4_heatmap"]}
 MINI = os.path.join(REPO, "models", "mini", "model.safetensors")
 
 

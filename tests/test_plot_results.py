@@ -26,6 +26,15 @@ def test_claim_checks_pass_and_fail_on_the_numbers():
     assert {v[0]: v[2] for v in verdicts(curve)}["table14"] == "FAIL"
 
 
+def test_base_model_claim_needs_both_no_pi_and_pi_worse_than_in_window():
+    def rows(pi_value):
+        return [{**BASE, "table": "base_model", "train_ctx": 0, "eval_ctx": n, "setting": s, "value": v}
+                for s, n, v in (("base|no_pi", 256, 60.0), ("base|no_pi", 2048, 100.0), ("base|pi", 2048, pi_value))]
+
+    assert {v[0]: v[2] for v in verdicts(rows(80.0))}["base_model"] == "PASS"
+    assert {v[0]: v[2] for v in verdicts(rows(55.0))}["base_model"] == "FAIL"  # PI alone repaired it
+
+
 def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
     append_result("table1", table1_rows(10.2), tmp_path)
     append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
