@@ -83,6 +83,42 @@ def bar_figure(table: str, rows: list[dict], out: str) -> None:
     plt.close(fig)
 
 
+def efficiency_figure(rows: list[dict], out: str) -> None:
+    """bench_attention.py rows: per kernel and level, bars per length of the measured speedup
+    of S2-Attn beside its FLOP ratio, then the median times and the peak memory."""
+    rows = [r for r in latest(rows).values() if r["table"] == "efficiency"]
+    panels = sorted({(r["setting"].split("|")[-1], r["note"]) for r in rows})
+    if not panels:
+        return
+    fig, axes = plt.subplots(3, len(panels), figsize=(5 * len(panels), 9), squeeze=False)
+
+    def series(note, setting, metric):
+        return {int(r["eval_ctx"]): float(r["value"]) for r in rows
+                if r["note"] == note and r["setting"] == setting and r["metric"] == metric}
+
+    def bars(ax, named: dict, ylabel: str):
+        lengths = sorted({n for values in named.values() for n in values})
+        width = 0.8 / len(named)
+        for i, (label, values) in enumerate(named.items()):
+            ax.bar([j + i * width for j in range(len(lengths))], [values.get(n, 0) for n in lengths], width,
+                   label=label)
+        ax.set_xticks([j + width * (len(named) - 1) / 2 for j in range(len(lengths))], lengths)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+
+    for col, (level, note) in enumerate(panels):
+        full, s2 = f"full_attn|{level}", f"s2_attn|{level}"
+        bars(axes[0][col], {"measured speedup full/S2": series(note, s2, "speedup_vs_full"),
+                            "FLOP ratio full/S2": series(note, s2, "flop_ratio")}, "ratio")
+        bars(axes[1][col], {s: series(note, s, "ms_median") for s in (full, s2)}, "median ms (forward + backward)")
+        bars(axes[2][col], {s: series(note, s, "peak_mem_mb") for s in (full, s2)}, "peak memory (MB)")
+        axes[0][col].set_title(f"{level}: {' '.join(note.split()[:3])}", fontsize=9)
+        axes[2][col].set_xlabel("sequence length N")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "efficiency.png"), dpi=120)
+    plt.close(fig)
+
+
 def cell(text) -> str:
     return str(text).replace("|", "\\|")
 
@@ -144,6 +180,8 @@ def main() -> None:
     for table in sorted({r["table"] for r in measured}):
         if table in CURVE_TABLES:
             curve_figure(table, measured, [r for r in published if r["table"] == table], out)
+        elif table == "efficiency":
+            efficiency_figure(measured, out)
         else:
             bar_figure(table, measured, out)
     text = markdown(measured, published)

@@ -89,8 +89,8 @@ def run_training(model, tokenizer, saved_config, train_dataset, training_args, c
                                       and getattr(saved_config, "tie_word_embeddings", False)})
     print(json.dumps({k: resolved[k] for k in ("model_name_or_path", "model_max_length", "attention", "training",
                                                "trainable_parameters", "total_parameters")}))
-    if training_args.gradient_checkpointing:
-        training_args.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    if training_args.activation_checkpointing:  # non-reentrant: the frozen embeddings' outputs need no grad
+        training_args.activation_checkpointing_kwargs = {"use_reentrant": False}
     trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=data_collator,
                       processing_class=tokenizer, callbacks=[LossLog()])
     checkpoint = get_last_checkpoint(training_args.output_dir) if training_args.resume else None

@@ -1,0 +1,238 @@
+"""S2-Attn against full attention: time, throughput and peak memory, with the FLOP ratios beside.
+
+    python bench_attention.py                        # the mini config, CPU lengths 1024..8192
+    python bench_attention.py --smoke                # seconds; rows go to a temporary folder
+    python bench_attention.py --model /path/to/Llama-2-7b-hf --seq_len 8192 16384 --scale paper   # GPU
+
+Two levels, both forward + backward (no optimizer step), on random inputs:
+  layer  one attention call on q, k, v of shape (1, heads, N, head_dim) from the model's
+         config: longlora.attention.s2_attention_forward against the transformers function of
+         the full-attention kernel (sdpa: scaled_dot_product_attention with is_causal);
+  step   a whole training forward + backward of a model built from the config (random
+         weights: the time does not depend on them), loss on N tokens.
+S2-Attn runs on SDPA (PyTorch's flash kernel on a GPU), so `sdpa` is the same kernel family;
+on a GPU with flash-attn installed, full attention is also timed with flash_attention_2.
+bf16 on a GPU, fp32 on a CPU. Each number is the median of --repeats timed runs after
+--warmup untimed ones. Peak memory is the increase over what is held before the timed runs
+(weights, inputs): on a GPU torch.cuda.max_memory_allocated (tensors only); on a CPU the
+kernel's peak resident set size (VmHWM, reset through /proc/self/clear_refs after freed heap
+pages are returned with malloc_trim), so it also counts allocator and library buffers (Linux).
+Next to the measured speedup full/S2: the theoretical ratios, attention FLOPs N/G for a
+layer and longlora.flops' whole forward for a step (a step is ~3x its forward either way).
+Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
+"""
+
+import ctypes
+import gc
+import math
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from transformers import AutoModelForCausalLM
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+from longlora.args import exit_on_error, parse_args
+from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
+from longlora.data import DEFAULT_MODEL
+from longlora.flops import dims, forward_flops, load_config
+from longlora.results import append_result
+
+CPU_LENGTHS, GPU_LENGTHS, SMOKE_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768], [128, 256]
+
+
+@dataclass
+class BenchArguments:
+    model: str = field(default=str(DEFAULT_MODEL), metadata={
+        "help": "Model directory whose config.json is benchmarked (weights are not loaded), or the preset "
+                "llama2-7b. Default: the committed mini model."})
+    seq_len: list[int] | None = field(default=None, metadata={
+        "help": f"Sequence lengths N. Default: {CPU_LENGTHS} on a CPU, {GPU_LENGTHS} on a GPU."})
+    levels: list[str] = field(default_factory=lambda: ["layer", "step"], metadata={
+        "help": "What is timed: layer (one attention call) and/or step (a whole forward + backward).",
+        "choices": ("layer", "step")})
+    kernels: list[str] | None = field(default=None, metadata={
+        "help": "Full-attention implementations to compare S2-Attn with (transformers names). Default: sdpa, plus "
+                "flash_attention_2 on a GPU with flash-attn installed."})
+    group_size_ratio: float = field(default=0.25, metadata={"help": "S2-Attn group size as a fraction of N."})
+    repeats: int = field(default=3, metadata={"help": "Timed runs per measurement (the median is reported)."})
+    warmup: int = field(default=1, metadata={"help": "Untimed runs before them."})
+    gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Recompute each decoder layer in the backward of a step (the paper trains this way)."})
+    scale: str = field(default="mini", metadata={"help": "Scale label of the rows.",
+                                                 "choices": ("mini", "small", "paper")})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights and inputs."})
+    threads: int = field(default=0, metadata={
+        "help": "CPU threads for torch (0: torch's default, one per core). Use 1 when other jobs share the cores: "
+                "busy cores make multi-threaded kernels wait on each other and the timings meaningless."})
+    results_dir: str | None = field(default=None, metadata={
+        "help": "Results folder (default: results/; with --smoke a new temporary folder)."})
+    smoke: bool = field(default=False, metadata={
+        "help": f"Seconds-long check: N in {SMOKE_LENGTHS}, 2 repeats, rows to a temporary folder."})
+
+    def __post_init__(self) -> None:
+        if self.smoke:
+            self.seq_len, self.repeats = SMOKE_LENGTHS, 2
+            self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_smoke_")
+        if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
+            raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
+        if self.seq_len is not None and min(self.seq_len) < 8:
+            raise ValueError("every --seq_len must be at least 8 tokens")
+        known = [name for name in ALL_ATTENTION_FUNCTIONS.valid_keys() if name != "s2_attention"]
+        if set(self.kernels or []) - set(known):
+            raise ValueError(f"--kernels must be among {known}")
+
+
+def _status_kb(name: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(name + ":"))
+
+
+@contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict]:
+    """Yields a dict that gets `mb`: the peak memory above the level at entry (see the docstring)."""
+    result = {}
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        yield result
+        torch.cuda.synchronize()
+        result["mb"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
+        return
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap pages back to the OS, or the baseline hides a peak
+    base = _status_kb("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
+    yield result
+    result["mb"] = (_status_kb("VmHWM") - base) / 1024
+
+
+def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup: int) -> dict:
+    """Median milliseconds and peak memory of `run()` (which must finish its work)."""
+    start = time.time()
+    for _ in range(warmup):
+        run()
+    times = []
+    with peak_memory(device) as memory:
+        for _ in range(repeats):
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            begin = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - begin) * 1000)
+    return {"ms": statistics.median(times), "mb": memory["mb"], "wall": time.time() - start}
+
+
+def layer_runner(module, attention, n: int, device, dtype) -> Callable[[], None]:
+    """Forward + backward of one attention call on random q, k, v (the module's head layout)."""
+    cfg = module.config
+    heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, dims(cfg)["head_dim"]
+    q = torch.randn(1, heads, n, head_dim, device=device, dtype=dtype, requires_grad=True)
+    k, v = (torch.randn(1, kv_heads, n, head_dim, device=device, dtype=dtype, requires_grad=True) for _ in "kv")
+    grad = torch.randn(1, n, heads, head_dim, device=device, dtype=dtype)
+
+    def run():
+        out = attention(module, q, k, v, None, dropout=0.0, scaling=head_dim ** -0.5)[0]
+        torch.autograd.grad(out, (q, k, v), grad)
+    return run
+
+
+def step_runner(model, n: int, device) -> Callable[[], None]:
+    """Forward + backward of a training step on N random tokens (gradients dropped after)."""
+    ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+
+    def run():
+        model(input_ids=ids, labels=ids).loss.backward()
+        model.zero_grad(set_to_none=True)
+    return run
+
+
+def default_kernels(device: torch.device) -> list[str]:
+    return ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and flash_attn_varlen_func else [])
+
+
+def build_model(config, kernel: str, args: BenchArguments, device, dtype):
+    """A model from the config with random weights, in training mode."""
+    torch.manual_seed(args.seed)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation=kernel, dtype=dtype).to(device).train()
+    if args.gradient_checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def compare(model, n: int, level: str, kernel: str, args: BenchArguments, device, dtype) -> dict:
+    """{"full_attn": measurement, "s2_attn": measurement} at one length and level."""
+    module = model.model.layers[0].self_attn
+    result = {}
+    for setting in ("full_attn", "s2_attn"):
+        if setting == "s2_attn":
+            enable_s2_attention(model, args.group_size_ratio)
+        torch.manual_seed(args.seed)
+        attention = s2_attention_forward if setting == "s2_attn" else ALL_ATTENTION_FUNCTIONS[kernel]
+        run = layer_runner(module, attention, n, device, dtype) if level == "layer" else step_runner(model, n, device)
+        result[setting] = measure(run, device, args.repeats, args.warmup)
+        disable_s2_attention(model)
+    return result
+
+
+def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, note: str) -> list[dict]:
+    """Result rows of one comparison: ms, tokens/s, memory of each, speedup and FLOP ratio of S2."""
+    rows = []
+    for setting, m in result.items():
+        values = {"ms_median": round(m["ms"], 3), "tokens_per_s": round(n / m["ms"] * 1000, 1),
+                  "peak_mem_mb": round(m["mb"], 1)}
+        if setting == "s2_attn":
+            values["speedup_vs_full"] = round(result["full_attn"]["ms"] / m["ms"], 3)
+            values["flop_ratio"] = round(flop_ratio, 3)
+        rows += [{**base, "train_ctx": n, "eval_ctx": n, "setting": f"{setting}|{level}", "metric": metric,
+                  "value": value, "note": note, "wall_seconds": round(m["wall"], 2)}
+                 for metric, value in values.items()]
+    return rows
+
+
+def main() -> None:
+    (args,) = parse_args(BenchArguments, description=__doc__.split("\n")[0])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype_name = str(dtype).removeprefix("torch.")
+    config = load_config(args.model)
+    lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
+    name = os.path.basename(os.path.normpath(args.model))
+    base = {"table": "efficiency", "model": name, "dataset": "-", "split": "-", "scale": args.scale,
+            "seed": args.seed, "samples": args.repeats}
+    rows = []
+    print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'speedup':>7} {'FLOP ratio':>10} "
+          f"{'full MB':>8} {'S2 MB':>8}")
+    for kernel in args.kernels or default_kernels(device):
+        model = build_model(config, kernel, args, device, dtype)
+        for n in lengths:
+            group = math.ceil(args.group_size_ratio * n)
+            full, s2 = forward_flops(config, n), forward_flops(config, n, group)
+            for level in args.levels:
+                result = compare(model, n, level, kernel, args, device, dtype)
+                ratio = full.attn / s2.attn if level == "layer" else full.total / s2.total
+                theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
+                note = (f"kernel={kernel} {dtype_name} {device.type} group_size_ratio={args.group_size_ratio} "
+                        f"checkpointing={args.gradient_checkpointing} flop_ratio={theory}")
+                rows += rows_for(result, n, level, ratio, base, note)
+                f, s = result["full_attn"], result["s2_attn"]
+                print(f"{kernel:>17} {level:>5} {n:>6} {f['ms']:>9.2f} {s['ms']:>9.2f} {f['ms'] / s['ms']:>7.2f} "
+                      f"{ratio:>10.2f} {f['mb']:>8.1f} {s['mb']:>8.1f}")
+        del model
+    path = append_result(f"efficiency_{device.type}", rows, args.results_dir)
+    print(f"wrote {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)

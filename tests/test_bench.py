@@ -1,0 +1,39 @@
+"""bench_attention.py --smoke runs in seconds, writes complete efficiency rows, and plots them."""
+
+from conftest import run_script
+
+from longlora.results import COLUMNS, read_results
+
+METRICS = {"full_attn": {"ms_median", "tokens_per_s", "peak_mem_mb"},
+           "s2_attn": {"ms_median", "tokens_per_s", "peak_mem_mb", "speedup_vs_full", "flop_ratio"}}
+
+
+def test_smoke_run_writes_complete_rows_and_the_figure(tmp_path):
+    # One thread: other jobs may share the cores, and waiting threads would only slow this down.
+    result = run_script("bench_attention.py", "--smoke", "--threads", "1", "--results_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_results(tmp_path / "efficiency_cpu.csv")
+    assert rows and all(row[c] != "" for row in rows for c in COLUMNS)
+    assert {r["table"] for r in rows} == {"efficiency"} and {r["scale"] for r in rows} == {"mini"}
+    found = {}
+    for row in rows:
+        attention, level = row["setting"].split("|")
+        found.setdefault((attention, level, int(row["eval_ctx"])), set()).add(row["metric"])
+        assert float(row["value"]) >= 0 and row["samples"] == "2"
+    assert found == {(a, level, n): METRICS[a] for a in METRICS for level in ("layer", "step") for n in (128, 256)}
+    ratio = {(r["setting"], r["eval_ctx"]): float(r["value"]) for r in rows if r["metric"] == "flop_ratio"}
+    assert ratio[("s2_attn|layer", "256")] == 4.0 and 1 < ratio[("s2_attn|step", "256")] < 4
+
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    plot = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme))
+    assert plot.returncode == 0, plot.stderr[-2000:]
+    assert (tmp_path / "figures" / "efficiency.png").is_file()
+
+
+def test_help_and_bad_flags():
+    result = run_script("bench_attention.py", "--help")
+    assert result.returncode == 0
+    assert all(flag in result.stdout for flag in ("--seq_len", "--kernels", "--smoke", "--threads", "--levels"))
+    bad = run_script("bench_attention.py", "--repeats", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("bench_attention.py: error:")
