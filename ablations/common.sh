@@ -7,7 +7,8 @@
 #                              paper: Llama-2-7B from $LLAMA2_7B on 8 GPUs, the paper's steps/batch/DeepSpeed.
 #   --smoke                    CI mode: a few steps, two settings per table, results to a temporary folder.
 #   --dry_run                  print the commands instead of running them (try it with --scale paper).
-#   --steps N                  override the step budget of the scale.
+#   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
+#                              result rows carry the note steps=N (claims are checked per budget).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -40,9 +41,10 @@ case "$SCALE" in
     LAUNCH="torchrun --nproc_per_node 8"; EVAL_WINDOWS=0; EVAL_LENGTHS="2048 4096 8192 16384 32768" ;;
   *) echo "error: --scale must be mini, small or paper, got '$SCALE'" >&2; exit 2 ;;
 esac
-[ -n "$STEPS_OVERRIDE" ] && STEPS="$STEPS_OVERRIDE"
-
-OUT_ROOT="outputs/$SCALE"
+OUT_ROOT="outputs/$SCALE" NOTE=""
+if [ -n "$STEPS_OVERRIDE" ] && [ "$STEPS_OVERRIDE" != "$STEPS" ]; then
+  STEPS="$STEPS_OVERRIDE" OUT_ROOT="outputs/$SCALE-steps$STEPS_OVERRIDE" NOTE="steps=$STEPS_OVERRIDE"
+fi
 RESULTS_FLAGS=""
 if [ "$SMOKE" = 1 ]; then  # seconds per setting: check the plumbing, never the numbers
   STEPS=2; LENGTHS="512"; TARGET=512; GROUP_LENGTHS=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
@@ -69,12 +71,12 @@ train() {
     --save_steps "$STEPS" $TRAIN_FLAGS "$@"
 }
 
-# evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...]
+# evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...] (a later --note wins)
 evaluate() {
   local model=$1 table=$2 setting=$3 train_ctx=$4 lengths=$5; shift 5
   run python eval_perplexity.py --model "$model" --seq_len $lengths --max_windows "$EVAL_WINDOWS" \
     --experiment "$table" --table "$table" --setting "$setting" --train_ctx "$train_ctx" --scale "$SCALE" \
-    --seed "$SEED" $RESULTS_FLAGS "$@"
+    --seed "$SEED" --note "$NOTE" $RESULTS_FLAGS "$@"
 }
 
 # The paper's setting labels (published_results.csv) for each --attention value.

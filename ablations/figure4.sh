@@ -14,7 +14,7 @@ passkey() {  # MODEL SETTING [passkey_retrieval.py flags...]
   local model=$1 setting=$2; shift 2
   run python passkey_retrieval.py --model "$model" --min_tokens "$shortest" --max_tokens "$max" \
     --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --table figure4 --setting "$setting" \
-    --train_ctx "$TARGET" --scale "$SCALE" $RESULTS_FLAGS "$@"
+    --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" $RESULTS_FLAGS "$@"
 }
 passkey "$MODEL" base --no_pi
 passkey "$MODEL" base+PI --rope_target "$TARGET"
@@ -24,4 +24,4 @@ if [ "$SMOKE" = 0 ]; then
 fi
 run python passkey_retrieval.py --model "$OUT_ROOT/loraplus_s2_$TARGET" --heatmap --min_tokens "$shortest" \
   --max_tokens "$TARGET" --interval "$interval" --num_tests "$heat_trials" --seed "$SEED" --experiment figure4_heatmap \
-  --table figure4_heatmap --setting longlora --train_ctx "$TARGET" --scale "$SCALE" $RESULTS_FLAGS
+  --table figure4_heatmap --setting longlora --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" $RESULTS_FLAGS

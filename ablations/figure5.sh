@@ -10,9 +10,9 @@ for training in $(first_settings lora_plus full); do
   train "$name" "$TARGET" "$training" --attention s2 --save_steps "$every" --save_total_limit 10
   label="s2_attn|full_ft"; [ "$training" = lora_plus ] && label="s2_attn|lora_plus"
   evaluate "$MODEL" figure5 "$label" "$TARGET" "$TARGET" --corpus books --split validation \
-    --rope_target "$TARGET" --note step=0
+    --rope_target "$TARGET" --note "step=0${NOTE:+ $NOTE}"
   for step in $(seq "$every" "$every" "$STEPS"); do
     evaluate "$OUT_ROOT/$name/checkpoint-$step" figure5 "$label" "$TARGET" "$TARGET" --corpus books \
-      --split validation --note "step=$step"
+      --split validation --note "step=$step${NOTE:+ $NOTE}"
   done
 done

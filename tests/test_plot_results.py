@@ -35,6 +35,13 @@ def test_base_model_claim_needs_both_no_pi_and_pi_worse_than_in_window():
     assert {v[0]: v[2] for v in verdicts(rows(55.0))}["base_model"] == "FAIL"  # PI alone repaired it
 
 
+def test_rows_of_another_step_budget_are_checked_on_their_own():
+    longer = [{**row, "note": "steps=300"} for row in table1_rows(11.5)]
+    table = {v[0]: v[2] for v in verdicts(table1_rows(10.5) + longer)}
+    assert table["table1"] == "PASS" and table["table1 (steps=300)"] == "FAIL"
+    assert "table2 (steps=300)" not in table  # absent budgets are not reported as NOT RUN
+
+
 def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
     append_result("table1", table1_rows(10.2), tmp_path)
     append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
