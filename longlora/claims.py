@@ -135,9 +135,31 @@ def figure5(rows):
         f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
 
 
+def efficiency(rows):
+    """Issue targets for bench_attention.py rows at N >= 8192, per level and kernel (note):
+    speedup >= 0.9 x the FLOP ratio (N/G for a layer, the FLOP model for a step), and S2
+    peak memory <= full attention's."""
+    claim = "S2 speedup >= 0.9 x FLOP ratio and S2 peak memory <= full attention's (N >= 8192)"
+    values = {(r["setting"], int(r["eval_ctx"]), r["metric"], r["note"]): float(r["value"])
+              for r in rows if r["table"] == "efficiency"}
+    verdicts = []
+    for setting, n, metric, note in sorted(values):
+        if metric != "speedup_vs_full" or n < 8192:
+            continue
+        level = setting.split("|")[1]
+        speedup, ratio = values[(setting, n, metric, note)], values.get((setting, n, "flop_ratio", note))
+        s2_mem, full_mem = (values.get((f"{a}|{level}", n, "peak_mem_mb", note)) for a in ("s2_attn", "full_attn"))
+        if None in (ratio, s2_mem, full_mem):
+            continue
+        where = f"{level} @{n} ({note.split()[0]})"
+        verdicts.append((speedup >= 0.9 * ratio, f"{where} time: speedup {speedup:.2f}, FLOP ratio {ratio:.2f}"))
+        verdicts.append((s2_mem <= full_mem, f"{where} memory: peak MB S2 {s2_mem:.0f}, full {full_mem:.0f}"))
+    return verdicts, claim
+
+
 CHECKS = {"base_model": base_model, "table1": table1, "table2": table2, "table3": falling_with_length("table3"),
           "table14": falling_with_length("table14"), "table6": table6, "table7": table7, "table8": table8,
-          "figure4": figure4, "figure5": figure5}
+          "figure4": figure4, "figure5": figure5, "efficiency": efficiency}
 
 
 def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:

@@ -42,6 +42,21 @@ def test_rows_of_another_step_budget_are_checked_on_their_own():
     assert "table2 (steps=300)" not in table  # absent budgets are not reported as NOT RUN
 
 
+def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
+    def rows(speedup, s2_mem):
+        values = (("s2_attn|layer", "speedup_vs_full", speedup), ("s2_attn|layer", "flop_ratio", 4.0),
+                  ("s2_attn|layer", "peak_mem_mb", s2_mem), ("full_attn|layer", "peak_mem_mb", 50.0))
+        return [{**BASE, "table": "efficiency", "train_ctx": 8192, "eval_ctx": 8192, "setting": s, "metric": m,
+                 "value": v, "note": "kernel=sdpa"} for s, m, v in values]
+
+    def outcome(speedup, s2_mem):  # (time verdict, memory verdict)
+        return tuple(v[2] for v in verdicts(rows(speedup, s2_mem)) if v[0] == "efficiency")
+
+    assert outcome(3.7, 40.0) == ("PASS", "PASS")
+    assert outcome(3.5, 40.0) == ("FAIL", "PASS")  # below 0.9 x 4
+    assert outcome(3.7, 60.0) == ("PASS", "FAIL")  # more memory than full attention
+
+
 def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
     append_result("table1", table1_rows(10.2), tmp_path)
     append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
