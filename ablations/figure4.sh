@@ -10,7 +10,7 @@ train "loraplus_s2_$TARGET" "$TARGET" lora_plus --attention s2
 max=$(( 2 * TARGET )); interval=$(( TARGET / 8 ))
 shortest=$(( interval < 128 ? 128 : interval ))  # the passkey prompt alone takes ~80 tokens
 trials=10; heat_trials=3; [ "$SMOKE" = 1 ] && trials=1 heat_trials=1
-passkey() {  # MODEL SETTING [passkey_retrieval.py flags...]
+passkey() {  # MODEL SETTING [passkey_retrieval.py flags...] (a later flag wins)
   local model=$1 setting=$2; shift 2
   run python passkey_retrieval.py --model "$model" --min_tokens "$shortest" --max_tokens "$max" \
     --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --table figure4 --setting "$setting" \
@@ -22,6 +22,5 @@ if [ "$SMOKE" = 0 ]; then
   passkey "$OUT_ROOT/loraplus_s2_$TARGET" longlora
   passkey "$OUT_ROOT/loraplus_s2_$TARGET" longlora+PI2x --rope_target "$max"
 fi
-run python passkey_retrieval.py --model "$OUT_ROOT/loraplus_s2_$TARGET" --heatmap --min_tokens "$shortest" \
-  --max_tokens "$TARGET" --interval "$interval" --num_tests "$heat_trials" --seed "$SEED" --experiment figure4_heatmap \
-  --table figure4_heatmap --setting longlora --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" $RESULTS_FLAGS
+passkey "$OUT_ROOT/loraplus_s2_$TARGET" longlora --heatmap --max_tokens "$TARGET" --num_tests "$heat_trials" \
+  --experiment figure4_heatmap --table figure4_heatmap
