@@ -133,16 +133,18 @@ def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup:
 
 
 def layer_runner(module, attention, n: int, device, dtype) -> Callable[[], None]:
-    """Forward + backward of one attention call on random q, k, v (the module's head layout)."""
+    """Forward + backward of one attention call on random q, k, v (the module's head counts, and the
+    memory layout a training forward passes: (1, N, heads, D) viewed as (1, heads, N, D))."""
     cfg = module.config
     heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, dims(cfg)["head_dim"]
-    q = torch.randn(1, heads, n, head_dim, device=device, dtype=dtype, requires_grad=True)
-    k, v = (torch.randn(1, kv_heads, n, head_dim, device=device, dtype=dtype, requires_grad=True) for _ in "kv")
+    leaves = [torch.randn(1, n, h, head_dim, device=device, dtype=dtype, requires_grad=True)
+              for h in (heads, kv_heads, kv_heads)]
     grad = torch.randn(1, n, heads, head_dim, device=device, dtype=dtype)
 
     def run():
+        q, k, v = (x.transpose(1, 2) for x in leaves)  # (1, heads, N, D) views of (1, N, heads, D): the model's layout
         out = attention(module, q, k, v, None, dropout=0.0, scaling=head_dim ** -0.5)[0]
-        torch.autograd.grad(out, (q, k, v), grad)
+        torch.autograd.grad(out, leaves, grad)
     return run
 
 
@@ -151,7 +153,7 @@ def step_runner(model, n: int, device) -> Callable[[], None]:
     ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
 
     def run():
-        model(input_ids=ids, labels=ids).loss.backward()
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
         model.zero_grad(set_to_none=True)
     return run
 

@@ -131,32 +131,54 @@ def _attend_segments(q, k, v, starts, lengths, scaling, dropout):
     return out, index[in_segment]
 
 
-def _attend_uniform(q, k, v, group_size, shifted, scaling, dropout):
-    """Fast path, no padding and N % G == 0: reshape into groups, no mask materialised.
+def _attend_groups(q, k, v, size, scaling, dropout):
+    """Causal attention inside consecutive groups of `size` tokens, (B, n, h, D) layout, n % size == 0.
 
-    q, k, v: (B, h, N, D). Returns (B, h, N, D).
+    The model's q/k/v are (B, N, H, D) in memory, so cutting N into groups is a view
+    (a copy only for a batch > 1 of a sliced sequence) and SDPA's output is already in
+    that layout: no regrouping copies, nothing materialised but the kernel's own work.
+    K/V may have fewer heads (grouped-query attention): SDPA shares them (enable_gqa).
     """
-    b, h, n, d = q.shape
+    b, n, h, d = q.shape
+    if n == 0:
+        return q.new_empty(b, 0, h, d)
 
-    def grouped(x, size):  # (B, h, M*size, D) -> (B*M, h, size, D)
-        return x.reshape(b, h, -1, size, d).transpose(1, 2).reshape(-1, h, size, d)
+    def grouped(x):  # (B, n, heads, D) -> (B*n/size, heads, size, D)
+        return x.reshape(-1, size, x.shape[2], d).transpose(1, 2)
 
-    def ungrouped(x, size):  # inverse of grouped
-        return x.reshape(b, -1, h, size, d).transpose(1, 2).reshape(b, h, -1, d)
+    out = F.scaled_dot_product_attention(grouped(q), grouped(k), grouped(v), dropout_p=dropout, is_causal=True,
+                                         scale=scaling, enable_gqa=k.shape[2] != h)
+    return out.transpose(1, 2).reshape(b, n, h, d)
 
-    def attend(qq, kk, vv, size):
-        out = F.scaled_dot_product_attention(grouped(qq, size), grouped(kk, size), grouped(vv, size),
-                                             dropout_p=dropout, is_causal=True, scale=scaling)
-        return ungrouped(out, size)
 
+def _attend_uniform(q, k, v, group_size, shifted, scaling, dropout):
+    """Fast path, no padding and N % G == 0. q: (B, N, h, D), k/v: (B, N, h_kv, D).
+
+    Shifted heads: the first and the last G/2 tokens are each a group of their own and
+    the middle N - G tokens are whole groups, so the shift is three slices, not a roll.
+    """
     if not shifted:
-        return attend(q, k, v, group_size)
-    half = group_size // 2
-    middle = slice(half, n - half)
-    edges = [torch.cat([x[:, :, :half], x[:, :, n - half:]], dim=2) for x in (q, k, v)]
-    edge_out = attend(*edges, half)  # first and last half-groups, each its own group
-    mid_out = attend(q[:, :, middle], k[:, :, middle], v[:, :, middle], group_size)
-    return torch.cat([edge_out[:, :, :half], mid_out, edge_out[:, :, half:]], dim=2)
+        return _attend_groups(q, k, v, group_size, scaling, dropout)
+    half, n = group_size // 2, q.shape[1]
+    first, middle, last = zip(*(torch.split(x, [half, n - 2 * half, half], dim=1) for x in (q, k, v)))
+    return torch.cat([_attend_groups(*first, half, scaling, dropout),
+                      _attend_groups(*middle, group_size, scaling, dropout),
+                      _attend_groups(*last, half, scaling, dropout)], dim=1)
+
+
+def _split_heads(query, key, value, sizes: list[int]):
+    """q, k, v cut into consecutive head sections of `sizes` query heads, (B, N, heads, D).
+
+    One split per tensor (its backward is one concatenation, where slices would each
+    allocate a zero gradient of the whole tensor). K/V heads are shared as they are when
+    every section covers whole KV groups, else repeated one per query head first.
+    """
+    repeats = query.shape[2] // key.shape[2]
+    if all(size % repeats == 0 for size in sizes):
+        kv_sizes = [size // repeats for size in sizes]
+    else:
+        key, value, kv_sizes = key.repeat_interleave(repeats, dim=2), value.repeat_interleave(repeats, dim=2), sizes
+    return zip(torch.split(query, sizes, dim=2), torch.split(key, kv_sizes, dim=2), torch.split(value, kv_sizes, dim=2))
 
 
 def _shifted_heads(pattern: str, num_heads: int, layer_idx: int) -> tuple[slice, slice]:
@@ -196,36 +218,39 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
     b, num_heads, n, d = query.shape
     if key.shape[2] != n:
         raise ValueError("S2-Attn is for full-sequence training forwards; call disable_s2_attention() before generating")
-    repeats = num_heads // key.shape[1]  # grouped-query attention: share each KV head
-    key, value = (x.repeat_interleave(repeats, dim=1) for x in (key, value))
     valid = (torch.ones(b, n, dtype=torch.bool, device=query.device) if attention_mask is None
              else attention_mask[:, -n:].bool())
     packed = position_ids is not None and bool((position_ids[..., 1:] == 0).any())
     doc_starts = _document_starts(valid, position_ids if packed else None)
     group = _group_sizes(valid, doc_starts, cfg)
     if cfg.pattern in MASK_PATTERNS:
+        key, value = (x.repeat_interleave(num_heads // x.shape[1], dim=1) for x in (key, value))
         mask = _sparse_mask(cfg.pattern, n, int(group.max()), num_heads, query.device)[None]
         mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
         return out.transpose(1, 2).contiguous(), None
 
-    out = torch.zeros_like(query)
-    for heads, shifted in zip(_shifted_heads(cfg.pattern, num_heads, module.layer_idx), (False, True)):
-        if heads.start == heads.stop:
+    query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, N, heads, D): the memory layout
+    g = int(group[0, 0])
+    uniform = attention_mask is None and not packed and n % g == 0 and g % 2 == 0
+    sections = sorted((heads.start, heads.stop, shifted) for heads, shifted in
+                      zip(_shifted_heads(cfg.pattern, num_heads, module.layer_idx), (False, True))
+                      if heads.start != heads.stop)
+    pieces = []
+    for (start, stop, shifted), (q, k, v) in zip(sections, _split_heads(query, key, value,
+                                                                         [stop - start for start, stop, _ in sections])):
+        if uniform:
+            pieces.append(_attend_uniform(q, k, v, g, shifted, scaling, dropout))
             continue
-        q, k, v = query[:, heads], key[:, heads], value[:, heads]
-        g = int(group[0, 0])
-        if attention_mask is None and not packed and n % g == 0 and g % 2 == 0:
-            out[:, heads] = _attend_uniform(q, k, v, g, shifted, scaling, dropout)
-            continue
-        h = q.shape[1]
-        flat = [x.transpose(1, 2).reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
+        h = q.shape[2]
+        k, v = (x.repeat_interleave(h // x.shape[2], dim=2) for x in (k, v))
+        flat = [x.reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
         starts, lengths = _segments(valid, doc_starts, group, shifted)
         seg_out, index = _attend_segments(*flat, starts, lengths, scaling, dropout)
         head_out = torch.zeros_like(flat[0])
         head_out[index] = seg_out.to(head_out.dtype)
-        out[:, heads] = head_out.reshape(b, n, h, d).transpose(1, 2)
-    return out.transpose(1, 2).contiguous(), None
+        pieces.append(head_out.reshape(b, n, h, d))
+    return (torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0].contiguous()), None
 
 
 AttentionInterface.register(S2_ATTENTION, s2_attention_forward)

@@ -58,6 +58,7 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
     model, tokenizer = load_model(model_args.model_name_or_path, target_len=model_args.model_max_length,
                                   dtype=dtype or torch.float32, quantization_config=quantization_config)
     saved_config = copy.deepcopy(model.config)
+    model.config.use_cache = False  # a training forward needs no KV cache (it would copy every layer's K/V)
     if quantization_config is not None:
         saved_config.__dict__.pop("quantization_config", None)  # the adapter belongs to the unquantized base
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)

@@ -41,16 +41,22 @@ CASES = [  # heads, kv heads, N, lengths, left padding, group size or ratio, pat
     (4, 1, 30, [30, 17], True, 0.25, "s2"),        # left padding, ratio of each row's length
     (6, 3, 36, [36, 36], False, 0.25, "s2"),       # N=36, G=9: odd group, shorter last group
     (3, 3, 24, [24, 24], False, 8, "s2"),          # odd head count: heads 0-1 plain, head 2 shifted
+    (9, 3, 32, [32, 32], False, 8, "s2"),          # SmolLM2's heads: the split cuts a KV group
+    (9, 3, 32, [32, 32], False, 8, "s2_swap"),     # first heads shifted, KV group cut
+    (4, 2, 32, [32, 32], False, 32, "s2"),         # one group: shifted heads are two half groups
 ]
 
 
+@pytest.mark.parametrize("model_layout", [False, True], ids=["BHND", "BNHD"])
 @pytest.mark.parametrize("heads,kv_heads,n,lengths,left_pad,group,pattern", CASES)
-def test_s2_matches_reference_values_and_gradients(heads, kv_heads, n, lengths, left_pad, group, pattern):
+def test_s2_matches_reference_values_and_gradients(heads, kv_heads, n, lengths, left_pad, group, pattern,
+                                                   model_layout):
+    """model_layout: q, k, v are (B, N, H, D) in memory, viewed as (B, H, N, D), as the model passes them."""
     torch.manual_seed(0)
     d, b = 8, len(lengths)
-    q = torch.randn(b, heads, n, d, requires_grad=True)
-    k = torch.randn(b, kv_heads, n, d, requires_grad=True)
-    v = torch.randn(b, kv_heads, n, d, requires_grad=True)
+    leaves = [torch.randn(b, n, h, d, requires_grad=True) if model_layout else torch.randn(b, h, n, d,
+              requires_grad=True) for h in (heads, kv_heads, kv_heads)]
+    q, k, v = (x.transpose(1, 2) if model_layout else x for x in leaves)
     mask = torch.zeros(b, n, dtype=torch.long)
     for row, length in enumerate(lengths):
         mask[row, (n - length if left_pad else 0):(n if left_pad else length)] = 1
@@ -61,7 +67,7 @@ def test_s2_matches_reference_values_and_gradients(heads, kv_heads, n, lengths, 
     out, _ = s2_attention_forward(module, q, k, v, mask if padded else None, scaling=d ** -0.5)
 
     sizes = [group if isinstance(group, int) else math.ceil(group * length) for length in lengths]
-    shifted = set(range(heads - heads // 2, heads)) if pattern == "s2" else set()
+    shifted = {"s2": set(range(heads - heads // 2, heads)), "s2_swap": set(range(heads // 2))}.get(pattern, set())
     qr, kr, vr = (t.detach().clone().requires_grad_(True) for t in (q, k, v))
     ref = reference_attention(qr, kr, vr, lengths, left_pad, sizes, shifted, d ** -0.5)
 
@@ -70,8 +76,9 @@ def test_s2_matches_reference_values_and_gradients(heads, kv_heads, n, lengths, 
     weights = torch.randn_like(ref) * valid
     (out * weights).sum().backward()
     (ref * weights).sum().backward()
-    for mine, theirs in ((q, qr), (k, kr), (v, vr)):
-        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-5, rtol=1e-5)
+    for mine, theirs in zip(leaves, (qr, kr, vr)):
+        mine_grad = mine.grad.transpose(1, 2) if model_layout else mine.grad
+        torch.testing.assert_close(mine_grad, theirs.grad, atol=1e-5, rtol=1e-5)
 
 
 def tiny(family="llama", heads=4, kv_heads=2):
