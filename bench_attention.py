@@ -2,7 +2,7 @@
 
     python bench_attention.py                        # the mini config, CPU lengths 1024..8192
     python bench_attention.py --smoke                # seconds; rows go to a temporary folder
-    python bench_attention.py --model /path/to/Llama-2-7b-hf --seq_len 8192 16384 --scale paper   # GPU
+    python bench_attention.py --model llama2-7b --num_layers 8 --gradient_checkpointing --scale paper   # one GPU
 
 Two levels, both forward + backward (no optimizer step), on random inputs:
   layer  one attention call on q, k, v of shape (1, heads, N, head_dim) from the model's
@@ -14,36 +14,28 @@ S2-Attn runs on SDPA (PyTorch's flash kernel on a GPU), so `sdpa` is the same ke
 on a GPU with flash-attn installed, full attention is also timed with flash_attention_2.
 bf16 on a GPU, fp32 on a CPU. Each number is the median of --repeats timed runs after
 --warmup untimed ones. Peak memory is the increase over what is held before the timed runs
-(weights, inputs): on a GPU torch.cuda.max_memory_allocated (tensors only); on a CPU the
-kernel's peak resident set size (VmHWM, reset through /proc/self/clear_refs after freed heap
-pages are returned with malloc_trim), so it also counts allocator and library buffers (Linux).
+(weights, inputs), measured as longlora.benchmark says; a GPU out of memory gives `OOM`.
 Next to the measured speedup full/S2: the theoretical ratios, attention FLOPs N/G for a
 layer and longlora.flops' whole forward for a step (a step is ~3x its forward either way).
 Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 """
 
-import ctypes
-import gc
 import math
-import os
-import statistics
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-from transformers import AutoModelForCausalLM
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
+from longlora.benchmark import measure, random_model
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
 from longlora.data import DEFAULT_MODEL
-from longlora.flops import dims, forward_flops, load_config
+from longlora.flops import config_name, dims, forward_flops, load_config
 from longlora.results import append_result
 
-CPU_LENGTHS, GPU_LENGTHS, SMOKE_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768], [128, 256]
+CPU_LENGTHS, GPU_LENGTHS, SMOKE_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768, 65536], [128, 256]
 
 
 @dataclass
@@ -51,6 +43,8 @@ class BenchArguments:
     model: str = field(default=str(DEFAULT_MODEL), metadata={
         "help": "Model directory whose config.json is benchmarked (weights are not loaded), or the preset "
                 "llama2-7b. Default: the committed mini model."})
+    num_layers: int | None = field(default=None, metadata={
+        "help": "Keep the config's width, use this many layers (a 7B-wide model that fits one GPU)."})
     seq_len: list[int] | None = field(default=None, metadata={
         "help": f"Sequence lengths N. Default: {CPU_LENGTHS} on a CPU, {GPU_LENGTHS} on a GPU."})
     levels: list[str] = field(default_factory=lambda: ["layer", "step"], metadata={
@@ -81,55 +75,13 @@ class BenchArguments:
             self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_smoke_")
         if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
             raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError("--num_layers must be at least 1")
         if self.seq_len is not None and min(self.seq_len) < 8:
             raise ValueError("every --seq_len must be at least 8 tokens")
         known = [name for name in ALL_ATTENTION_FUNCTIONS.valid_keys() if name != "s2_attention"]
         if set(self.kernels or []) - set(known):
             raise ValueError(f"--kernels must be among {known}")
-
-
-def _status_kb(name: str) -> int:
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(name + ":"))
-
-
-@contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict]:
-    """Yields a dict that gets `mb`: the peak memory above the level at entry (see the docstring)."""
-    result = {}
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        yield result
-        torch.cuda.synchronize()
-        result["mb"] = (torch.cuda.max_memory_allocated() - base) / 2 ** 20
-        return
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap pages back to the OS, or the baseline hides a peak
-    base = _status_kb("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
-    yield result
-    result["mb"] = (_status_kb("VmHWM") - base) / 1024
-
-
-def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup: int) -> dict:
-    """Median milliseconds and peak memory of `run()` (which must finish its work)."""
-    start = time.time()
-    for _ in range(warmup):
-        run()
-    times = []
-    with peak_memory(device) as memory:
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            begin = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - begin) * 1000)
-    return {"ms": statistics.median(times), "mb": memory["mb"], "wall": time.time() - start}
 
 
 def layer_runner(module, attention, n: int, device, dtype) -> Callable[[], None]:
@@ -153,22 +105,13 @@ def step_runner(model, n: int, device) -> Callable[[], None]:
     ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
 
     def run():
-        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        model(input_ids=ids, labels=ids).loss.backward()
         model.zero_grad(set_to_none=True)
     return run
 
 
 def default_kernels(device: torch.device) -> list[str]:
     return ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and flash_attn_varlen_func else [])
-
-
-def build_model(config, kernel: str, args: BenchArguments, device, dtype):
-    """A model from the config with random weights, in training mode."""
-    torch.manual_seed(args.seed)
-    model = AutoModelForCausalLM.from_config(config, attn_implementation=kernel, dtype=dtype).to(device).train()
-    if args.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-    return model
 
 
 def compare(model, n: int, level: str, kernel: str, args: BenchArguments, device, dtype) -> dict:
@@ -190,15 +133,22 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
     """Result rows of one comparison: ms, tokens/s, memory of each, speedup and FLOP ratio of S2."""
     rows = []
     for setting, m in result.items():
-        values = {"ms_median": round(m["ms"], 3), "tokens_per_s": round(n / m["ms"] * 1000, 1),
-                  "peak_mem_mb": round(m["mb"], 1)}
-        if setting == "s2_attn":
+        if m.get("oom"):
+            values = {"ms_median": "OOM", "peak_mem_mb": "OOM"}
+        else:
+            values = {"ms_median": round(m["ms"], 3), "tokens_per_s": round(n / m["ms"] * 1000, 1),
+                      "peak_mem_mb": round(m["mb"], 1)}
+        if setting == "s2_attn" and not m.get("oom") and not result["full_attn"].get("oom"):
             values["speedup_vs_full"] = round(result["full_attn"]["ms"] / m["ms"], 3)
             values["flop_ratio"] = round(flop_ratio, 3)
         rows += [{**base, "train_ctx": n, "eval_ctx": n, "setting": f"{setting}|{level}", "metric": metric,
                   "value": value, "note": note, "wall_seconds": round(m["wall"], 2)}
                  for metric, value in values.items()]
     return rows
+
+
+def summary(m: dict, key: str) -> str:
+    return "OOM" if m.get("oom") else f"{m[key]:.1f}"
 
 
 def main() -> None:
@@ -208,16 +158,15 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     dtype_name = str(dtype).removeprefix("torch.")
-    config = load_config(args.model)
+    config = load_config(args.model, args.num_layers)
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
-    name = os.path.basename(os.path.normpath(args.model))
-    base = {"table": "efficiency", "model": name, "dataset": "-", "split": "-", "scale": args.scale,
-            "seed": args.seed, "samples": args.repeats}
-    rows = []
-    print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'speedup':>7} {'FLOP ratio':>10} "
+    base = {"table": "efficiency", "model": config_name(args.model, args.num_layers), "dataset": "-", "split": "-",
+            "scale": args.scale, "seed": args.seed, "samples": args.repeats}
+    path = None
+    print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} "
           f"{'full MB':>8} {'S2 MB':>8}")
     for kernel in args.kernels or default_kernels(device):
-        model = build_model(config, kernel, args, device, dtype)
+        model = random_model(config, kernel, device, dtype, args.seed, args.gradient_checkpointing)
         for n in lengths:
             group = math.ceil(args.group_size_ratio * n)
             full, s2 = forward_flops(config, n), forward_flops(config, n, group)
@@ -227,13 +176,14 @@ def main() -> None:
                 theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
                 note = (f"kernel={kernel} {dtype_name} {device.type} group_size_ratio={args.group_size_ratio} "
                         f"checkpointing={args.gradient_checkpointing} flop_ratio={theory}")
-                rows += rows_for(result, n, level, ratio, base, note)
+                # Rows are written as they come: a long GPU sweep keeps what it measured.
+                path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, note),
+                                     args.results_dir)
                 f, s = result["full_attn"], result["s2_attn"]
-                print(f"{kernel:>17} {level:>5} {n:>6} {f['ms']:>9.2f} {s['ms']:>9.2f} {f['ms'] / s['ms']:>7.2f} "
-                      f"{ratio:>10.2f} {f['mb']:>8.1f} {s['mb']:>8.1f}")
+                print(f"{kernel:>17} {level:>5} {n:>6} {summary(f, 'ms'):>9} {summary(s, 'ms'):>9} {ratio:>10.2f} "
+                      f"{summary(f, 'mb'):>8} {summary(s, 'mb'):>8}")
         del model
-    path = append_result(f"efficiency_{device.type}", rows, args.results_dir)
-    print(f"wrote {len(rows)} rows to {path}")
+    print(f"rows in {path}")
 
 
 if __name__ == "__main__":

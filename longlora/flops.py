@@ -40,14 +40,25 @@ PRESETS = {"llama2-7b": dict(hidden_size=4096, num_hidden_layers=32, num_attenti
 TABLE11_LENGTHS = (8192, 16384, 32768, 65536)
 
 
-def load_config(model: str) -> PretrainedConfig:
-    """A preset name (llama2-7b) or a local model directory: only its config.json is read."""
+def load_config(model: str, num_layers: int | None = None) -> PretrainedConfig:
+    """A preset name (llama2-7b) or a local model directory: only its config.json is read.
+    `num_layers` keeps the width and cuts the depth (a 7B-wide model that fits one GPU)."""
     if model in PRESETS:
-        return LlamaConfig(**PRESETS[model])
-    if not os.path.isfile(os.path.join(model, "config.json")):
+        config = LlamaConfig(**PRESETS[model])
+    elif os.path.isfile(os.path.join(model, "config.json")):
+        config = AutoConfig.from_pretrained(model)
+    else:
         raise FileNotFoundError(f"{model!r} is neither a preset ({', '.join(PRESETS)}) nor a model directory "
                                 "with a config.json")
-    return AutoConfig.from_pretrained(model)
+    if num_layers:
+        config.num_hidden_layers = num_layers
+    return config
+
+
+def config_name(model: str, num_layers: int | None = None) -> str:
+    """The model column of a result row: the preset or directory name, and the depth if cut."""
+    name = os.path.basename(os.path.normpath(model))
+    return f"{name} ({num_layers} layers)" if num_layers else name
 
 
 def dims(config: PretrainedConfig) -> dict[str, int]:

@@ -14,6 +14,7 @@ keeps it.
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -170,4 +171,6 @@ def setup_training(model, mode: TrainingMode):
     config = LoraConfig(r=mode.lora_r, lora_alpha=mode.lora_alpha, lora_dropout=mode.lora_dropout,
                         target_modules=lora_targets(model, mode), modules_to_save=modules_to_save or None,
                         task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft asks the deprecated is_gradient_checkpointing (transformers 5)
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)

@@ -1,0 +1,155 @@
+"""Tables 12 and 13: time and peak memory of one training step, full fine-tuning vs LoRA vs LongLoRA.
+
+    python bench_training.py                         # mini: the committed mini config, CPU lengths 1024..8192
+    python bench_training.py --smoke                 # seconds; rows go to a temporary folder
+    python bench_training.py --model llama2-7b --num_layers 8 --scale paper    # one GPU, 8k..64k
+
+A step is what the Trainer does per optimizer step of the paper's recipe, on one sequence of
+N random tokens and a model with random weights (time and memory do not depend on their
+values): forward, backward and an AdamW step (betas 0.9/0.95, no weight decay), with
+gradient checkpointing as the paper trains (--no_gradient_checkpointing to turn it off).
+
+  table12  with the flash kernel (`sdpa`: PyTorch's flash attention on a GPU), the settings of
+           the paper's Table 12: full_attn|full_ft, full_attn|lora, s2_attn|lora_plus.
+  table13  without flash attention (`eager`: the N x N scores are materialised), LoRA+ with
+           full attention vs S2-Attn: full_attn|lora_plus|no_fa2, s2_attn|lora_plus|no_fa2. S2-Attn
+           then runs its groups on SDPA's math kernel, which materialises each group's scores the
+           same way.
+Peak memory counts everything the step holds (weights, gradients, optimizer state,
+activations): the peak above the process's level before the model is built, measured as
+longlora.benchmark says. A GPU out of memory gives `OOM`, as the paper reports.
+The paper's numbers are hours for 1000 steps on 8 A100s with DeepSpeed and GB per GPU:
+compare the ratios between settings, not the values. Rows go to results/table12_13_<cpu|cuda>.csv.
+"""
+
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from longlora.args import exit_on_error, parse_args
+from longlora.attention import enable_s2_attention
+from longlora.benchmark import measure, memory_level, random_model
+from longlora.data import DEFAULT_MODEL
+from longlora.flops import config_name, load_config
+from longlora.model import TrainingMode, setup_training
+from longlora.results import append_result
+
+CPU_LENGTHS, GPU_LENGTHS, SMOKE_LENGTHS = [1024, 2048, 4096, 8192], [8192, 16384, 32768, 65536], [128, 256]
+# (attention, training mode) per table, as the paper's rows; table13 runs without flash attention.
+SETTINGS = {"table12": [("full_attn", "full"), ("full_attn", "lora"), ("s2_attn", "lora_plus")],
+            "table13": [("full_attn", "lora_plus"), ("s2_attn", "lora_plus")]}
+KERNEL = {"table12": "sdpa", "table13": "eager"}
+
+
+@dataclass
+class TrainingBenchArguments:
+    model: str = field(default=str(DEFAULT_MODEL), metadata={
+        "help": "Model directory whose config.json is used (weights are not loaded), or the preset llama2-7b. "
+                "Default: the committed mini model."})
+    num_layers: int | None = field(default=None, metadata={
+        "help": "Keep the config's width, use this many layers (a 7B-wide model that fits one GPU)."})
+    seq_len: list[int] | None = field(default=None, metadata={
+        "help": f"Sequence lengths N. Default: {CPU_LENGTHS} on a CPU, {GPU_LENGTHS} on a GPU."})
+    tables: list[str] = field(default_factory=lambda: ["table12", "table13"], metadata={
+        "help": "table12 (flash kernel: full FT, LoRA, LongLoRA) and/or table13 (no flash attention: LoRA+ with "
+                "full attention vs S2-Attn).", "choices": tuple(SETTINGS)})
+    group_size_ratio: float = field(default=0.25, metadata={"help": "S2-Attn group size as a fraction of N."})
+    no_gradient_checkpointing: bool = field(default=False, metadata={
+        "help": "Keep every layer's activations instead of recomputing them in the backward (the paper recomputes)."})
+    repeats: int = field(default=2, metadata={"help": "Timed steps per measurement (the median is reported)."})
+    warmup: int = field(default=1, metadata={"help": "Untimed steps before them (they also create the optimizer state)."})
+    scale: str = field(default="mini", metadata={"help": "Scale label of the rows.",
+                                                 "choices": ("mini", "small", "paper")})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights and tokens."})
+    threads: int = field(default=0, metadata={
+        "help": "CPU threads for torch (0: one per core). Use 1 when other jobs share the cores."})
+    results_dir: str | None = field(default=None, metadata={
+        "help": "Results folder (default: results/; with --smoke a new temporary folder)."})
+    smoke: bool = field(default=False, metadata={
+        "help": f"Seconds-long check: N in {SMOKE_LENGTHS}, 1 repeat, rows to a temporary folder."})
+
+    def __post_init__(self) -> None:
+        if self.smoke:
+            self.seq_len, self.repeats = SMOKE_LENGTHS, 1
+            self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_training_smoke_")
+        if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
+            raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError("--num_layers must be at least 1")
+        if self.seq_len is not None and min(self.seq_len) < 8:
+            raise ValueError("every --seq_len must be at least 8 tokens")
+
+
+def setting_name(table: str, attention: str, mode: str) -> str:
+    """The paper's setting label, e.g. full_attn|full_ft or s2_attn|lora_plus|no_fa2."""
+    return f"{attention}|{'full_ft' if mode == 'full' else mode}" + ("|no_fa2" if table == "table13" else "")
+
+
+def step_runner(model, n: int, device: torch.device):
+    """One optimizer step on N random tokens: forward, backward, AdamW, gradients freed."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=2e-5, betas=(0.9, 0.95), weight_decay=0.0)
+    ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+
+    def run():
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    return run
+
+
+def measure_setting(config, table: str, attention: str, mode: str, n: int, args, device, dtype) -> dict:
+    """Build the model for one setting from scratch (so nothing of another setting is counted) and time its step."""
+    baseline = memory_level(device)
+    model = random_model(config, KERNEL[table], device, dtype, args.seed, not args.no_gradient_checkpointing)
+    if attention == "s2_attn":
+        enable_s2_attention(model, args.group_size_ratio)
+    model = setup_training(model, TrainingMode(mode))
+    # Without flash attention S2-Attn's groups run on the math kernel, which materialises their scores as eager does.
+    kernels = sdpa_kernel(SDPBackend.MATH) if table == "table13" else nullcontext()
+    with kernels:
+        result = measure(step_runner(model, n, device), device, args.repeats, args.warmup, baseline)
+    del model
+    return result
+
+
+def rows_for(result: dict, table: str, setting: str, n: int, base: dict, note: str) -> list[dict]:
+    values = ({"ms_per_step": "OOM", "peak_mem_mb": "OOM"} if result.get("oom") else
+              {"ms_per_step": round(result["ms"], 2), "tokens_per_s": round(n / result["ms"] * 1000, 1),
+               "peak_mem_mb": round(result["mb"], 1)})
+    return [{**base, "table": table, "train_ctx": n, "eval_ctx": n, "setting": setting, "metric": metric,
+             "value": value, "note": note, "wall_seconds": round(result["wall"], 2)} for metric, value in values.items()]
+
+
+def main() -> None:
+    (args,) = parse_args(TrainingBenchArguments, description=__doc__.split("\n")[0])
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    config = load_config(args.model, args.num_layers)
+    base = {"model": config_name(args.model, args.num_layers), "dataset": "-", "split": "-", "scale": args.scale,
+            "seed": args.seed, "samples": args.repeats}
+    path = None
+    print(f"{'table':>7} {'setting':>30} {'N':>6} {'ms/step':>9} {'peak MB':>9}")
+    for table in args.tables:
+        note = (f"kernel={KERNEL[table]} {str(dtype).removeprefix('torch.')} {device.type} "
+                f"group_size_ratio={args.group_size_ratio} checkpointing={not args.no_gradient_checkpointing} "
+                "optimizer=AdamW batch=1")
+        for n in args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS):
+            for attention, mode in SETTINGS[table]:
+                setting = setting_name(table, attention, mode)
+                result = measure_setting(config, table, attention, mode, n, args, device, dtype)
+                # Rows are written as they come: a long GPU sweep keeps what it measured.
+                path = append_result(f"table12_13_{device.type}", rows_for(result, table, setting, n, base, note),
+                                     args.results_dir)
+                shown = ("OOM", "OOM") if result.get("oom") else (f"{result['ms']:.1f}", f"{result['mb']:.0f}")
+                print(f"{table:>7} {setting:>30} {n:>6} {shown[0]:>9} {shown[1]:>9}")
+    print(f"rows in {path}")
+
+
+if __name__ == "__main__":
+    exit_on_error(main)
