@@ -27,10 +27,13 @@ COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "w
 
 def git_commit() -> str:
     """Short commit of the code that made a number, '+dirty' if tracked files were changed.
-    A copy of the tree without .git (sent to a GPU machine) names it in $LONGLORA_GIT_COMMIT."""
+    $LONGLORA_GIT_COMMIT names it for a copy of the tree whose .git is missing or stale
+    (a tree sent to a GPU machine)."""
+    if os.environ.get("LONGLORA_GIT_COMMIT"):
+        return os.environ["LONGLORA_GIT_COMMIT"]
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
     if head.returncode != 0:
-        return os.environ.get("LONGLORA_GIT_COMMIT", "uncommitted")
+        return "uncommitted"
     dirty = subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "*.py", "*.sh"], cwd=REPO_ROOT).returncode
     return head.stdout.strip() + ("+dirty" if dirty else "")
 
