@@ -25,7 +25,11 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 CURVE_TABLES = {"base_model", "table3", "table14", "figure5", "figure4"}
 # Each scale's base window, to find the paper's number at the same multiple of it (Llama-2: 4096).
 BASE_WINDOW = {"mini": 256, "small": 8192, "paper": 4096}
-TABLE_METRICS = ("perplexity", "accuracy", "attn_tflops_fwd", "total_tflops_fwd", "speedup_vs_full", "flop_ratio")
+TABLE_METRICS = ("perplexity", "accuracy", "attn_tflops_fwd", "total_tflops_fwd", "speedup_vs_full", "flop_ratio",
+                 "ms_per_step", "peak_mem_mb")
+# Our step time and memory beside the paper's (other units: hours per 1000 steps on 8 A100s, GB per GPU).
+PUBLISHED_METRIC = {"ms_per_step": "train_hours_1000it_8xA100", "peak_mem_mb": "peak_gpu_mem_gb"}
+COST_TABLES = {"table12", "table13"}
 
 
 def load(results_dir: str) -> tuple[list[dict], list[dict]]:
@@ -74,8 +78,10 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) 
 
 
 def bar_figure(table: str, rows: list[dict], out: str) -> None:
-    points = [(f"{r['setting']}\n@{r['eval_ctx']}", float(r["value"])) for r in rows
-              if r["table"] == table and r["metric"] == "perplexity"]
+    def label(r):
+        budget = note_value(r["note"], "steps")
+        return f"{r['setting']}\n@{r['eval_ctx']}" + (f"\nsteps={budget}" if budget else "")
+    points = [(label(r), float(r["value"])) for r in rows if r["table"] == table and r["metric"] == "perplexity"]
     if not points:
         return
     fig, ax = plt.subplots(figsize=(max(6, len(points) * 1.1), 4))
@@ -124,6 +130,32 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
     plt.close(fig)
 
 
+def cost_figure(table: str, rows: list[dict], out: str) -> None:
+    """bench_training.py rows: step time and peak memory against N, one line per setting, a
+    column per model and device; settings that ran out of memory stop where they did."""
+    rows = [r for r in latest(rows).values() if r["table"] == table]
+    panels = sorted({(r["model"], r["note"].split()[2]) for r in rows})
+    if not panels:
+        return
+    fig, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 8), squeeze=False)
+    for col, (model, device) in enumerate(panels):
+        for ax, metric, ylabel in zip(axes[:, col], ("ms_per_step", "peak_mem_mb"), ("ms per step", "peak memory (MB)")):
+            lines = defaultdict(list)
+            for r in rows:
+                if (r["model"], r["note"].split()[2], r["metric"]) == (model, device, metric) and r["value"] != "OOM":
+                    lines[r["setting"]].append((int(r["eval_ctx"]), float(r["value"])))
+            for setting, points in sorted(lines.items()):
+                ax.plot(*zip(*sorted(points)), marker="o", label=setting)
+            ax.set_xscale("log", base=2)
+            ax.set_ylabel(ylabel)
+            ax.set_xlabel("sequence length N (one sequence per step)")
+            ax.set_title(f"{table}: {model}, {device}", fontsize=9)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
+    plt.close(fig)
+
+
 def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
     """Passkey accuracy by depth (rows, from the note depth=D) and prompt length (columns)."""
     cells = {(float(note_value(r["note"], "depth")), int(r["eval_ctx"])): float(r["value"])
@@ -155,8 +187,8 @@ def published_match(row: dict, published: list[dict]) -> dict | None:
     at its own training length (the longest) for a row measured at its training length;
     None if the paper has no such row."""
     factor = BASE_WINDOW["paper"] / BASE_WINDOW[row["scale"]]
-    same = [p for p in published if (p["table"], p["setting"], p["metric"]) == (row["table"], row["setting"],
-                                                                              row["metric"])]
+    metric = PUBLISHED_METRIC.get(row["metric"], row["metric"])
+    same = [p for p in published if (p["table"], p["setting"], p["metric"]) == (row["table"], row["setting"], metric)]
     for p in same:
         if int(p["eval_ctx"]) == int(row["eval_ctx"]) * factor and int(p["train_ctx"]) == int(row["train_ctx"]) * factor:
             return p
@@ -170,7 +202,8 @@ def published_cell(row: dict, published: list[dict]) -> str:
     match = published_match(row, published)
     if match is None:
         return ""
-    return match["value"] if match["eval_ctx"] == row["eval_ctx"] else f"{match['value']} @{match['eval_ctx']}"
+    value = match["value"] + (f" ({match['metric']})" if match["metric"] != row["metric"] else "")
+    return value if match["eval_ctx"] == row["eval_ctx"] else f"{value} @{match['eval_ctx']}"
 
 
 def markdown(measured: list[dict], published: list[dict], figures_dir: str) -> str:
@@ -215,7 +248,7 @@ def compare(measured: list[dict], published: list[dict]) -> None:
     """Measured beside published (at the same multiple of the base window), their ratio, and the claims."""
     for r in latest(measured).values():
         match = published_match(r, published) if r["metric"] in TABLE_METRICS else None
-        if match is None or match["value"] == "OOM" or r["value"] == "OOM":
+        if match is None or match["value"] == "OOM" or r["value"] == "OOM" or r["metric"] in PUBLISHED_METRIC:
             continue
         ratio = float(r["value"]) / float(match["value"]) if float(match["value"]) else float("nan")
         print(f"{r['table']:8} {r['setting']:40} @{r['eval_ctx']:>6} ours {float(r['value']):8.3f} ({r['scale']})  "
@@ -240,6 +273,8 @@ def main() -> None:
             curve_figure(table, measured, [r for r in published if r["table"] == table], out)
         elif table == "efficiency":
             efficiency_figure(measured, out)
+        elif table in COST_TABLES:
+            cost_figure(table, measured, out)
         elif table.endswith("_heatmap"):
             heatmap_figure(table, measured, out)
         else:

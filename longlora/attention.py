@@ -74,7 +74,7 @@ def _group_sizes(valid: torch.Tensor, doc_starts: torch.Tensor, cfg: S2Config) -
         return torch.full(valid.shape, cfg.group_size, device=valid.device)
     doc_ids = torch.cumsum(doc_starts.flatten(), 0) - 1  # (B*N,) running document index
     lengths = torch.bincount(doc_ids[valid.flatten()], minlength=int(doc_ids.max()) + 1)
-    sizes = torch.ceil(lengths[doc_ids.clamp(min=0)] * cfg.group_size_ratio).long().clamp(min=2)
+    sizes = torch.ceil(lengths[doc_ids.clamp(min=0)].double() * cfg.group_size_ratio).long().clamp(min=2)
     return sizes.view(valid.shape)
 
 
@@ -210,6 +210,41 @@ def _sparse_mask(pattern: str, n: int, group_size: int, num_heads: int, device) 
     return torch.cat([local.expand(split, n, n), strided.expand(num_heads - split, n, n)])
 
 
+def _row_group_size(n: int, cfg: S2Config) -> int:
+    """G of a row that is one whole document of n tokens: what _group_sizes gives it, without device work."""
+    return cfg.group_size or max(2, math.ceil(n * cfg.group_size_ratio))
+
+
+def _head_sections(pattern: str, num_heads: int, layer_idx: int) -> list[tuple[int, bool]]:
+    """(head count, shifted) of the consecutive head sections, in head order."""
+    parts = sorted((heads.start, heads.stop, shifted) for heads, shifted in
+                   zip(_shifted_heads(pattern, num_heads, layer_idx), (False, True)) if heads.start != heads.stop)
+    return [(stop - start, shifted) for start, stop, shifted in parts]
+
+
+def _attend_documents(q, k, v, valid, doc_starts, group, shifted, scaling, dropout):
+    """General path (padding, packed documents, N not a multiple of G). q: (B, N, h, D),
+    k/v: (B, N, h_kv, D). Returns (B, N, h, D), zeros at padding."""
+    b, n, h, d = q.shape
+    k, v = (x.repeat_interleave(h // x.shape[2], dim=2) for x in (k, v))
+    flat = [x.reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
+    starts, lengths = _segments(valid, doc_starts, group, shifted)
+    seg_out, index = _attend_segments(*flat, starts, lengths, scaling, dropout)
+    out = torch.zeros_like(flat[0])
+    out[index] = seg_out.to(out.dtype)
+    return out.reshape(b, n, h, d)
+
+
+def _attend_masked(query, key, value, valid, group_size, pattern, scaling, dropout):
+    """Table 6's mask patterns: one SDPA call with an explicit (B, H, N, N) mask. q/k/v: (B, H, N, D)."""
+    b, num_heads, n, _ = query.shape
+    key, value = (x.repeat_interleave(num_heads // x.shape[1], dim=1) for x in (key, value))
+    mask = _sparse_mask(pattern, n, group_size, num_heads, query.device)[None]
+    mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
+    return out.transpose(1, 2).contiguous()
+
+
 def s2_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
                          scaling: float | None = None, position_ids=None, **kwargs):
     """Attention-registry function: query (B, H, N, D), key/value (B, H_kv, N, D) after
@@ -218,38 +253,24 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
     b, num_heads, n, d = query.shape
     if key.shape[2] != n:
         raise ValueError("S2-Attn is for full-sequence training forwards; call disable_s2_attention() before generating")
-    valid = (torch.ones(b, n, dtype=torch.bool, device=query.device) if attention_mask is None
-             else attention_mask[:, -n:].bool())
     packed = position_ids is not None and bool((position_ids[..., 1:] == 0).any())
-    doc_starts = _document_starts(valid, position_ids if packed else None)
-    group = _group_sizes(valid, doc_starts, cfg)
-    if cfg.pattern in MASK_PATTERNS:
-        key, value = (x.repeat_interleave(num_heads // x.shape[1], dim=1) for x in (key, value))
-        mask = _sparse_mask(cfg.pattern, n, int(group.max()), num_heads, query.device)[None]
-        mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
-        return out.transpose(1, 2).contiguous(), None
+    g = _row_group_size(n, cfg)
+    # Whole rows (no padding, no packing) whose length G divides: groups are views, decided without device work.
+    uniform = attention_mask is None and not packed and n % g == 0 and g % 2 == 0 and cfg.pattern not in MASK_PATTERNS
+    if not uniform:
+        valid = (torch.ones(b, n, dtype=torch.bool, device=query.device) if attention_mask is None
+                 else attention_mask[:, -n:].bool())
+        doc_starts = _document_starts(valid, position_ids if packed else None)
+        group = _group_sizes(valid, doc_starts, cfg)
+        if cfg.pattern in MASK_PATTERNS:
+            return _attend_masked(query, key, value, valid, int(group.max()), cfg.pattern, scaling, dropout), None
 
     query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, N, heads, D): the memory layout
-    g = int(group[0, 0])
-    uniform = attention_mask is None and not packed and n % g == 0 and g % 2 == 0
-    sections = sorted((heads.start, heads.stop, shifted) for heads, shifted in
-                      zip(_shifted_heads(cfg.pattern, num_heads, module.layer_idx), (False, True))
-                      if heads.start != heads.stop)
+    sections = _head_sections(cfg.pattern, num_heads, module.layer_idx)
     pieces = []
-    for (start, stop, shifted), (q, k, v) in zip(sections, _split_heads(query, key, value,
-                                                                         [stop - start for start, stop, _ in sections])):
-        if uniform:
-            pieces.append(_attend_uniform(q, k, v, g, shifted, scaling, dropout))
-            continue
-        h = q.shape[2]
-        k, v = (x.repeat_interleave(h // x.shape[2], dim=2) for x in (k, v))
-        flat = [x.reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
-        starts, lengths = _segments(valid, doc_starts, group, shifted)
-        seg_out, index = _attend_segments(*flat, starts, lengths, scaling, dropout)
-        head_out = torch.zeros_like(flat[0])
-        head_out[index] = seg_out.to(head_out.dtype)
-        pieces.append(head_out.reshape(b, n, h, d))
+    for (_, shifted), (q, k, v) in zip(sections, _split_heads(query, key, value, [size for size, _ in sections])):
+        pieces.append(_attend_uniform(q, k, v, g, shifted, scaling, dropout) if uniform else
+                      _attend_documents(q, k, v, valid, doc_starts, group, shifted, scaling, dropout))
     return (torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0].contiguous()), None
 
 

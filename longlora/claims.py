@@ -151,15 +151,78 @@ def efficiency(rows):
         s2_mem, full_mem = (values.get((f"{a}|{level}", n, "peak_mem_mb", note)) for a in ("s2_attn", "full_attn"))
         if None in (ratio, s2_mem, full_mem):
             continue
-        where = f"{level} @{n} ({note.split()[0]})"
+        where = f"{level} @{n} ({' '.join(note.split()[:3])})"
         verdicts.append((speedup >= 0.9 * ratio, f"{where} time: speedup {speedup:.2f}, FLOP ratio {ratio:.2f}"))
         verdicts.append((s2_mem <= full_mem, f"{where} memory: peak MB S2 {s2_mem:.0f}, full {full_mem:.0f}"))
     return verdicts, claim
 
 
+def _step_costs(rows, table):
+    """{(model, device): {(setting, N): (ms, MB) or None for OOM}} of bench_training.py rows."""
+    costs = defaultdict(dict)
+    for r in rows:
+        if r["table"] == table and r["metric"] in ("ms_per_step", "peak_mem_mb"):
+            where = (r["model"], r["note"].split()[2] if len(r["note"].split()) > 2 else "-")
+            pair = costs[where].get((r["setting"], int(r["eval_ctx"]))) or {}
+            pair[r["metric"]] = None if r["value"] == "OOM" else float(r["value"])
+            costs[where][(r["setting"], int(r["eval_ctx"]))] = pair
+    return {where: {k: None if None in v.values() else (v.get("ms_per_step"), v.get("peak_mem_mb"))
+                    for k, v in by_setting.items()} for where, by_setting in costs.items()}
+
+
+def table12(rows):
+    """Paper Table 12: LongLoRA's step beats LoRA's, by more at longer contexts; its memory is below full FT's."""
+    claim = ("LongLoRA (S2-Attn + LoRA+) steps faster than LoRA with full attention, more so at the longest "
+             "length than the shortest, and needs less memory than full fine-tuning")
+    verdicts = []
+    for (model, device), costs in sorted(_step_costs(rows, "table12").items()):
+        by_setting = defaultdict(dict)
+        for (setting, n), cost in costs.items():
+            by_setting[setting][n] = cost
+        longlora, lora, full_ft = (by_setting[s] for s in ("s2_attn|lora_plus", "full_attn|lora", "full_attn|full_ft"))
+        timed = sorted(n for n in longlora if longlora[n] and lora.get(n))
+        if timed:
+            ratio = {n: longlora[n][0] / lora[n][0] for n in timed}
+            short, long = timed[0], timed[-1]
+            verdicts.append((ratio[long] < 1 and ratio[long] <= ratio[short],
+                             f"{model} {device}: LongLoRA/LoRA step time {ratio[short]:.0%} @{short}, "
+                             f"{ratio[long]:.0%} @{long}"))
+        paired = sorted(n for n in longlora if longlora[n] and n in full_ft)
+        if paired:  # full fine-tuning out of memory (None) counts as more memory
+            below = all(full_ft[n] is None or longlora[n][1] < full_ft[n][1] for n in paired)
+            shown = ", ".join(f"@{n} {longlora[n][1]:.0f} vs " + ("OOM" if full_ft[n] is None else f"{full_ft[n][1]:.0f}")
+                              for n in paired)
+            verdicts.append((below, f"{model} {device}: peak MB LongLoRA vs full FT {shown}"))
+    return verdicts, claim
+
+
+def table13(rows):
+    """Paper Table 13 (no flash attention): S2-Attn is faster and lighter; full attention runs out of memory first."""
+    claim = ("without flash attention S2-Attn steps faster and needs less memory than full attention, "
+             "which runs out of memory first")
+    verdicts = []
+    full_setting, s2_setting = "full_attn|lora_plus|no_fa2", "s2_attn|lora_plus|no_fa2"
+    for (model, device), costs in sorted(_step_costs(rows, "table13").items()):
+        lengths = sorted({n for _, n in costs})
+        parts, ok = [], True
+        for n in lengths:
+            full, s2 = costs.get((full_setting, n), "missing"), costs.get((s2_setting, n), "missing")
+            if "missing" in (full, s2):
+                continue
+            if full and s2:
+                ok &= s2[0] < full[0] and s2[1] < full[1]
+                parts.append(f"@{n} S2 {s2[0]:.0f} ms {s2[1]:.0f} MB vs full {full[0]:.0f} ms {full[1]:.0f} MB")
+            else:
+                ok &= full is None  # S2 alone out of memory would contradict the claim
+                parts.append(f"@{n} S2 {'OOM' if s2 is None else 'ran'}, full {'OOM' if full is None else 'ran'}")
+        if parts:
+            verdicts.append((ok, f"{model} {device}: " + "; ".join(parts)))
+    return verdicts, claim
+
+
 CHECKS = {"base_model": base_model, "table1": table1, "table2": table2, "table3": falling_with_length("table3"),
           "table14": falling_with_length("table14"), "table6": table6, "table7": table7, "table8": table8,
-          "figure4": figure4, "figure5": figure5, "efficiency": efficiency}
+          "figure4": figure4, "figure5": figure5, "efficiency": efficiency, "table12": table12, "table13": table13}
 
 
 def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:

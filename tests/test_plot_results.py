@@ -57,6 +57,37 @@ def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
     assert outcome(3.7, 60.0) == ("PASS", "FAIL")  # more memory than full attention
 
 
+def cost_rows(table, costs):
+    """bench_training.py-like rows from {(setting, N): (ms, MB) or None for OOM}."""
+    return [{**BASE, "table": table, "train_ctx": n, "eval_ctx": n, "setting": s, "metric": metric,
+             "value": "OOM" if cost is None else value, "note": "kernel=sdpa bfloat16 cuda"}
+            for (s, n), cost in costs.items()
+            for metric, value in zip(("ms_per_step", "peak_mem_mb"), cost or (None, None))]
+
+
+def test_table12_claim_wants_longlora_faster_than_lora_at_length_and_lighter_than_full_ft():
+    def outcome(longlora_ms_at_64k, longlora_mb):
+        costs = {("full_attn|full_ft", 8192): (300, 18000), ("full_attn|lora", 8192): (280, 7000),
+                 ("s2_attn|lora_plus", 8192): (290, longlora_mb), ("full_attn|full_ft", 65536): None,
+                 ("full_attn|lora", 65536): (4200, 32000), ("s2_attn|lora_plus", 65536): (longlora_ms_at_64k, 33000)}
+        return tuple(v[2] for v in verdicts(cost_rows("table12", costs)) if v[0] == "table12")
+
+    assert outcome(2500, 8000) == ("PASS", "PASS")  # 104% of LoRA at 8k, 60% at 64k; full FT out of memory at 64k
+    assert outcome(4300, 8000) == ("FAIL", "PASS")  # slower than LoRA at the longest length
+    assert outcome(2500, 19000) == ("PASS", "FAIL")  # more memory than full fine-tuning
+
+
+def test_table13_claim_accepts_full_attention_running_out_of_memory_first_but_not_s2():
+    def outcome(full_16k, s2_16k):
+        costs = {("full_attn|lora_plus|no_fa2", 8192): (1000, 38000), ("s2_attn|lora_plus|no_fa2", 8192): (600, 10000),
+                 ("full_attn|lora_plus|no_fa2", 16384): full_16k, ("s2_attn|lora_plus|no_fa2", 16384): s2_16k}
+        return [v[2] for v in verdicts(cost_rows("table13", costs)) if v[0] == "table13"]
+
+    assert outcome(None, (1900, 24000)) == ["PASS"]
+    assert outcome((1900, 24000), None) == ["FAIL"]  # S2-Attn out of memory where full attention ran
+    assert outcome((1500, 20000), (1900, 24000)) == ["FAIL"]  # S2-Attn slower and heavier
+
+
 def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
     append_result("table1", table1_rows(10.2), tmp_path)
     append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
