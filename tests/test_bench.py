@@ -37,3 +37,11 @@ def test_help_and_bad_flags():
     assert all(flag in result.stdout for flag in ("--seq_len", "--kernels", "--smoke", "--threads", "--levels"))
     bad = run_script("bench_attention.py", "--repeats", "0")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("bench_attention.py: error:")
+
+
+def test_training_bench_help_and_bad_flags():
+    result = run_script("bench_training.py", "--help")
+    assert result.returncode == 0
+    assert all(flag in result.stdout for flag in ("--tables", "--num_layers", "--no_gradient_checkpointing", "--smoke"))
+    bad = run_script("bench_training.py", "--num_layers", "0")
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("bench_training.py: error:")
