@@ -21,7 +21,6 @@ Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 """
 
 import math
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,22 +28,16 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
-from longlora.benchmark import measure, random_model
+from longlora.benchmark import BenchArguments, base_row, bench_device, measure, random_model
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
-from longlora.data import DEFAULT_MODEL
-from longlora.flops import config_name, dims, forward_flops, load_config
+from longlora.flops import dims, forward_flops, load_config
 from longlora.results import append_result
 
-CPU_LENGTHS, GPU_LENGTHS, SMOKE_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768, 65536], [128, 256]
+CPU_LENGTHS, GPU_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768, 65536]
 
 
 @dataclass
-class BenchArguments:
-    model: str = field(default=str(DEFAULT_MODEL), metadata={
-        "help": "Model directory whose config.json is benchmarked (weights are not loaded), or the preset "
-                "llama2-7b. Default: the committed mini model."})
-    num_layers: int | None = field(default=None, metadata={
-        "help": "Keep the config's width, use this many layers (a 7B-wide model that fits one GPU)."})
+class AttentionBenchArguments(BenchArguments):
     seq_len: list[int] | None = field(default=None, metadata={
         "help": f"Sequence lengths N. Default: {CPU_LENGTHS} on a CPU, {GPU_LENGTHS} on a GPU."})
     levels: list[str] = field(default_factory=lambda: ["layer", "step"], metadata={
@@ -53,32 +46,11 @@ class BenchArguments:
     kernels: list[str] | None = field(default=None, metadata={
         "help": "Full-attention implementations to compare S2-Attn with (transformers names). Default: sdpa, plus "
                 "flash_attention_2 on a GPU with flash-attn installed."})
-    group_size_ratio: float = field(default=0.25, metadata={"help": "S2-Attn group size as a fraction of N."})
-    repeats: int = field(default=3, metadata={"help": "Timed runs per measurement (the median is reported)."})
-    warmup: int = field(default=1, metadata={"help": "Untimed runs before them."})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Recompute each decoder layer in the backward of a step (the paper trains this way)."})
-    scale: str = field(default="mini", metadata={"help": "Scale label of the rows.",
-                                                 "choices": ("mini", "small", "paper")})
-    seed: int = field(default=0, metadata={"help": "Seed of the random weights and inputs."})
-    threads: int = field(default=0, metadata={
-        "help": "CPU threads for torch (0: torch's default, one per core). Use 1 when other jobs share the cores: "
-                "busy cores make multi-threaded kernels wait on each other and the timings meaningless."})
-    results_dir: str | None = field(default=None, metadata={
-        "help": "Results folder (default: results/; with --smoke a new temporary folder)."})
-    smoke: bool = field(default=False, metadata={
-        "help": f"Seconds-long check: N in {SMOKE_LENGTHS}, 2 repeats, rows to a temporary folder."})
 
     def __post_init__(self) -> None:
-        if self.smoke:
-            self.seq_len, self.repeats = SMOKE_LENGTHS, 2
-            self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_smoke_")
-        if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
-            raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
-        if self.num_layers is not None and self.num_layers < 1:
-            raise ValueError("--num_layers must be at least 1")
-        if self.seq_len is not None and min(self.seq_len) < 8:
-            raise ValueError("every --seq_len must be at least 8 tokens")
+        super().__post_init__()
         known = [name for name in ALL_ATTENTION_FUNCTIONS.valid_keys() if name != "s2_attention"]
         if set(self.kernels or []) - set(known):
             raise ValueError(f"--kernels must be among {known}")
@@ -114,7 +86,7 @@ def default_kernels(device: torch.device) -> list[str]:
     return ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and flash_attn_varlen_func else [])
 
 
-def compare(model, n: int, level: str, kernel: str, args: BenchArguments, device, dtype) -> dict:
+def compare(model, n: int, level: str, kernel: str, args: AttentionBenchArguments, device, dtype) -> dict:
     """{"full_attn": measurement, "s2_attn": measurement} at one length and level."""
     module = model.model.layers[0].self_attn
     result = {}
@@ -152,16 +124,12 @@ def summary(m: dict, key: str) -> str:
 
 
 def main() -> None:
-    (args,) = parse_args(BenchArguments, description=__doc__.split("\n")[0])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    (args,) = parse_args(AttentionBenchArguments, description=__doc__.split("\n")[0])
+    device, dtype = bench_device(args)
     dtype_name = str(dtype).removeprefix("torch.")
     config = load_config(args.model, args.num_layers)
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
-    base = {"table": "efficiency", "model": config_name(args.model, args.num_layers), "dataset": "-", "split": "-",
-            "scale": args.scale, "seed": args.seed, "samples": args.repeats}
+    base = {"table": "efficiency", **base_row(args)}
     path = None
     print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} "
           f"{'full MB':>8} {'S2 MB':>8}")

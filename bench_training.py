@@ -22,22 +22,21 @@ The paper's numbers are hours for 1000 steps on 8 A100s with DeepSpeed and GB pe
 compare the ratios between settings, not the values. Rows go to results/table12_13_<cpu|cuda>.csv.
 """
 
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from longlora.args import exit_on_error, parse_args
 from longlora.attention import enable_s2_attention
-from longlora.benchmark import measure, memory_level, random_model
-from longlora.data import DEFAULT_MODEL
-from longlora.flops import config_name, load_config
+from longlora.benchmark import BenchArguments, base_row, bench_device, measure, memory_level, random_model
+from longlora.flops import load_config
 from longlora.model import TrainingMode, setup_training
 from longlora.results import append_result
 
-CPU_LENGTHS, GPU_LENGTHS, SMOKE_LENGTHS = [1024, 2048, 4096, 8192], [8192, 16384, 32768, 65536], [128, 256]
+CPU_LENGTHS, GPU_LENGTHS = [1024, 2048, 4096, 8192], [8192, 16384, 32768, 65536]
 # (attention, training mode) per table, as the paper's rows; table13 runs without flash attention.
 SETTINGS = {"table12": [("full_attn", "full"), ("full_attn", "lora"), ("s2_attn", "lora_plus")],
             "table13": [("full_attn", "lora_plus"), ("s2_attn", "lora_plus")]}
@@ -45,42 +44,16 @@ KERNEL = {"table12": "sdpa", "table13": "eager"}
 
 
 @dataclass
-class TrainingBenchArguments:
-    model: str = field(default=str(DEFAULT_MODEL), metadata={
-        "help": "Model directory whose config.json is used (weights are not loaded), or the preset llama2-7b. "
-                "Default: the committed mini model."})
-    num_layers: int | None = field(default=None, metadata={
-        "help": "Keep the config's width, use this many layers (a 7B-wide model that fits one GPU)."})
+class TrainingBenchArguments(BenchArguments):
     seq_len: list[int] | None = field(default=None, metadata={
         "help": f"Sequence lengths N. Default: {CPU_LENGTHS} on a CPU, {GPU_LENGTHS} on a GPU."})
+    repeats: int = field(default=2, metadata={"help": "Timed steps per measurement (the median is reported)."})
     tables: list[str] = field(default_factory=lambda: ["table12", "table13"], metadata={
         "help": "table12 (flash kernel: full FT, LoRA, LongLoRA) and/or table13 (no flash attention: LoRA+ with "
                 "full attention vs S2-Attn).", "choices": tuple(SETTINGS)})
-    group_size_ratio: float = field(default=0.25, metadata={"help": "S2-Attn group size as a fraction of N."})
     no_gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Keep every layer's activations instead of recomputing them in the backward (the paper recomputes)."})
-    repeats: int = field(default=2, metadata={"help": "Timed steps per measurement (the median is reported)."})
-    warmup: int = field(default=1, metadata={"help": "Untimed steps before them (they also create the optimizer state)."})
-    scale: str = field(default="mini", metadata={"help": "Scale label of the rows.",
-                                                 "choices": ("mini", "small", "paper")})
-    seed: int = field(default=0, metadata={"help": "Seed of the random weights and tokens."})
-    threads: int = field(default=0, metadata={
-        "help": "CPU threads for torch (0: one per core). Use 1 when other jobs share the cores."})
-    results_dir: str | None = field(default=None, metadata={
-        "help": "Results folder (default: results/; with --smoke a new temporary folder)."})
-    smoke: bool = field(default=False, metadata={
-        "help": f"Seconds-long check: N in {SMOKE_LENGTHS}, 1 repeat, rows to a temporary folder."})
-
-    def __post_init__(self) -> None:
-        if self.smoke:
-            self.seq_len, self.repeats = SMOKE_LENGTHS, 1
-            self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_training_smoke_")
-        if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
-            raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
-        if self.num_layers is not None and self.num_layers < 1:
-            raise ValueError("--num_layers must be at least 1")
-        if self.seq_len is not None and min(self.seq_len) < 8:
-            raise ValueError("every --seq_len must be at least 8 tokens")
+    smoke_repeats: ClassVar[int] = 1
 
 
 def setting_name(table: str, attention: str, mode: str) -> str:
@@ -126,13 +99,9 @@ def rows_for(result: dict, table: str, setting: str, n: int, base: dict, note: s
 
 def main() -> None:
     (args,) = parse_args(TrainingBenchArguments, description=__doc__.split("\n")[0])
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    device, dtype = bench_device(args)
     config = load_config(args.model, args.num_layers)
-    base = {"model": config_name(args.model, args.num_layers), "dataset": "-", "split": "-", "scale": args.scale,
-            "seed": args.seed, "samples": args.repeats}
+    base = base_row(args)
     path = None
     print(f"{'table':>7} {'setting':>30} {'N':>6} {'ms/step':>9} {'peak MB':>9}")
     for table in args.tables:

@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from longlora.claims import note_value, verdicts  # noqa: E402
+from longlora.claims import note_device, note_value, verdicts  # noqa: E402
 from longlora.results import RESULTS_DIR, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -134,7 +134,7 @@ def cost_figure(table: str, rows: list[dict], out: str) -> None:
     """bench_training.py rows: step time and peak memory against N, one line per setting, a
     column per model and device; settings that ran out of memory stop where they did."""
     rows = [r for r in latest(rows).values() if r["table"] == table]
-    panels = sorted({(r["model"], r["note"].split()[2]) for r in rows})
+    panels = sorted({(r["model"], note_device(r["note"])) for r in rows})
     if not panels:
         return
     fig, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 8), squeeze=False)
@@ -142,7 +142,7 @@ def cost_figure(table: str, rows: list[dict], out: str) -> None:
         for ax, metric, ylabel in zip(axes[:, col], ("ms_per_step", "peak_mem_mb"), ("ms per step", "peak memory (MB)")):
             lines = defaultdict(list)
             for r in rows:
-                if (r["model"], r["note"].split()[2], r["metric"]) == (model, device, metric) and r["value"] != "OOM":
+                if (r["model"], note_device(r["note"]), r["metric"]) == (model, device, metric) and r["value"] != "OOM":
                     lines[r["setting"]].append((int(r["eval_ctx"]), float(r["value"])))
             for setting, points in sorted(lines.items()):
                 ax.plot(*zip(*sorted(points)), marker="o", label=setting)

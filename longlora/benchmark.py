@@ -12,12 +12,73 @@ gradients and optimizer state too.
 import ctypes
 import gc
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from transformers import AutoModelForCausalLM
+
+from longlora.data import DEFAULT_MODEL
+from longlora.flops import config_name
+
+SMOKE_LENGTHS = [128, 256]
+
+
+@dataclass
+class BenchArguments:
+    """The flags bench_attention.py and bench_training.py share; each adds its own (and its
+    lengths' help) in a subclass."""
+
+    model: str = field(default=str(DEFAULT_MODEL), metadata={
+        "help": "Model directory whose config.json is used (weights are not loaded), or the preset llama2-7b. "
+                "Default: the committed mini model."})
+    num_layers: int | None = field(default=None, metadata={
+        "help": "Keep the config's width, use this many layers (a 7B-wide model that fits one GPU)."})
+    seq_len: list[int] | None = field(default=None, metadata={"help": "Sequence lengths N."})
+    group_size_ratio: float = field(default=0.25, metadata={"help": "S2-Attn group size as a fraction of N."})
+    repeats: int = field(default=3, metadata={"help": "Timed runs per measurement (the median is reported)."})
+    warmup: int = field(default=1, metadata={"help": "Untimed runs before them."})
+    scale: str = field(default="mini", metadata={"help": "Scale label of the rows.",
+                                                 "choices": ("mini", "small", "paper")})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights and inputs."})
+    threads: int = field(default=0, metadata={
+        "help": "CPU threads for torch (0: torch's default, one per core). Use 1 when other jobs share the cores: "
+                "busy cores make multi-threaded kernels wait on each other and the timings meaningless."})
+    results_dir: str | None = field(default=None, metadata={
+        "help": "Results folder (default: results/; with --smoke a new temporary folder)."})
+    smoke: bool = field(default=False, metadata={
+        "help": f"Seconds-long check: N in {SMOKE_LENGTHS}, fewer repeats, rows to a temporary folder."})
+    smoke_repeats: ClassVar[int] = 2
+
+    def __post_init__(self) -> None:
+        if self.smoke:
+            self.seq_len, self.repeats = SMOKE_LENGTHS, self.smoke_repeats
+            self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_smoke_")
+        if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
+            raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ValueError("--num_layers must be at least 1")
+        if self.seq_len is not None and min(self.seq_len) < 8:
+            raise ValueError("every --seq_len must be at least 8 tokens")
+
+
+def bench_device(args: BenchArguments) -> tuple[torch.device, torch.dtype]:
+    """The GPU in bf16 if there is one, else the CPU in fp32 (with --threads applied)."""
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+def base_row(args: BenchArguments) -> dict:
+    """The columns every row of a benchmark run shares."""
+    return {"model": config_name(args.model, args.num_layers), "dataset": "-", "split": "-", "scale": args.scale,
+            "seed": args.seed, "samples": args.repeats}
 
 
 def _status_kb(name: str) -> int:

@@ -16,6 +16,12 @@ def note_value(note: str, key: str) -> str | None:
     return next((pair.split("=", 1)[1] for pair in note.split() if pair.startswith(key + "=")), None)
 
 
+def note_device(note: str) -> str:
+    """cpu or cuda: the third word of a benchmark row's note (`kernel=sdpa bfloat16 cuda ...`)."""
+    words = note.split()
+    return words[2] if len(words) > 2 else "-"
+
+
 def _ppl(rows, table):
     """{(setting, train_ctx, eval_ctx): perplexity} of one table (last row wins)."""
     return {(r["setting"], int(r["train_ctx"]), int(r["eval_ctx"])): float(r["value"])
@@ -162,7 +168,7 @@ def _step_costs(rows, table):
     costs = defaultdict(dict)
     for r in rows:
         if r["table"] == table and r["metric"] in ("ms_per_step", "peak_mem_mb"):
-            where = (r["model"], r["note"].split()[2] if len(r["note"].split()) > 2 else "-")
+            where = (r["model"], note_device(r["note"]))
             pair = costs[where].get((r["setting"], int(r["eval_ctx"]))) or {}
             pair[r["metric"]] = None if r["value"] == "OOM" else float(r["value"])
             costs[where][(r["setting"], int(r["eval_ctx"]))] = pair
