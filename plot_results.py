@@ -185,10 +185,13 @@ def published_match(row: dict, published: list[dict]) -> dict | None:
     """The paper's row for a measured one, at the same multiple of the base window (mini
     2048 = 8 x 256 <-> paper 32768 = 8 x 4096); else the paper's row for the same setting
     at its own training length (the longest) for a row measured at its training length;
-    None if the paper has no such row."""
+    for a step time or memory (other units), only the paper's row at the same length of a
+    paper-scale row; None if the paper has no such row."""
     factor = BASE_WINDOW["paper"] / BASE_WINDOW[row["scale"]]
     metric = PUBLISHED_METRIC.get(row["metric"], row["metric"])
     same = [p for p in published if (p["table"], p["setting"], p["metric"]) == (row["table"], row["setting"], metric)]
+    if metric != row["metric"]:  # a cost in other units: only the paper's row at the same length compares
+        return next((p for p in same if p["eval_ctx"] == row["eval_ctx"]), None) if row["scale"] == "paper" else None
     for p in same:
         if int(p["eval_ctx"]) == int(row["eval_ctx"]) * factor and int(p["train_ctx"]) == int(row["train_ctx"]) * factor:
             return p
