@@ -28,7 +28,8 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
-from longlora.benchmark import BenchArguments, base_row, bench_device, measure, random_model
+from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
+                                random_model, shown)
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
 from longlora.flops import dims, forward_flops, load_config
 from longlora.results import append_result
@@ -105,11 +106,7 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
     """Result rows of one comparison: ms, tokens/s, memory of each, speedup and FLOP ratio of S2."""
     rows = []
     for setting, m in result.items():
-        if m.get("oom"):
-            values = {"ms_median": "OOM", "peak_mem_mb": "OOM"}
-        else:
-            values = {"ms_median": round(m["ms"], 3), "tokens_per_s": round(n / m["ms"] * 1000, 1),
-                      "peak_mem_mb": round(m["mb"], 1)}
+        values = cost_values(m, n, "ms_median")
         if setting == "s2_attn" and not m.get("oom") and not result["full_attn"].get("oom"):
             values["speedup_vs_full"] = round(result["full_attn"]["ms"] / m["ms"], 3)
             values["flop_ratio"] = round(flop_ratio, 3)
@@ -119,14 +116,9 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
     return rows
 
 
-def summary(m: dict, key: str) -> str:
-    return "OOM" if m.get("oom") else f"{m[key]:.1f}"
-
-
 def main() -> None:
     (args,) = parse_args(AttentionBenchArguments, description=__doc__.split("\n")[0])
     device, dtype = bench_device(args)
-    dtype_name = str(dtype).removeprefix("torch.")
     config = load_config(args.model, args.num_layers)
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
     base = {"table": "efficiency", **base_row(args)}
@@ -142,14 +134,14 @@ def main() -> None:
                 result = compare(model, n, level, kernel, args, device, dtype)
                 ratio = full.attn / s2.attn if level == "layer" else full.total / s2.total
                 theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
-                note = (f"kernel={kernel} {dtype_name} {device.type} group_size_ratio={args.group_size_ratio} "
-                        f"checkpointing={args.gradient_checkpointing} flop_ratio={theory}")
+                note = (bench_note(kernel, dtype, device, args.group_size_ratio, args.gradient_checkpointing)
+                        + f" flop_ratio={theory}")
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
                 path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, note),
                                      args.results_dir)
                 f, s = result["full_attn"], result["s2_attn"]
-                print(f"{kernel:>17} {level:>5} {n:>6} {summary(f, 'ms'):>9} {summary(s, 'ms'):>9} {ratio:>10.2f} "
-                      f"{summary(f, 'mb'):>8} {summary(s, 'mb'):>8}")
+                print(f"{kernel:>17} {level:>5} {n:>6} {shown(f, 'ms'):>9} {shown(s, 'ms'):>9} {ratio:>10.2f} "
+                      f"{shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
         del model
     print(f"rows in {path}")
 

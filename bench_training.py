@@ -31,7 +31,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from longlora.args import exit_on_error, parse_args
 from longlora.attention import enable_s2_attention
-from longlora.benchmark import BenchArguments, base_row, bench_device, measure, memory_level, random_model
+from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
+                                memory_level, random_model, shown)
 from longlora.flops import load_config
 from longlora.model import TrainingMode, setup_training
 from longlora.results import append_result
@@ -90,11 +91,9 @@ def measure_setting(config, table: str, attention: str, mode: str, n: int, args,
 
 
 def rows_for(result: dict, table: str, setting: str, n: int, base: dict, note: str) -> list[dict]:
-    values = ({"ms_per_step": "OOM", "peak_mem_mb": "OOM"} if result.get("oom") else
-              {"ms_per_step": round(result["ms"], 2), "tokens_per_s": round(n / result["ms"] * 1000, 1),
-               "peak_mem_mb": round(result["mb"], 1)})
     return [{**base, "table": table, "train_ctx": n, "eval_ctx": n, "setting": setting, "metric": metric,
-             "value": value, "note": note, "wall_seconds": round(result["wall"], 2)} for metric, value in values.items()]
+             "value": value, "note": note, "wall_seconds": round(result["wall"], 2)}
+            for metric, value in cost_values(result, n, "ms_per_step").items()]
 
 
 def main() -> None:
@@ -105,9 +104,8 @@ def main() -> None:
     path = None
     print(f"{'table':>7} {'setting':>30} {'N':>6} {'ms/step':>9} {'peak MB':>9}")
     for table in args.tables:
-        note = (f"kernel={KERNEL[table]} {str(dtype).removeprefix('torch.')} {device.type} "
-                f"group_size_ratio={args.group_size_ratio} checkpointing={not args.no_gradient_checkpointing} "
-                "optimizer=AdamW batch=1")
+        note = (bench_note(KERNEL[table], dtype, device, args.group_size_ratio, not args.no_gradient_checkpointing)
+                + " optimizer=AdamW batch=1")
         for n in args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS):
             for attention, mode in SETTINGS[table]:
                 setting = setting_name(table, attention, mode)
@@ -115,8 +113,7 @@ def main() -> None:
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
                 path = append_result(f"table12_13_{device.type}", rows_for(result, table, setting, n, base, note),
                                      args.results_dir)
-                shown = ("OOM", "OOM") if result.get("oom") else (f"{result['ms']:.1f}", f"{result['mb']:.0f}")
-                print(f"{table:>7} {setting:>30} {n:>6} {shown[0]:>9} {shown[1]:>9}")
+                print(f"{table:>7} {setting:>30} {n:>6} {shown(result, 'ms'):>9} {shown(result, 'mb'):>9}")
     print(f"rows in {path}")
 
 

@@ -181,18 +181,6 @@ def _split_heads(query, key, value, sizes: list[int]):
     return zip(torch.split(query, sizes, dim=2), torch.split(key, kv_sizes, dim=2), torch.split(value, kv_sizes, dim=2))
 
 
-def _shifted_heads(pattern: str, num_heads: int, layer_idx: int) -> tuple[slice, slice]:
-    """(plain heads, shifted heads) as slices of the head dimension."""
-    split = num_heads - num_heads // 2
-    if pattern == "short" or (pattern == "s2_cross_layers" and layer_idx % 2 == 0):
-        return slice(0, num_heads), slice(0, 0)
-    if pattern == "only_shifted" or pattern == "s2_cross_layers":
-        return slice(0, 0), slice(0, num_heads)
-    if pattern == "s2_swap":
-        return slice(num_heads // 2, num_heads), slice(0, num_heads // 2)
-    return slice(0, split), slice(split, num_heads)
-
-
 def _sparse_mask(pattern: str, n: int, group_size: int, num_heads: int, device) -> torch.Tensor:
     """(H, N, N) bool masks for the Table 6 baselines that are not groups."""
     i = torch.arange(n, device=device)[:, None]
@@ -216,17 +204,26 @@ def _row_group_size(n: int, cfg: S2Config) -> int:
 
 
 def _head_sections(pattern: str, num_heads: int, layer_idx: int) -> list[tuple[int, bool]]:
-    """(head count, shifted) of the consecutive head sections, in head order."""
-    parts = sorted((heads.start, heads.stop, shifted) for heads, shifted in
-                   zip(_shifted_heads(pattern, num_heads, layer_idx), (False, True)) if heads.start != heads.stop)
-    return [(stop - start, shifted) for start, stop, shifted in parts]
+    """(head count, shifted) of the consecutive head sections, in head order. The paper's
+    `s2` shifts the last H//2 heads (with an odd count the extra head is unshifted)."""
+    half = num_heads // 2
+    if pattern == "short" or (pattern == "s2_cross_layers" and layer_idx % 2 == 0):
+        sections = [(num_heads, False)]
+    elif pattern in ("only_shifted", "s2_cross_layers"):
+        sections = [(num_heads, True)]
+    elif pattern == "s2_swap":  # the first half of the heads shifted instead of the last
+        sections = [(half, True), (num_heads - half, False)]
+    else:
+        sections = [(num_heads - half, False), (half, True)]
+    return [(count, shifted) for count, shifted in sections if count]
 
 
 def _attend_documents(q, k, v, valid, doc_starts, group, shifted, scaling, dropout):
     """General path (padding, packed documents, N not a multiple of G). q: (B, N, h, D),
     k/v: (B, N, h_kv, D). Returns (B, N, h, D), zeros at padding."""
     b, n, h, d = q.shape
-    k, v = (x.repeat_interleave(h // x.shape[2], dim=2) for x in (k, v))
+    if k.shape[2] != h:  # the segment kernels want one K/V head per query head
+        k, v = (x.repeat_interleave(h // x.shape[2], dim=2) for x in (k, v))
     flat = [x.reshape(b * n, h, d) for x in (q, k, v)]  # (B*N, h, D)
     starts, lengths = _segments(valid, doc_starts, group, shifted)
     seg_out, index = _attend_segments(*flat, starts, lengths, scaling, dropout)
@@ -237,7 +234,7 @@ def _attend_documents(q, k, v, valid, doc_starts, group, shifted, scaling, dropo
 
 def _attend_masked(query, key, value, valid, group_size, pattern, scaling, dropout):
     """Table 6's mask patterns: one SDPA call with an explicit (B, H, N, N) mask. q/k/v: (B, H, N, D)."""
-    b, num_heads, n, _ = query.shape
+    _, num_heads, n, _ = query.shape
     key, value = (x.repeat_interleave(num_heads // x.shape[1], dim=1) for x in (key, value))
     mask = _sparse_mask(pattern, n, group_size, num_heads, query.device)[None]
     mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)

@@ -140,6 +140,27 @@ def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup:
     return {"ms": statistics.median(times), "mb": memory["mb"], "wall": time.time() - start}
 
 
+def bench_note(kernel: str, dtype: torch.dtype, device: torch.device, group_size_ratio: float,
+               checkpointing: bool) -> str:
+    """A benchmark row's note: kernel, dtype and device first (claims.note_device reads the
+    device from the third word), then the settings that change the numbers."""
+    return (f"kernel={kernel} {str(dtype).removeprefix('torch.')} {device.type} "
+            f"group_size_ratio={group_size_ratio} checkpointing={checkpointing}")
+
+
+def cost_values(result: dict, n: int, time_metric: str) -> dict:
+    """Metric -> value of one measurement of N tokens: median ms, tokens/s and peak MB, or OOM."""
+    if result.get("oom"):
+        return {time_metric: "OOM", "peak_mem_mb": "OOM"}
+    return {time_metric: round(result["ms"], 3), "tokens_per_s": round(n / result["ms"] * 1000, 1),
+            "peak_mem_mb": round(result["mb"], 1)}
+
+
+def shown(result: dict, key: str) -> str:
+    """A measurement's ms or mb for the progress table, or OOM."""
+    return "OOM" if result.get("oom") else f"{result[key]:.1f}"
+
+
 def random_model(config, kernel: str, device: torch.device, dtype: torch.dtype, seed: int,
                  checkpointing: bool = False):
     """A causal LM from `config` with random weights, created directly on `device` (a 7B

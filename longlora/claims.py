@@ -164,16 +164,16 @@ def efficiency(rows):
 
 
 def _step_costs(rows, table):
-    """{(model, device): {(setting, N): (ms, MB) or None for OOM}} of bench_training.py rows."""
-    costs = defaultdict(dict)
+    """{(model, device): {setting: {N: (ms, MB), or None where it ran out of memory}}} of bench_training.py rows."""
+    metrics = defaultdict(dict)
     for r in rows:
         if r["table"] == table and r["metric"] in ("ms_per_step", "peak_mem_mb"):
-            where = (r["model"], note_device(r["note"]))
-            pair = costs[where].get((r["setting"], int(r["eval_ctx"]))) or {}
-            pair[r["metric"]] = None if r["value"] == "OOM" else float(r["value"])
-            costs[where][(r["setting"], int(r["eval_ctx"]))] = pair
-    return {where: {k: None if None in v.values() else (v.get("ms_per_step"), v.get("peak_mem_mb"))
-                    for k, v in by_setting.items()} for where, by_setting in costs.items()}
+            where = (r["model"], note_device(r["note"]), r["setting"], int(r["eval_ctx"]))
+            metrics[where][r["metric"]] = None if r["value"] == "OOM" else float(r["value"])
+    costs = defaultdict(lambda: defaultdict(dict))
+    for (model, device, setting, n), m in metrics.items():
+        costs[(model, device)][setting][n] = None if None in m.values() else (m.get("ms_per_step"), m.get("peak_mem_mb"))
+    return costs
 
 
 def table12(rows):
@@ -181,10 +181,7 @@ def table12(rows):
     claim = ("LongLoRA (S2-Attn + LoRA+) steps faster than LoRA with full attention, more so at the longest "
              "length than the shortest, and needs less memory than full fine-tuning")
     verdicts = []
-    for (model, device), costs in sorted(_step_costs(rows, "table12").items()):
-        by_setting = defaultdict(dict)
-        for (setting, n), cost in costs.items():
-            by_setting[setting][n] = cost
+    for (model, device), by_setting in sorted(_step_costs(rows, "table12").items()):
         longlora, lora, full_ft = (by_setting[s] for s in ("s2_attn|lora_plus", "full_attn|lora", "full_attn|full_ft"))
         timed = sorted(n for n in longlora if longlora[n] and lora.get(n))
         if timed:
@@ -207,20 +204,17 @@ def table13(rows):
     claim = ("without flash attention S2-Attn steps faster and needs less memory than full attention, "
              "which runs out of memory first")
     verdicts = []
-    full_setting, s2_setting = "full_attn|lora_plus|no_fa2", "s2_attn|lora_plus|no_fa2"
-    for (model, device), costs in sorted(_step_costs(rows, "table13").items()):
-        lengths = sorted({n for _, n in costs})
+    for (model, device), by_setting in sorted(_step_costs(rows, "table13").items()):
+        full, s2 = by_setting["full_attn|lora_plus|no_fa2"], by_setting["s2_attn|lora_plus|no_fa2"]
         parts, ok = [], True
-        for n in lengths:
-            full, s2 = costs.get((full_setting, n), "missing"), costs.get((s2_setting, n), "missing")
-            if "missing" in (full, s2):
-                continue
-            if full and s2:
-                ok &= s2[0] < full[0] and s2[1] < full[1]
-                parts.append(f"@{n} S2 {s2[0]:.0f} ms {s2[1]:.0f} MB vs full {full[0]:.0f} ms {full[1]:.0f} MB")
+        for n in sorted(set(full) & set(s2)):
+            if full[n] and s2[n]:
+                ok &= s2[n][0] < full[n][0] and s2[n][1] < full[n][1]
+                parts.append(f"@{n} S2 {s2[n][0]:.0f} ms {s2[n][1]:.0f} MB vs full {full[n][0]:.0f} ms "
+                             f"{full[n][1]:.0f} MB")
             else:
-                ok &= full is None  # S2 alone out of memory would contradict the claim
-                parts.append(f"@{n} S2 {'OOM' if s2 is None else 'ran'}, full {'OOM' if full is None else 'ran'}")
+                ok &= full[n] is None  # S2 alone out of memory would contradict the claim
+                parts.append(f"@{n} S2 {'OOM' if s2[n] is None else 'ran'}, full {'OOM' if full[n] is None else 'ran'}")
         if parts:
             verdicts.append((ok, f"{model} {device}: " + "; ".join(parts)))
     return verdicts, claim
