@@ -105,7 +105,7 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
 
     def series(note, setting, metric):
         return {int(r["eval_ctx"]): float(r["value"]) for r in rows
-                if r["note"] == note and r["setting"] == setting and r["metric"] == metric}
+                if r["note"] == note and r["setting"] == setting and r["metric"] == metric and r["value"] != "OOM"}
 
     def bars(ax, named: dict, ylabel: str):
         lengths = sorted({n for values in named.values() for n in values})

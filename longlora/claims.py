@@ -147,7 +147,7 @@ def efficiency(rows):
     peak memory <= full attention's."""
     claim = "S2 speedup >= 0.9 x FLOP ratio and S2 peak memory <= full attention's (N >= 8192)"
     values = {(r["setting"], int(r["eval_ctx"]), r["metric"], r["note"]): float(r["value"])
-              for r in rows if r["table"] == "efficiency"}
+              for r in rows if r["table"] == "efficiency" and r["value"] != "OOM"}
     verdicts = []
     for setting, n, metric, note in sorted(values):
         if metric != "speedup_vs_full" or n < 8192:
