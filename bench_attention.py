@@ -16,7 +16,9 @@ bf16 on a GPU, fp32 on a CPU. Each number is the median of --repeats timed runs 
 --warmup untimed ones. Peak memory is the increase over what is held before the timed runs
 (weights, inputs), measured as longlora.benchmark says; a GPU out of memory gives `OOM`.
 Next to the measured speedup full/S2: the theoretical ratios, attention FLOPs N/G for a
-layer and longlora.flops' whole forward for a step (a step is ~3x its forward either way).
+layer and Table 11's whole-forward ratio for a step (`flop_ratio`, both from longlora.flops;
+for a step the progress table also prints the ratio of executed FLOPs, longlora.flops.step_flops:
+causal kernels skip half of attention, so a step cannot reach Table 11's ratio).
 Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 """
 
@@ -31,7 +33,7 @@ from longlora.args import exit_on_error, parse_args
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
                                 random_model, shown)
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
-from longlora.flops import dims, forward_flops, load_config
+from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
 from longlora.results import append_result
 
 CPU_LENGTHS, GPU_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768, 65536]
@@ -123,7 +125,7 @@ def main() -> None:
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
     base = {"table": "efficiency", **base_row(args)}
     path = None
-    print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} "
+    print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} {'executed':>8} "
           f"{'full MB':>8} {'S2 MB':>8}")
     for kernel in args.kernels or default_kernels(device):
         model = random_model(config, kernel, device, dtype, args.seed, args.gradient_checkpointing)
@@ -140,8 +142,10 @@ def main() -> None:
                 path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, note),
                                      args.results_dir)
                 f, s = result["full_attn"], result["s2_attn"]
+                executed = (f"{executed_step_ratio(config, n, args.group_size_ratio, args.gradient_checkpointing):.2f}"
+                            if level == "step" else "-")
                 print(f"{kernel:>17} {level:>5} {n:>6} {shown(f, 'ms'):>9} {shown(s, 'ms'):>9} {ratio:>10.2f} "
-                      f"{shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
+                      f"{executed:>8} {shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
         del model
     print(f"rows in {path}")
 

@@ -7,6 +7,8 @@ A check returns (verdict, evidence) with verdict PASS, FAIL or NOT RUN.
 
 from collections import defaultdict
 
+from longlora.flops import executed_step_ratio, named_config
+
 CLOSE = 0.10  # "stays with / close to": within 10% perplexity
 
 
@@ -143,11 +145,15 @@ def figure5(rows):
 
 def efficiency(rows):
     """Issue targets for bench_attention.py rows at N >= 8192, per level and kernel (note):
-    speedup >= 0.9 x the FLOP ratio (N/G for a layer, the FLOP model for a step), and S2
-    peak memory <= full attention's."""
-    claim = "S2 speedup >= 0.9 x FLOP ratio and S2 peak memory <= full attention's (N >= 8192)"
+    speedup >= 0.9 x the FLOP ratio (N/G for a layer, Table 11's forward ratio for a step), and
+    S2 peak memory <= full attention's. A step is also held to 0.9 x the ratio of the FLOPs it
+    executes (longlora.flops.step_flops: causal kernels skip half of attention, so Table 11's
+    ratio is out of reach), where the row's model column names a known config."""
+    claim = ("S2 speedup >= 0.9 x FLOP ratio (Table 11's; for a step also the executed FLOPs') and S2 peak "
+             "memory <= full attention's (N >= 8192)")
     values = {(r["setting"], int(r["eval_ctx"]), r["metric"], r["note"]): float(r["value"])
               for r in rows if r["table"] == "efficiency" and r["value"] != "OOM"}
+    models = {(r["setting"], int(r["eval_ctx"]), r["note"]): r["model"] for r in rows if r["table"] == "efficiency"}
     verdicts = []
     for setting, n, metric, note in sorted(values):
         if metric != "speedup_vs_full" or n < 8192:
@@ -159,6 +165,12 @@ def efficiency(rows):
             continue
         where = f"{level} @{n} ({' '.join(note.split()[:3])})"
         verdicts.append((speedup >= 0.9 * ratio, f"{where} time: speedup {speedup:.2f}, FLOP ratio {ratio:.2f}"))
+        config = named_config(models[(setting, n, note)]) if level == "step" else None
+        if config is not None:
+            executed = executed_step_ratio(config, n, float(note_value(note, "group_size_ratio")),
+                                           note_value(note, "checkpointing") == "True")
+            verdicts.append((speedup >= 0.9 * executed,
+                             f"{where} time: speedup {speedup:.2f}, executed FLOP ratio {executed:.2f}"))
         verdicts.append((s2_mem <= full_mem, f"{where} memory: peak MB S2 {s2_mem:.0f}, full {full_mem:.0f}"))
     return verdicts, claim
 

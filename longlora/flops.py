@@ -22,17 +22,25 @@ parts (attn, proj, ffn matrices, head) are what torch's FlopCounterMode counts. 
 elementwise terms are needed to reproduce the paper: matmuls alone total 143.4 and
 3117.8 TFLOPs at 8k and 64k, where Table 11 prints 143.5 and 3118.0. Its Total is the
 sum of the rounded columns (16k: 140.7 + 70.4 + 141.8 + 4.3 = 357.2, where the unrounded
-357.28 would print 357.3); `table11_columns` does the same. A training step (forward +
-backward) costs about 3x the forward.
+357.28 would print 357.3); `table11_columns` does the same.
+
+Table 11 is a forward count with causal attention as full N^2. What a training step with a
+causal flash kernel executes differs (`step_flops`): such kernels skip the masked half, for
+full attention and S2-Attn alike, which halves attention's share of the work and so lowers
+the speedup S2-Attn can reach (Llama-2-7B at 64k with checkpointing: Table 11's ratio 2.18,
+executed 1.84).
 """
 
+import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
+from longlora.corpora import REPO_ROOT
 from longlora.results import append_result
 
 PRESETS = {"llama2-7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
@@ -61,6 +69,16 @@ def config_name(model: str, num_layers: int | None = None) -> str:
     return f"{name} ({num_layers} layers)" if num_layers else name
 
 
+def named_config(column: str) -> PretrainedConfig | None:
+    """The config behind a result row's model column (what config_name wrote): a preset, or a
+    directory under models/; None if it is neither (a checkpoint elsewhere)."""
+    name, layers = re.fullmatch(r"(.+?)(?: \((\d+) layers\))?", column).groups()
+    try:
+        return load_config(name if name in PRESETS else str(REPO_ROOT / "models" / name), int(layers) if layers else None)
+    except FileNotFoundError:
+        return None
+
+
 def dims(config: PretrainedConfig) -> dict[str, int]:
     """The sizes every count here needs; head_dim may differ from hidden / heads."""
     heads = config.num_attention_heads
@@ -72,8 +90,8 @@ def dims(config: PretrainedConfig) -> dict[str, int]:
 
 
 @dataclass(frozen=True)
-class ForwardFlops:
-    """FLOPs of one forward pass of one sequence (see the module docstring)."""
+class Flops:
+    """FLOPs of one sequence in Table 11's parts: a forward pass (forward_flops) or a training step (step_flops)."""
 
     attn: float
     proj: float
@@ -92,7 +110,7 @@ class ForwardFlops:
         return self.matmul + self.ffn_elementwise + self.other_elementwise
 
 
-def forward_flops(config: PretrainedConfig, seq_len: int, group_size: float | None = None) -> ForwardFlops:
+def forward_flops(config: PretrainedConfig, seq_len: int, group_size: float | None = None) -> Flops:
     """Forward FLOPs for `seq_len` tokens; `group_size` G switches attention to S2-Attn
     (each query sees G keys instead of N), None is full attention."""
     d, n = dims(config), seq_len
@@ -101,7 +119,7 @@ def forward_flops(config: PretrainedConfig, seq_len: int, group_size: float | No
     norms = (2 * layers + 1) * 4 * n * d["h"]
     residual = layers * 2 * n * d["h"]
     rope = layers * 3 * n * (d["hq"] + d["hk"])
-    return ForwardFlops(attn=layers * 2 * 2 * n * keys * d["hq"],
+    return Flops(attn=layers * 2 * 2 * n * keys * d["hq"],
                         proj=layers * 2 * n * d["h"] * (2 * d["hq"] + 2 * d["hk"]),
                         ffn=layers * 3 * 2 * n * d["h"] * d["inter"],
                         head=2 * n * d["h"] * d["vocab"],
@@ -109,7 +127,39 @@ def forward_flops(config: PretrainedConfig, seq_len: int, group_size: float | No
                         other_elementwise=norms + residual + rope)
 
 
-def table11_columns(flops: ForwardFlops, unit: float = 1e12) -> dict[str, float]:
+def step_flops(config: PretrainedConfig, seq_len: int, group_size: float | None = None, causal: bool = True,
+               checkpointing: bool = False) -> Flops:
+    """FLOPs one training step (forward + backward) executes, per part: the count a measured
+    speedup can be held to, where Table 11's forward count overstates attention's share.
+
+    causal: a causal kernel computes N(K+1)/2 query-key pairs, not N*K (the triangle of each
+    group; the shifted heads' two half groups save a little more, not counted);
+    backward: twice the forward for the matrix products and elementwise work, 2.5x for
+    attention (a flash kernel recomputes QK^T: five products against the forward's two, as
+    torch's FlopCounterMode counts it); checkpointing: the decoder layers run their forward
+    once more, up to the FFN's down projection (torch's checkpoint stops at the last tensor
+    the backward needs; the vocabulary head is not recomputed either).
+    """
+    f = forward_flops(config, seq_len, group_size)
+    keys = seq_len if group_size is None else min(group_size, seq_len)
+    triangle = (keys + 1) / (2 * keys) if causal else 1.0
+    again = 1 if checkpointing else 0
+    return Flops(attn=f.attn * triangle * (1 + again + 2.5), proj=f.proj * (3 + again),
+                        ffn=f.ffn * (3 + again * 2 / 3), head=f.head * 3,
+                        ffn_elementwise=f.ffn_elementwise * (3 + again),
+                        other_elementwise=f.other_elementwise * (3 + again))
+
+
+def executed_step_ratio(config: PretrainedConfig, seq_len: int, group_size_ratio: float,
+                        checkpointing: bool) -> float:
+    """Full attention's executed training-step FLOPs over S2-Attn's (step_flops): the step speedup
+    that causal kernels can reach, where Table 11's forward ratio cannot be reached."""
+    group = math.ceil(group_size_ratio * seq_len)
+    full, s2 = (step_flops(config, seq_len, g, checkpointing=checkpointing).total for g in (None, group))
+    return full / s2
+
+
+def table11_columns(flops: Flops, unit: float = 1e12) -> dict[str, float]:
     """Columns as the paper prints them: in TFLOPs (`unit`), each rounded to 0.1, Total = sum of the rounded columns."""
     columns = {"attn": flops.attn, "proj": flops.proj, "ffn": flops.ffn + flops.ffn_elementwise,
                "others": flops.head + flops.other_elementwise}

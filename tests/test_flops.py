@@ -3,11 +3,12 @@
 import pytest
 import torch
 from conftest import run_script
-from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from transformers import LlamaForCausalLM
 
 from longlora.attention import enable_s2_attention
-from longlora.flops import forward_flops, load_config, table11_columns
+from longlora.data import DEFAULT_MODEL
+from longlora.flops import executed_step_ratio, forward_flops, load_config, named_config, step_flops, table11_columns
 from longlora.results import COLUMNS, read_results
 
 # Paper Table 11 (Llama-2-7B forward TFLOPs): N -> (attn full, total full, attn S2, total S2).
@@ -17,7 +18,9 @@ N = 128
 # SDPA on CPU runs an op FlopCounterMode has no formula for (it would count 0): give it the
 # formula of the other SDPA kernels (QK^T and AV, causal counted as full).
 CPU_SDPA = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu:
-            lambda query, key, value, *args, **kwargs: sdpa_flop_count(query, key, value)}
+            lambda query, key, value, *args, **kwargs: sdpa_flop_count(query, key, value),
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward:
+            lambda grad, query, key, value, *args, **kwargs: sdpa_backward_flop_count(grad, query, key, value)}
 
 
 @pytest.mark.parametrize("n", sorted(TABLE11))
@@ -52,6 +55,43 @@ def test_matmul_flops_equal_flop_counter_and_s2_divides_attention(tiny_model_dir
     shifted_heads = model.config.num_attention_heads // 2
     edge_saving = model.config.num_hidden_layers * shifted_heads * 4 * d * group ** 2 // 2
     assert counted(model, ids) - (full.matmul - full.attn) == s2.attn - edge_saving
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_step_flops_without_the_causal_triangle_equal_flop_counter_on_forward_and_backward(tiny_model_dir,
+                                                                                          checkpointing):
+    """torch counts attention's backward as five products (QK^T recomputed) and sees the recompute
+    of checkpointing: the step model, triangle off, must give its matmul count exactly."""
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa").train()
+    model.config.use_cache = False
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    ids = torch.randint(0, model.config.vocab_size, (1, N))
+    with FlopCounterMode(display=False, custom_mapping=CPU_SDPA) as counter:
+        model(input_ids=ids, labels=ids).loss.backward()
+    assert counter.get_total_flops() == step_flops(model.config, N, causal=False, checkpointing=checkpointing).matmul
+
+
+@pytest.mark.parametrize("group", [None, N // 4])
+def test_step_flops_count_the_causal_triangle_of_each_group(tiny_model_dir, group):
+    """Attention's executed share is the fraction of query-key pairs a causal mask keeps (counted here
+    from an explicit mask), the rest of the step does not change."""
+    config = LlamaForCausalLM.from_pretrained(tiny_model_dir).config
+    size = group or N
+    position = torch.arange(N)
+    kept = (position[None] <= position[:, None]) & (position[None] // size == position[:, None] // size)
+    causal, square = step_flops(config, N, group), step_flops(config, N, group, causal=False)
+    assert causal.attn / square.attn == pytest.approx(kept.sum().item() / (N * size))
+    assert causal.total - causal.attn == square.total - square.attn
+
+
+def test_executed_step_ratio_is_below_table11_and_the_config_of_a_row_is_found():
+    config = load_config("llama2-7b")
+    table11 = forward_flops(config, 65536).total / forward_flops(config, 65536, 16384).total
+    assert 1 < executed_step_ratio(config, 65536, 0.25, checkpointing=True) < table11
+    assert named_config("llama2-7b (8 layers)").num_hidden_layers == 8
+    assert named_config("mini").hidden_size == load_config(str(DEFAULT_MODEL)).hidden_size
+    assert named_config("a checkpoint elsewhere") is None
 
 
 def test_cli_prints_the_split_and_saves_table11_rows(tmp_path):

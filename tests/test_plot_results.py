@@ -60,6 +60,22 @@ def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
     assert outcome(3.7, 60.0) == ("PASS", "FAIL")  # more memory than full attention
 
 
+def test_a_step_is_also_held_to_the_executed_flop_ratio_of_a_known_model():
+    note = "kernel=sdpa bfloat16 cuda group_size_ratio=0.25 checkpointing=True flop_ratio=x"
+
+    def outcome(speedup, model="llama2-7b (8 layers)"):  # (Table 11 verdict, executed verdict, memory verdict)
+        values = (("s2_attn|step", "speedup_vs_full", speedup), ("s2_attn|step", "flop_ratio", 2.14),
+                  ("s2_attn|step", "peak_mem_mb", 100.0), ("full_attn|step", "peak_mem_mb", 100.0))
+        rows = [{**BASE, "model": model, "table": "efficiency", "train_ctx": 65536, "eval_ctx": 65536, "setting": s,
+                 "metric": m, "value": v, "note": note} for s, m, v in values]
+        return tuple(v[2] for v in verdicts(rows) if v[0] == "efficiency")
+
+    # Executed ratio of 8 Llama-2-7B layers at 64k with checkpointing: 1.81 (Table 11's: 2.14).
+    assert outcome(1.70) == ("FAIL", "PASS", "PASS")
+    assert outcome(1.60) == ("FAIL", "FAIL", "PASS")
+    assert outcome(1.70, model="elsewhere") == ("FAIL", "PASS")  # unknown config: no executed verdict
+
+
 def cost_rows(table, costs):
     """bench_training.py-like rows from {(setting, N): (ms, MB) or None for OOM}."""
     return [{**BASE, "table": table, "train_ctx": n, "eval_ctx": n, "setting": s, "metric": metric,
