@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from longlora.claims import note_device, note_value, verdicts  # noqa: E402
+from longlora.claims import executed_ratio, note_device, note_value, verdicts  # noqa: E402
 from longlora.results import RESULTS_DIR, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -96,7 +96,8 @@ def bar_figure(table: str, rows: list[dict], out: str) -> None:
 
 def efficiency_figure(rows: list[dict], out: str) -> None:
     """bench_attention.py rows: per kernel and level, bars per length of the measured speedup
-    of S2-Attn beside its FLOP ratio, then the median times and the peak memory."""
+    of S2-Attn beside its FLOP ratio (and, for a step, the executed-FLOP ratio), then the
+    median times and the peak memory."""
     rows = [r for r in latest(rows).values() if r["table"] == "efficiency"]
     panels = sorted({(r["setting"].split("|")[-1], r["note"]) for r in rows})
     if not panels:
@@ -119,8 +120,13 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
 
     for col, (level, note) in enumerate(panels):
         full, s2 = f"full_attn|{level}", f"s2_attn|{level}"
-        bars(axes[0][col], {"measured speedup full/S2": series(note, s2, "speedup_vs_full"),
-                            "FLOP ratio full/S2": series(note, s2, "flop_ratio")}, "ratio")
+        ratios = {"measured speedup full/S2": series(note, s2, "speedup_vs_full"),
+                  "Table 11 FLOP ratio": series(note, s2, "flop_ratio")}
+        if level == "step":
+            executed = {int(r["eval_ctx"]): executed_ratio(r["model"], int(r["eval_ctx"]), note) for r in rows
+                        if r["note"] == note and r["setting"] == s2 and r["metric"] == "speedup_vs_full"}
+            ratios["executed FLOP ratio"] = {n: ratio for n, ratio in executed.items() if ratio is not None}
+        bars(axes[0][col], ratios, "ratio full / S2")
         bars(axes[1][col], {s: series(note, s, "ms_median") for s in (full, s2)}, "median ms (forward + backward)")
         bars(axes[2][col], {s: series(note, s, "peak_mem_mb") for s in (full, s2)}, "peak memory (MB)")
         axes[0][col].set_title(f"{level}: {' '.join(note.split()[:3])}", fontsize=9)

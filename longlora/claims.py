@@ -24,6 +24,16 @@ def note_device(note: str) -> str:
     return words[2] if len(words) > 2 else "-"
 
 
+def executed_ratio(model: str, n: int, note: str) -> float | None:
+    """The executed-FLOP ratio full/S2 (longlora.flops.step_flops) of a bench_attention.py step row,
+    from its model column and note; None where the column names no known config."""
+    config = named_config(model)
+    if config is None:
+        return None
+    return executed_step_ratio(config, n, float(note_value(note, "group_size_ratio")),
+                               note_value(note, "checkpointing") == "True")
+
+
 def _ppl(rows, table):
     """{(setting, train_ctx, eval_ctx): perplexity} of one table (last row wins)."""
     return {(r["setting"], int(r["train_ctx"]), int(r["eval_ctx"])): float(r["value"])
@@ -165,10 +175,8 @@ def efficiency(rows):
             continue
         where = f"{level} @{n} ({' '.join(note.split()[:3])})"
         verdicts.append((speedup >= 0.9 * ratio, f"{where} time: speedup {speedup:.2f}, FLOP ratio {ratio:.2f}"))
-        config = named_config(models[(setting, n, note)]) if level == "step" else None
-        if config is not None:
-            executed = executed_step_ratio(config, n, float(note_value(note, "group_size_ratio")),
-                                           note_value(note, "checkpointing") == "True")
+        executed = executed_ratio(models[(setting, n, note)], n, note) if level == "step" else None
+        if executed is not None:
             verdicts.append((speedup >= 0.9 * executed,
                              f"{where} time: speedup {speedup:.2f}, executed FLOP ratio {executed:.2f}"))
         verdicts.append((s2_mem <= full_mem, f"{where} memory: peak MB S2 {s2_mem:.0f}, full {full_mem:.0f}"))
