@@ -9,7 +9,9 @@ Windows of seq_len tokens start every --stride tokens of one flat token stream, 
 incomplete one dropped; each window's loss is the mean next-token loss over the whole
 window and perplexity = exp(mean of the window losses) -- the number the paper reports
 (metric `perplexity`). The token-level perplexity exp(mean token loss) is written too
-(metric `perplexity_token`); with equal-length windows the two agree. The model is loaded
+(metric `perplexity_token`); with equal-length windows the two agree. With --max_windows,
+every length scores the same text: the windows are chosen as spans of the longest length
+(or --span_len) and each span is cut into windows of the shorter ones. The model is loaded
 once, with position interpolation for the longest length (or --rope_target), and full
 attention unless --attention says otherwise. Rows go to results/<experiment>.csv.
 """
@@ -36,14 +38,20 @@ class PerplexityArguments:
     data: str | None = field(default=None, metadata={"help": "A token stream .bin from prepare_data.py (overrides "
                                                              "--corpus/--split)."})
     dataset_name: str | None = field(default=None, metadata={"help": "Dataset label in the CSV (default: corpus)."})
-    max_windows: int = field(default=0, metadata={"help": "Evaluate at most this many windows, evenly spaced "
-                                                          "(0: all, the paper's protocol)."})
+    max_windows: int = field(default=0, metadata={
+        "help": "Evaluate a subset: this many spans of --span_len tokens, evenly spaced, each cut into windows of "
+                "every --seq_len, so that all lengths score the same text (0: all windows, the paper's protocol)."})
+    span_len: int = field(default=0, metadata={
+        "help": "Span length of the --max_windows subset (0: the longest --seq_len). Give the longest length of a "
+                "comparison evaluated in separate calls, so that they too score the same text."})
     sample: bool = field(default=False, metadata={"help": "Draw --max_windows windows at random (--seed) instead."})
     batch_size: int = field(default=1, metadata={"help": "Windows per forward pass."})
 
     def __post_init__(self) -> None:
         if min(self.seq_len) < 2 or self.stride < 1 or self.max_windows < 0 or self.batch_size < 1:
             raise ValueError("--seq_len must be >= 2, --stride and --batch_size >= 1, --max_windows >= 0")
+        if self.span_len and self.span_len < max(self.seq_len):
+            raise ValueError("--span_len must be at least the longest --seq_len")
 
 
 def main() -> None:
@@ -57,7 +65,8 @@ def main() -> None:
     for seq_len in ppl_args.seq_len:
         start = time.time()
         result = perplexity(model, tokens, seq_len, ppl_args.stride, ppl_args.max_windows or None,
-                            ppl_args.batch_size, ppl_args.sample, result_args.seed)
+                            ppl_args.batch_size, ppl_args.sample, result_args.seed,
+                            span_len=ppl_args.span_len or max(ppl_args.seq_len))
         print(f"{model_args.model} @ {seq_len}: perplexity {result['perplexity']:.3f} "
               f"({result['windows']} windows)")
         for metric in ("perplexity", "perplexity_token"):

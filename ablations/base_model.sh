@@ -10,6 +10,7 @@ for corpus in books math; do
   evaluate "$MODEL" base_model "base|no_pi" 0 "$lengths" --corpus "$corpus" --split test --no_pi
   for length in $lengths; do
     [ "$length" = "$BASE_CTX" ] && continue
-    evaluate "$MODEL" base_model "base|pi" 0 "$length" --corpus "$corpus" --split test --rope_target "$length"
+    evaluate "$MODEL" base_model "base|pi" 0 "$length" --corpus "$corpus" --split test --rope_target "$length" \
+      --span_len "${lengths##* }"  # the windows of the no-PI call: every row scores the same text
   done
 done

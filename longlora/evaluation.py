@@ -39,30 +39,41 @@ def load_for_evaluation(args, longest: int):
 
 
 def window_starts(num_tokens: int, seq_len: int, stride: int, max_windows: int | None = None,
-                  sample: bool = False, seed: int = 0) -> list[int]:
-    """Start of every window that has seq_len inputs and seq_len targets; optionally a
-    deterministic subset: evenly spaced, or a seeded random sample."""
-    if num_tokens <= seq_len:
-        raise ValueError(f"the token stream has {num_tokens} tokens, too few for one window of {seq_len}")
-    starts = list(range(0, num_tokens - seq_len, stride))
-    if not max_windows or max_windows >= len(starts):
-        return starts
+                  sample: bool = False, seed: int = 0, span_len: int | None = None) -> list[int]:
+    """Start of every window that has seq_len inputs and seq_len targets, or a deterministic subset.
+
+    The subset (max_windows fewer than all) is chosen among windows of `span_len` tokens (the
+    longest length evaluated; default seq_len), evenly spaced or a seeded random sample, and each
+    of these spans is cut into span_len // seq_len consecutive windows of seq_len. So every length
+    scores the same text: a subset covers a few percent of a corpus, and separate subsets per
+    length would make a difference between lengths one between samples of text.
+    """
+    span = max(span_len or seq_len, seq_len)
+    if num_tokens <= span:
+        raise ValueError(f"the token stream has {num_tokens} tokens, too few for one window of {span}")
+    spans = list(range(0, num_tokens - span, stride))
+    if not max_windows or max_windows >= len(spans):
+        return list(range(0, num_tokens - seq_len, stride))
     if sample:
-        return sorted(np.random.default_rng(seed).choice(starts, size=max_windows, replace=False).tolist())
-    return [starts[i] for i in np.linspace(0, len(starts) - 1, max_windows).round().astype(int)]
+        chosen = sorted(np.random.default_rng(seed).choice(spans, size=max_windows, replace=False).tolist())
+    else:
+        chosen = [spans[i] for i in np.linspace(0, len(spans) - 1, max_windows).round().astype(int)]
+    return [start + i * seq_len for start in chosen for i in range(span // seq_len)]
 
 
 @torch.no_grad()
 def perplexity(model, tokens: np.ndarray, seq_len: int, stride: int = 256, max_windows: int | None = None,
-               batch_size: int = 1, sample: bool = False, seed: int = 0, progress: bool = True) -> dict:
+               batch_size: int = 1, sample: bool = False, seed: int = 0, progress: bool = True,
+               span_len: int | None = None) -> dict:
     """{'perplexity': exp(mean window loss), 'perplexity_token': exp(mean token loss), 'windows'}.
 
     All windows have seq_len targets, so the two agree up to float error; both are reported
-    because other codebases quote the second.
+    because other codebases quote the second. `max_windows` counts spans of `span_len` tokens
+    (see window_starts).
     """
     model.eval()
     device = next(model.parameters()).device
-    starts = window_starts(len(tokens), seq_len, stride, max_windows, sample, seed)
+    starts = window_starts(len(tokens), seq_len, stride, max_windows, sample, seed, span_len)
     window_losses, token_loss_sum = [], 0.0
     for i in tqdm(range(0, len(starts), batch_size), desc=f"perplexity @{seq_len}", disable=not progress):
         batch = np.stack([np.asarray(tokens[s:s + seq_len + 1], dtype=np.int64) for s in starts[i:i + batch_size]])

@@ -1,6 +1,7 @@
 """Evaluation protocols against independent computations written here."""
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -51,6 +52,32 @@ def test_window_subsets_are_deterministic():
     assert a == b and a["windows"] == 5
     with pytest.raises(ValueError, match="too few"):
         perplexity(model, tokens[:10], 32, 8, progress=False)
+
+
+class Bigram(torch.nn.Module):
+    """Logits from the current token alone: a token's loss does not depend on its window."""
+
+    def __init__(self, vocab_size: int):
+        super().__init__()
+        torch.manual_seed(0)
+        self.table = torch.nn.Embedding(vocab_size, vocab_size)
+
+    def forward(self, ids):
+        return SimpleNamespace(logits=self.table(ids))
+
+
+def test_a_window_subset_scores_the_same_tokens_at_every_length():
+    """A context-free model has one perplexity for given target tokens, whatever the window
+    length: equal values show that every length scored the same text."""
+    model, tokens = Bigram(50), np.random.default_rng(2).integers(0, 50, 3000).astype(np.uint16)
+    aligned = [perplexity(model, tokens, n, 8, max_windows=4, span_len=64, progress=False) for n in (16, 32, 64)]
+    assert [r["windows"] for r in aligned] == [16, 8, 4]
+    assert aligned[0]["perplexity"] == pytest.approx(aligned[2]["perplexity"], rel=1e-6)
+    assert aligned[1]["perplexity"] == pytest.approx(aligned[2]["perplexity"], rel=1e-6)
+    separate = [perplexity(model, tokens, n, 8, max_windows=4, progress=False)["perplexity"] for n in (16, 64)]
+    assert separate[0] != pytest.approx(separate[1], rel=1e-3)  # subsets chosen per length differ in text
+    everything = perplexity(model, tokens[:200], 16, 8, max_windows=1000, span_len=64, progress=False)
+    assert everything["windows"] == len(range(0, 200 - 16, 8))  # no subset: the paper's windows of each length
 
 
 @pytest.mark.parametrize("depth", [0.0, 0.3, 0.77, 1.0])
