@@ -44,7 +44,7 @@ class PerplexityArguments:
     span_len: int = field(default=0, metadata={
         "help": "Span length of the --max_windows subset (0: the longest --seq_len). Give the longest length of a "
                 "comparison evaluated in separate calls, so that they too score the same text."})
-    sample: bool = field(default=False, metadata={"help": "Draw --max_windows windows at random (--seed) instead."})
+    sample: bool = field(default=False, metadata={"help": "Draw the --max_windows spans at random (--seed) instead."})
     batch_size: int = field(default=1, metadata={"help": "Windows per forward pass."})
 
     def __post_init__(self) -> None:
