@@ -43,17 +43,20 @@ def load(results_dir: str) -> tuple[list[dict], list[dict]]:
 
 
 def key(row: dict) -> tuple:
-    return row["table"], row["setting"], row["eval_ctx"], row["metric"], row.get("note", "")
+    """What a row measures: a later row with the same key is a rerun and replaces it."""
+    return (row["table"], row["model"], row["dataset"], row["train_ctx"], row["setting"], row["eval_ctx"],
+            row["metric"], row.get("note", ""))
 
 
 def latest(rows: list[dict]) -> dict:
-    """One row per (table, setting, eval_ctx, metric, note): the last measured."""
+    """One row per key (see key()): the last measured."""
     return {key(r): r for r in rows}
 
 
 def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
     metric = "accuracy" if table == "figure4" else "perplexity"
-    panels = [("ours", rows, "-")] + ([("published (paper scale)", published, "--")] if published else [])
+    panels = [("ours", list(latest(rows).values()), "-")] + (
+        [("published (paper scale)", published, "--")] if published else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (title, source, style) in zip(axes[0], panels):
         curves = defaultdict(list)
@@ -81,7 +84,8 @@ def bar_figure(table: str, rows: list[dict], out: str) -> None:
     def label(r):
         budget = note_value(r["note"], "steps")
         return f"{r['setting']}\n@{r['eval_ctx']}" + (f"\nsteps={budget}" if budget else "")
-    points = [(label(r), float(r["value"])) for r in rows if r["table"] == table and r["metric"] == "perplexity"]
+    points = [(label(r), float(r["value"])) for r in latest(rows).values()
+              if r["table"] == table and r["metric"] == "perplexity"]
     if not points:
         return
     fig, ax = plt.subplots(figsize=(max(6, len(points) * 1.1), 4))
@@ -233,12 +237,12 @@ def markdown(measured: list[dict], published: list[dict], figures_dir: str) -> s
             lines += ["", f"![{table}](results/figures/{table}.png)"]
         if table not in by_table:
             continue
-        lines += ["", "| setting | train ctx | eval ctx | note | metric | ours | scale | published (paper) |",
-                  "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-        for r in sorted(by_table[table], key=lambda r: (r["setting"], r["metric"], int(r["train_ctx"]),
+        lines += ["", "| setting | data | train ctx | eval ctx | note | metric | ours | scale | published (paper) |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in sorted(by_table[table], key=lambda r: (r["setting"], r["dataset"], r["metric"], int(r["train_ctx"]),
                                                         int(r["eval_ctx"]), r["note"])):
-            lines.append(f"| {cell(r['setting'])} | {r['train_ctx']} | {r['eval_ctx']} | {r['note']} | {r['metric']} | "
-                         f"{r['value']} | {r['scale']} | {published_cell(r, published)} |")
+            lines.append(f"| {cell(r['setting'])} | {r['dataset']} | {r['train_ctx']} | {r['eval_ctx']} | {r['note']} | "
+                         f"{r['metric']} | {r['value']} | {r['scale']} | {published_cell(r, published)} |")
     return "\n".join(lines)
 
 

@@ -125,3 +125,17 @@ def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
     assert "| table1 |" in text and "| s2_attn\\|full_ft |" in text and "8.04" in text and "PASS" in text
     result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--compare")
     assert "ratio" in result.stdout and "PASS" in result.stdout
+
+
+def test_the_readme_lists_the_latest_row_of_each_measurement_and_every_dataset(tmp_path):
+    def base_row(dataset, value):
+        return {**BASE, "table": "base_model", "train_ctx": 0, "eval_ctx": 256, "setting": "base|no_pi",
+                "dataset": dataset, "value": value}
+
+    append_result("base_model", [base_row("books", 11.11), base_row("math", 22.22)], tmp_path)
+    append_result("base_model", [base_row("books", 33.33)], tmp_path)  # a rerun replaces the books row
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme)).returncode == 0
+    text = readme.read_text()
+    assert "| books |" in text and "33.33" in text and "22.22" in text and "11.11" not in text
