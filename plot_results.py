@@ -241,8 +241,8 @@ def markdown(measured: list[dict], published: list[dict], figures_dir: str) -> s
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
         for r in sorted(by_table[table], key=lambda r: (r["setting"], r["dataset"], r["metric"], int(r["train_ctx"]),
                                                         int(r["eval_ctx"]), r["note"])):
-            lines.append(f"| {cell(r['setting'])} | {r['dataset']} | {r['train_ctx']} | {r['eval_ctx']} | {r['note']} | "
-                         f"{r['metric']} | {r['value']} | {r['scale']} | {published_cell(r, published)} |")
+            lines.append(f"| {cell(r['setting'])} | {r['dataset']} | {r['train_ctx']} | {r['eval_ctx']} | "
+                         f"{r['note']} | {r['metric']} | {r['value']} | {r['scale']} | {published_cell(r, published)} |")
     return "\n".join(lines)
 
 

@@ -73,8 +73,9 @@ def named_config(column: str) -> PretrainedConfig | None:
     """The config behind a result row's model column (what config_name wrote): a preset, or a
     directory under models/; None if it is neither (a checkpoint elsewhere)."""
     name, layers = re.fullmatch(r"(.+?)(?: \((\d+) layers\))?", column).groups()
+    path = name if name in PRESETS else str(REPO_ROOT / "models" / name)
     try:
-        return load_config(name if name in PRESETS else str(REPO_ROOT / "models" / name), int(layers) if layers else None)
+        return load_config(path, int(layers) if layers else None)
     except FileNotFoundError:
         return None
 
@@ -120,11 +121,11 @@ def forward_flops(config: PretrainedConfig, seq_len: int, group_size: float | No
     residual = layers * 2 * n * d["h"]
     rope = layers * 3 * n * (d["hq"] + d["hk"])
     return Flops(attn=layers * 2 * 2 * n * keys * d["hq"],
-                        proj=layers * 2 * n * d["h"] * (2 * d["hq"] + 2 * d["hk"]),
-                        ffn=layers * 3 * 2 * n * d["h"] * d["inter"],
-                        head=2 * n * d["h"] * d["vocab"],
-                        ffn_elementwise=layers * 2 * n * d["inter"],
-                        other_elementwise=norms + residual + rope)
+                 proj=layers * 2 * n * d["h"] * (2 * d["hq"] + 2 * d["hk"]),
+                 ffn=layers * 3 * 2 * n * d["h"] * d["inter"],
+                 head=2 * n * d["h"] * d["vocab"],
+                 ffn_elementwise=layers * 2 * n * d["inter"],
+                 other_elementwise=norms + residual + rope)
 
 
 def step_flops(config: PretrainedConfig, seq_len: int, group_size: float | None = None, causal: bool = True,
@@ -145,9 +146,9 @@ def step_flops(config: PretrainedConfig, seq_len: int, group_size: float | None 
     triangle = (keys + 1) / (2 * keys) if causal else 1.0
     again = 1 if checkpointing else 0
     return Flops(attn=f.attn * triangle * (1 + again + 2.5), proj=f.proj * (3 + again),
-                        ffn=f.ffn * (3 + again * 2 / 3), head=f.head * 3,
-                        ffn_elementwise=f.ffn_elementwise * (3 + again),
-                        other_elementwise=f.other_elementwise * (3 + again))
+                 ffn=f.ffn * (3 + again * 2 / 3), head=f.head * 3,
+                 ffn_elementwise=f.ffn_elementwise * (3 + again),
+                 other_elementwise=f.other_elementwise * (3 + again))
 
 
 def executed_step_ratio(config: PretrainedConfig, seq_len: int, group_size_ratio: float,
