@@ -13,7 +13,8 @@ Two levels, both forward + backward (no optimizer step), on random inputs:
 S2-Attn runs on SDPA (PyTorch's flash kernel on a GPU), so `sdpa` is the same kernel family;
 on a GPU with flash-attn installed, full attention is also timed with flash_attention_2.
 bf16 on a GPU, fp32 on a CPU. Each number is the median of --repeats timed runs after
---warmup untimed ones. Peak memory is the increase over what is held before the timed runs
+--warmup untimed ones, full attention's and S2-Attn's runs taken in turn (so that a drift
+of the machine's speed affects both alike). Peak memory is the increase over what is held before the timed runs
 (weights, inputs), measured as longlora.benchmark says; a GPU out of memory gives `OOM`.
 Next to the measured speedup full/S2: the theoretical ratios, attention FLOPs N/G for a
 layer and Table 11's whole-forward ratio for a step (`flop_ratio`, both from longlora.flops;
@@ -30,8 +31,8 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
-from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
-                                random_model, shown)
+from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
+                                measure_alternating, random_model, shown)
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
 from longlora.results import append_result
@@ -75,13 +76,19 @@ def layer_runner(module, attention, n: int, device, dtype) -> Callable[[], None]
     return run
 
 
-def step_runner(model, n: int, device) -> Callable[[], None]:
-    """Forward + backward of a training step on N random tokens (gradients dropped after)."""
+def step_runner(model, n: int, device, s2_ratio: float | None = None) -> Callable[[], None]:
+    """Forward + backward of a training step on N random tokens (gradients dropped after), with
+    S2-Attn (group size ratio `s2_ratio`) switched on for the call, or the model's kernel."""
     ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
 
     def run():
-        model(input_ids=ids, labels=ids).loss.backward()
-        model.zero_grad(set_to_none=True)
+        if s2_ratio:
+            enable_s2_attention(model, s2_ratio)
+        try:
+            model(input_ids=ids, labels=ids).loss.backward()
+        finally:
+            disable_s2_attention(model)
+            model.zero_grad(set_to_none=True)
     return run
 
 
@@ -90,18 +97,23 @@ def default_kernels(device: torch.device) -> list[str]:
 
 
 def compare(model, n: int, level: str, kernel: str, args: AttentionBenchArguments, device, dtype) -> dict:
-    """{"full_attn": measurement, "s2_attn": measurement} at one length and level."""
-    module = model.model.layers[0].self_attn
-    result = {}
+    """{"full_attn": measurement, "s2_attn": measurement} at one length and level, their calls
+    alternating (longlora.benchmark.measure_alternating)."""
+    runs = {}
     for setting in ("full_attn", "s2_attn"):
-        if setting == "s2_attn":
-            enable_s2_attention(model, args.group_size_ratio)
         torch.manual_seed(args.seed)
-        attention = s2_attention_forward if setting == "s2_attn" else ALL_ATTENTION_FUNCTIONS[kernel]
-        run = layer_runner(module, attention, n, device, dtype) if level == "layer" else step_runner(model, n, device)
-        result[setting] = measure(run, device, args.repeats, args.warmup)
+        ratio = args.group_size_ratio if setting == "s2_attn" else None
+        if level == "step":
+            runs[setting] = step_runner(model, n, device, ratio)
+        else:
+            attention = s2_attention_forward if ratio else ALL_ATTENTION_FUNCTIONS[kernel]
+            runs[setting] = layer_runner(model.model.layers[0].self_attn, attention, n, device, dtype)
+    if level == "layer":  # the S2 function reads its settings from the module; full attention ignores them
+        enable_s2_attention(model, args.group_size_ratio)
+    try:
+        return measure_alternating(runs, device, args.repeats, args.warmup)
+    finally:
         disable_s2_attention(model)
-    return result
 
 
 def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, note: str) -> list[dict]:

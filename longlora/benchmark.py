@@ -118,26 +118,52 @@ def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup:
             baseline_mb: float | None = None) -> dict:
     """Median milliseconds and peak memory MB of `run()` after `warmup` untimed calls:
     {"ms", "mb", "wall"}, or {"oom": True, "wall"} when the GPU runs out of memory."""
-    start, times, out_of_memory = time.time(), [], False
+    return measure_alternating({"run": run}, device, repeats, warmup, baseline_mb)["run"]
+
+
+def measure_alternating(runs: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int,
+                        baseline_mb: float | None = None) -> dict[str, dict]:
+    """measure() of several runs at once, their calls taken in turn (a, b, a, b, ...): a drift
+    of the machine's speed (other jobs on shared cores, clocks) then falls on all of them
+    alike instead of on whichever ran last. Each one's peak is the highest of its own calls.
+    A run that runs out of GPU memory leaves the rotation with {"oom": True}."""
+    start = time.time()
+    times = {name: [] for name in runs}
+    peaks = {name: [] for name in runs}
+    out_of_memory = set()
+    for timed in [False] * warmup + [True] * repeats:
+        for name, run in runs.items():
+            if name not in out_of_memory and _timed_call(run, device, baseline_mb, times[name] if timed else [],
+                                                         peaks[name] if timed else []):
+                out_of_memory.add(name)
+    wall = time.time() - start
+    return {name: {"oom": True, "wall": wall} if name in out_of_memory else
+            {"ms": statistics.median(times[name]), "mb": max(peaks[name]), "wall": wall} for name in runs}
+
+
+def _timed_call(run: Callable[[], None], device: torch.device, baseline_mb: float | None, times: list,
+                peaks: list) -> bool:
+    """One call of `run`, its milliseconds and peak MB appended to `times` and `peaks`; True if
+    the GPU ran out of memory (its tensors are freed before returning)."""
     try:
-        for _ in range(warmup):
-            run()
         with peak_memory(device, baseline_mb) as memory:
-            for _ in range(repeats):
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                begin = time.perf_counter()
-                run()
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                times.append((time.perf_counter() - begin) * 1000)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            begin = time.perf_counter()
+            run()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            elapsed = (time.perf_counter() - begin) * 1000
     except torch.OutOfMemoryError:
         out_of_memory = True
+    else:
+        out_of_memory = False
+        times.append(elapsed)
+        peaks.append(memory["mb"])
     if out_of_memory:  # outside the handler: its traceback no longer holds the step's tensors
         gc.collect()
         torch.cuda.empty_cache()
-        return {"oom": True, "wall": time.time() - start}
-    return {"ms": statistics.median(times), "mb": memory["mb"], "wall": time.time() - start}
+    return out_of_memory
 
 
 def bench_note(kernel: str, dtype: torch.dtype, device: torch.device, group_size_ratio: float,

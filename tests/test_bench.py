@@ -1,7 +1,11 @@
 """bench_attention.py --smoke runs in seconds, writes complete efficiency rows, and plots them."""
 
+import time
+
+import torch
 from conftest import run_script
 
+from longlora.benchmark import measure_alternating
 from longlora.results import COLUMNS, read_results
 
 METRICS = {"full_attn": {"ms_median", "tokens_per_s", "peak_mem_mb"},
@@ -29,6 +33,26 @@ def test_smoke_run_writes_complete_rows_and_the_figure(tmp_path):
     plot = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme))
     assert plot.returncode == 0, plot.stderr[-2000:]
     assert (tmp_path / "figures" / "efficiency.png").is_file()
+
+
+def test_measured_runs_take_turns_and_one_out_of_memory_leaves_the_rotation():
+    calls = []
+
+    def sleeper(name, seconds):
+        def run():
+            calls.append(name)
+            time.sleep(seconds)
+        return run
+
+    def out_of_memory():
+        calls.append("oom")
+        raise torch.OutOfMemoryError("test")
+
+    runs = {"fast": sleeper("fast", 0.001), "slow": sleeper("slow", 0.02), "oom": out_of_memory}
+    result = measure_alternating(runs, torch.device("cpu"), repeats=3, warmup=1)
+    assert calls == ["fast", "slow", "oom"] + ["fast", "slow"] * 3  # in turn; out of memory at its first call
+    assert result["oom"]["oom"] and result["fast"]["ms"] < 10 <= result["slow"]["ms"]
+    assert {"ms", "mb", "wall"} <= set(result["fast"]) and {"ms", "mb", "wall"} <= set(result["slow"])
 
 
 def test_help_and_bad_flags():
