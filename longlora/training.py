@@ -99,6 +99,10 @@ def run_training(model, tokenizer, saved_config, train_dataset, training_args, c
         print(f"resuming from {checkpoint}")
     trainer.train(resume_from_checkpoint=checkpoint)
     save_output(trainer, saved_config, training_args.output_dir)
+    # Every rank waits for the saving one, then the process group closes: a rank that just exits
+    # can kill its gloo/NCCL peer (SIGABRT) while that one still talks to it.
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()
     return trainer
 
 
