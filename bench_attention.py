@@ -14,8 +14,9 @@ S2-Attn runs on SDPA (PyTorch's flash kernel on a GPU), so `sdpa` is the same ke
 on a GPU with flash-attn installed, full attention is also timed with flash_attention_2.
 bf16 on a GPU, fp32 on a CPU. Each number is the median of --repeats timed runs after
 --warmup untimed ones, full attention's and S2-Attn's runs taken in turn (so that a drift
-of the machine's speed affects both alike). Peak memory is the increase over what is held before the timed runs
-(weights, inputs), measured as longlora.benchmark says; a GPU out of memory gives `OOM`.
+of the machine's speed affects both alike). Peak memory is the increase over what is held before
+one more, separate run of each (weights, inputs), measured as longlora.benchmark says; a GPU
+out of memory gives `OOM`.
 Next to the measured speedup full/S2: the theoretical ratios, attention FLOPs N/G for a
 layer and Table 11's whole-forward ratio for a step (`flop_ratio`, both from longlora.flops;
 for a step the progress table also prints the ratio of executed FLOPs, longlora.flops.step_flops:

@@ -123,47 +123,47 @@ def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup:
 
 def measure_alternating(runs: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int,
                         baseline_mb: float | None = None) -> dict[str, dict]:
-    """measure() of several runs at once, their calls taken in turn (a, b, a, b, ...): a drift
-    of the machine's speed (other jobs on shared cores, clocks) then falls on all of them
-    alike instead of on whichever ran last. Each one's peak is the highest of its own calls.
-    A run that runs out of GPU memory leaves the rotation with {"oom": True}."""
+    """measure() of several runs at once, their timed calls taken in turn (a, b, a, b, ...): a
+    drift of the machine's speed (other jobs on shared cores, clocks) then falls on all of them
+    alike instead of on whichever ran last. Peak memory comes from one more call of each,
+    apart: on a CPU it returns freed heap pages to the system first, which would make every
+    timed call pay for faulting them in again. A run that runs out of GPU memory leaves the
+    rotation with {"oom": True}."""
     start = time.time()
-    times = {name: [] for name in runs}
-    peaks = {name: [] for name in runs}
-    out_of_memory = set()
+    times, peaks, out_of_memory = {name: [] for name in runs}, {}, set()
     for timed in [False] * warmup + [True] * repeats:
         for name, run in runs.items():
-            if name not in out_of_memory and _timed_call(run, device, baseline_mb, times[name] if timed else [],
-                                                         peaks[name] if timed else []):
+            ms = None if name in out_of_memory else _call(run, device)
+            if ms is None:
                 out_of_memory.add(name)
+            elif timed:
+                times[name].append(ms)
+    for name, run in runs.items():
+        if name not in out_of_memory:
+            with peak_memory(device, baseline_mb) as memory:
+                if _call(run, device) is None:
+                    out_of_memory.add(name)
+            peaks[name] = memory.get("mb")
     wall = time.time() - start
     return {name: {"oom": True, "wall": wall} if name in out_of_memory else
-            {"ms": statistics.median(times[name]), "mb": max(peaks[name]), "wall": wall} for name in runs}
+            {"ms": statistics.median(times[name]), "mb": peaks[name], "wall": wall} for name in runs}
 
 
-def _timed_call(run: Callable[[], None], device: torch.device, baseline_mb: float | None, times: list,
-                peaks: list) -> bool:
-    """One call of `run`, its milliseconds and peak MB appended to `times` and `peaks`; True if
-    the GPU ran out of memory (its tensors are freed before returning)."""
+def _call(run: Callable[[], None], device: torch.device) -> float | None:
+    """Milliseconds of one call of `run`, or None if the GPU ran out of memory (its tensors freed)."""
     try:
-        with peak_memory(device, baseline_mb) as memory:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            begin = time.perf_counter()
-            run()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            elapsed = (time.perf_counter() - begin) * 1000
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        begin = time.perf_counter()
+        run()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - begin) * 1000
     except torch.OutOfMemoryError:
-        out_of_memory = True
-    else:
-        out_of_memory = False
-        times.append(elapsed)
-        peaks.append(memory["mb"])
-    if out_of_memory:  # outside the handler: its traceback no longer holds the step's tensors
-        gc.collect()
-        torch.cuda.empty_cache()
-    return out_of_memory
+        pass
+    gc.collect()  # outside the handler: its traceback no longer holds the step's tensors
+    torch.cuda.empty_cache()
+    return None
 
 
 def bench_note(kernel: str, dtype: torch.dtype, device: torch.device, group_size_ratio: float,
