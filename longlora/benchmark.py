@@ -4,9 +4,9 @@ bench_training.py, so both tables measure the same way.
 Peak memory on a GPU is torch.cuda.max_memory_allocated (tensors only); on a CPU the
 process's peak resident set size (VmHWM, reset through /proc/self/clear_refs after freed
 heap pages are returned with malloc_trim), so it also counts allocator and library
-buffers (Linux). Either is reported above a baseline: the level when the timed runs
-start, or an earlier level (`memory_level()` before a model is built) to count weights,
-gradients and optimizer state too.
+buffers (Linux). It is taken from one call apart from the timed ones and reported above a
+baseline: the level just before that call, or an earlier level (`memory_level()` before a
+model is built) to count weights, gradients and optimizer state too.
 """
 
 import ctypes
