@@ -133,7 +133,9 @@ def measure_alternating(runs: dict[str, Callable[[], None]], device: torch.devic
     times, peaks, out_of_memory = {name: [] for name in runs}, {}, set()
     for timed in [False] * warmup + [True] * repeats:
         for name, run in runs.items():
-            ms = None if name in out_of_memory else _call(run, device)
+            if name in out_of_memory:
+                continue
+            ms = _call(run, device)
             if ms is None:
                 out_of_memory.add(name)
             elif timed:

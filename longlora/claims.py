@@ -154,28 +154,28 @@ def figure5(rows):
 
 
 def efficiency(rows):
-    """Issue targets for bench_attention.py rows at N >= 8192, per level and kernel (note):
+    """Issue targets for bench_attention.py rows at N >= 8192, per model, level and kernel (note):
     speedup >= 0.9 x the FLOP ratio (N/G for a layer, Table 11's forward ratio for a step), and
     S2 peak memory <= full attention's. A step is also held to 0.9 x the ratio of the FLOPs it
     executes (longlora.flops.step_flops: causal kernels skip half of attention, so Table 11's
     ratio is out of reach), where the row's model column names a known config."""
     claim = ("S2 speedup >= 0.9 x FLOP ratio (Table 11's; for a step also the executed FLOPs') and S2 peak "
              "memory <= full attention's (N >= 8192)")
-    values = {(r["setting"], int(r["eval_ctx"]), r["metric"], r["note"]): float(r["value"])
+    values = {(r["model"], r["setting"], int(r["eval_ctx"]), r["metric"], r["note"]): float(r["value"])
               for r in rows if r["table"] == "efficiency" and r["value"] != "OOM"}
-    models = {(r["setting"], int(r["eval_ctx"]), r["note"]): r["model"] for r in rows if r["table"] == "efficiency"}
     verdicts = []
-    for setting, n, metric, note in sorted(values):
+    for model, setting, n, metric, note in sorted(values):
         if metric != "speedup_vs_full" or n < 8192:
             continue
         level = setting.split("|")[1]
-        speedup, ratio = values[(setting, n, metric, note)], values.get((setting, n, "flop_ratio", note))
-        s2_mem, full_mem = (values.get((f"{a}|{level}", n, "peak_mem_mb", note)) for a in ("s2_attn", "full_attn"))
+        speedup, ratio = values[(model, setting, n, metric, note)], values.get((model, setting, n, "flop_ratio", note))
+        s2_mem, full_mem = (values.get((model, f"{a}|{level}", n, "peak_mem_mb", note))
+                            for a in ("s2_attn", "full_attn"))
         if None in (ratio, s2_mem, full_mem):
             continue
-        where = f"{level} @{n} ({' '.join(note.split()[:3])})"
+        where = f"{model} {level} @{n} ({' '.join(note.split()[:3])})"
         verdicts.append((speedup >= 0.9 * ratio, f"{where} time: speedup {speedup:.2f}, FLOP ratio {ratio:.2f}"))
-        executed = executed_ratio(models[(setting, n, note)], n, note) if level == "step" else None
+        executed = executed_ratio(model, n, note) if level == "step" else None
         if executed is not None:
             verdicts.append((speedup >= 0.9 * executed,
                              f"{where} time: speedup {speedup:.2f}, executed FLOP ratio {executed:.2f}"))
