@@ -131,6 +131,11 @@ def _attend_segments(q, k, v, starts, lengths, scaling, dropout):
     return out, index[in_segment]
 
 
+def _grouped(x: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, n, heads, D) -> (B*n/size, heads, size, D): consecutive groups as a batch (a view when it can be)."""
+    return x.reshape(-1, size, x.shape[2], x.shape[3]).transpose(1, 2)
+
+
 def _attend_groups(q, k, v, size, scaling, dropout):
     """Causal attention inside consecutive groups of `size` tokens, (B, n, h, D) layout, n % size == 0.
 
@@ -142,42 +147,114 @@ def _attend_groups(q, k, v, size, scaling, dropout):
     b, n, h, d = q.shape
     if n == 0:
         return q.new_empty(b, 0, h, d)
-
-    def grouped(x):  # (B, n, heads, D) -> (B*n/size, heads, size, D)
-        return x.reshape(-1, size, x.shape[2], d).transpose(1, 2)
-
-    out = F.scaled_dot_product_attention(grouped(q), grouped(k), grouped(v), dropout_p=dropout, is_causal=True,
-                                         scale=scaling, enable_gqa=k.shape[2] != h)
+    out = F.scaled_dot_product_attention(_grouped(q, size), _grouped(k, size), _grouped(v, size), dropout_p=dropout,
+                                         is_causal=True, scale=scaling, enable_gqa=k.shape[2] != h)
     return out.transpose(1, 2).reshape(b, n, h, d)
 
 
-def _attend_uniform(q, k, v, group_size, shifted, scaling, dropout):
-    """Fast path, no padding and N % G == 0. q: (B, N, h, D), k/v: (B, N, h_kv, D).
+def _token_chunks(n: int, group_size: int, shifted: bool) -> list[tuple[int, int]]:
+    """(length, group size) of the consecutive token ranges of a row of N tokens, N % G == 0.
 
     Shifted heads: the first and the last G/2 tokens are each a group of their own and
     the middle N - G tokens are whole groups, so the shift is three slices, not a roll.
     """
     if not shifted:
+        return [(n, group_size)]
+    half = group_size // 2
+    return [(half, half), (n - 2 * half, group_size), (half, half)]
+
+
+def _attend_uniform(q, k, v, group_size, shifted, scaling, dropout):
+    """Fast path, no padding and N % G == 0. q: (B, N, h, D), k/v: (B, N, h_kv, D)."""
+    chunks = _token_chunks(q.shape[1], group_size, shifted)
+    if len(chunks) == 1:
         return _attend_groups(q, k, v, group_size, scaling, dropout)
-    half, n = group_size // 2, q.shape[1]
-    first, middle, last = zip(*(torch.split(x, [half, n - 2 * half, half], dim=1) for x in (q, k, v)))
-    return torch.cat([_attend_groups(*first, half, scaling, dropout),
-                      _attend_groups(*middle, group_size, scaling, dropout),
-                      _attend_groups(*last, half, scaling, dropout)], dim=1)
+    lengths = [length for length, _ in chunks]
+    parts = zip(*(torch.split(x, lengths, dim=1) for x in (q, k, v)))
+    return torch.cat([_attend_groups(*part, size, scaling, dropout) for part, (_, size) in zip(parts, chunks)], dim=1)
+
+
+def _uniform_calls(n: int, group_size: int, sections: list[tuple[int, bool]],
+                   kv_sizes: list[int]) -> list[tuple[slice, slice, slice, int]]:
+    """(query heads, K/V heads, tokens, group size) of each kernel call of the fast path."""
+    calls, head, kv_head = [], 0, 0
+    for (count, shifted), kv_count in zip(sections, kv_sizes):
+        start = 0
+        for length, size in _token_chunks(n, group_size, shifted):
+            if length:
+                calls.append((slice(head, head + count), slice(kv_head, kv_head + kv_count),
+                              slice(start, start + length), size))
+            start += length
+        head, kv_head = head + count, kv_head + kv_count
+    return calls
+
+
+class _CPUGroupedAttention(torch.autograd.Function):
+    """The fast path's kernel calls on a CPU, their outputs written into one tensor.
+
+    Through autograd, each SDPA call keeps its output for the backward and the model gets an
+    assembled copy of them: one attention output per layer more than full attention keeps, whose
+    kernel output is itself the tensor the model gets. Here the CPU flash kernel that SDPA
+    dispatches to is called through its forward and backward ops: the calls' outputs are copied
+    into one output, the only one kept (with each call's small log-sum-exp), and the backward
+    writes each call's gradients into one gradient per input. Inputs are (B, N, heads, D).
+    """
+
+    @staticmethod
+    def forward(ctx, q, k, v, calls, scaling):
+        out = q.new_empty(q.shape)
+        lse = []
+        for heads, kv_heads, tokens, size in calls:
+            part, part_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
+                _grouped(q[:, tokens, heads], size), _grouped(k[:, tokens, kv_heads], size),
+                _grouped(v[:, tokens, kv_heads], size), 0.0, True, scale=scaling)
+            target = out[:, tokens, heads]
+            target.copy_(part.transpose(1, 2).reshape(target.shape))
+            lse.append(part_lse)
+        ctx.calls, ctx.scaling = calls, scaling
+        ctx.save_for_backward(q, k, v, out, *lse)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        q, k, v, out, *lse = ctx.saved_tensors
+        grad = grad.contiguous()  # e.g. the expanded gradient of a sum
+        grads = [torch.empty_like(x) for x in (q, k, v)]
+        for (heads, kv_heads, tokens, size), part_lse in zip(ctx.calls, lse):
+            parts = [_grouped(x[:, tokens, x_heads], size)
+                     for x, x_heads in ((grad, heads), (q, heads), (k, kv_heads), (v, kv_heads), (out, heads))]
+            part_grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
+                *parts, part_lse, 0.0, True, scale=ctx.scaling)
+            for full, part, x_heads in zip(grads, part_grads, (heads, kv_heads, kv_heads)):
+                target = full[:, tokens, x_heads]
+                target.copy_(part.transpose(1, 2).reshape(target.shape))
+        return *grads, None, None
+
+
+def _cpu_kernel_applies(query: torch.Tensor, dropout: float) -> bool:
+    """Whether the fast path runs as _CPUGroupedAttention (a CPU tensor; its ops take no dropout mask back)."""
+    return query.device.type == "cpu" and not dropout
+
+
+def _shared_kv(query, key, value, sizes: list[int]):
+    """key, value and their head counts for query head sections of `sizes` heads, (B, N, heads, D).
+
+    K/V heads are shared as they are when every section covers whole KV groups, else
+    repeated one per query head first.
+    """
+    repeats = query.shape[2] // key.shape[2]
+    if all(size % repeats == 0 for size in sizes):
+        return key, value, [size // repeats for size in sizes]
+    return key.repeat_interleave(repeats, dim=2), value.repeat_interleave(repeats, dim=2), sizes
 
 
 def _split_heads(query, key, value, sizes: list[int]):
     """q, k, v cut into consecutive head sections of `sizes` query heads, (B, N, heads, D).
 
     One split per tensor (its backward is one concatenation, where slices would each
-    allocate a zero gradient of the whole tensor). K/V heads are shared as they are when
-    every section covers whole KV groups, else repeated one per query head first.
+    allocate a zero gradient of the whole tensor).
     """
-    repeats = query.shape[2] // key.shape[2]
-    if all(size % repeats == 0 for size in sizes):
-        kv_sizes = [size // repeats for size in sizes]
-    else:
-        key, value, kv_sizes = key.repeat_interleave(repeats, dim=2), value.repeat_interleave(repeats, dim=2), sizes
+    key, value, kv_sizes = _shared_kv(query, key, value, sizes)
     return zip(torch.split(query, sizes, dim=2), torch.split(key, kv_sizes, dim=2), torch.split(value, kv_sizes, dim=2))
 
 
@@ -264,8 +341,12 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
 
     query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, N, heads, D): the memory layout
     sections = _head_sections(cfg.pattern, num_heads, module.layer_idx)
+    sizes = [size for size, _ in sections]
+    if uniform and _cpu_kernel_applies(query, dropout):
+        key, value, kv_sizes = _shared_kv(query, key, value, sizes)
+        return _CPUGroupedAttention.apply(query, key, value, _uniform_calls(n, g, sections, kv_sizes), scaling), None
     pieces = []
-    for (_, shifted), (q, k, v) in zip(sections, _split_heads(query, key, value, [size for size, _ in sections])):
+    for (_, shifted), (q, k, v) in zip(sections, _split_heads(query, key, value, sizes)):
         pieces.append(_attend_uniform(q, k, v, g, shifted, scaling, dropout) if uniform else
                       _attend_documents(q, k, v, valid, doc_starts, group, shifted, scaling, dropout))
     return (torch.cat(pieces, dim=2) if len(pieces) > 1 else pieces[0].contiguous()), None

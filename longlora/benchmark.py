@@ -1,17 +1,23 @@
 """Timing and peak memory of a training computation, shared by bench_attention.py and
 bench_training.py, so both tables measure the same way.
 
-Peak memory on a GPU is torch.cuda.max_memory_allocated (tensors only); on a CPU the
-process's peak resident set size (VmHWM, reset through /proc/self/clear_refs after freed
-heap pages are returned with malloc_trim), so it also counts allocator and library
-buffers (Linux). It is taken from one call apart from the timed ones and reported above a
-baseline: the level just before that call, or an earlier level (`memory_level()` before a
-model is built) to count weights, gradients and optimizer state too.
+Peak memory on a GPU is torch.cuda.max_memory_allocated (tensors only). On a CPU it is
+the resident set size before the call (after freed heap pages are returned with
+malloc_trim, Linux/glibc) plus the largest increase of the tensor memory in use during the
+call, as torch's profiler counts the CPU allocator's allocations and frees: the process's
+own peak RSS would also count heap blocks glibc keeps after freeing them, which depends on
+the order of earlier allocations more than on the tensors alive at once. It is taken from
+one call apart from the timed ones and reported above a baseline: the level just before
+that call, or an earlier level (`memory_level()` before a model is built) to count
+weights, gradients and optimizer state too.
 """
 
 import ctypes
 import gc
+import json
+import os
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM
 
 from longlora.data import DEFAULT_MODEL
@@ -108,10 +115,47 @@ def peak_memory(device: torch.device, baseline_mb: float | None = None) -> Itera
         torch.cuda.synchronize()
         result["mb"] = torch.cuda.max_memory_allocated() / 2 ** 20 - baseline
         return
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # resets VmHWM (peak RSS) to the current RSS
-    yield result
-    result["mb"] = _status_kb("VmHWM") / 1024 - baseline
+    profiler = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _quiet_stderr():
+        profiler.start()
+    try:
+        yield result
+    finally:
+        with _quiet_stderr():
+            profiler.stop()
+    result["mb"] = level - baseline + _largest_tensor_increase(profiler) / 2 ** 20
+
+
+def _largest_tensor_increase(profiler: profile) -> int:
+    """Bytes: the most that the CPU tensors allocated during a profiled block held at once (the
+    allocator's running total, which the profiler's memory events carry)."""
+    with tempfile.TemporaryDirectory() as folder:
+        trace = os.path.join(folder, "trace.json")
+        with _quiet_stderr():
+            profiler.export_chrome_trace(trace)
+        with open(trace) as f:
+            events = json.load(f)["traceEvents"]
+    totals = [e["args"]["Total Allocated"] for e in events
+              if e.get("name") == "[memory]" and e["args"].get("Device Type") == CPU_DEVICE_TYPE]
+    return max(totals, default=0)
+
+
+CPU_DEVICE_TYPE = 0  # the profiler's code for the CPU in its memory events
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's C++ side prints a line to stderr at each start, stop and export; they would fill the
+    progress table."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup: int,

@@ -21,7 +21,8 @@ in tests/test_plan.py):
   decoder layer  2 RMSNorms x (4h fp32 input + 2ah normalized and output) + 4aI (gate, SiLU,
                  up, product) + 4H + 8 (log-sum-exp, rsqrt) + attention: flash kernels
                  (FlashAttention, SDPA flash/efficient) a(2hq + 2hk) for q, k, v and output;
-                 S2-Attn a * 5hq (k and v expanded to every head, grouped copies); the math
+                 S2-Attn on a GPU a * 5hq (k and v expanded to every head, grouped copies;
+                 on a CPU it keeps what the flash kernels keep); the math
                  kernel (eager or SDPA's fallback) a * 4hq plus the attention probabilities
                  (4 + a) * H * K (4 * H * K in fp32): the only N^2 term;
   head and loss  final RMSNorm 4h + 2ah + 4, fp32 log-probabilities 4V, token ids and labels 16.

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny Llama with its own BPE tokenizer, and a token stream on disk."""
+"""Shared fixtures: a tiny Llama with its own BPE tokenizer, a token stream on disk, and S2-Attn
+run as on a GPU."""
 
 import json
 import os
@@ -11,10 +12,17 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from longlora import attention
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = ["The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. " * 4,
         "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 4,
         "What is the pass key? The pass key is 12345. Remember it. 0123456789 " * 4]
+
+
+def use_sdpa_for_s2(monkeypatch) -> None:
+    """Run S2-Attn's fast path through SDPA, as on a GPU, instead of the CPU kernel's own ops."""
+    monkeypatch.setattr(attention, "_cpu_kernel_applies", lambda query, dropout: False)
 
 
 def make_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:

@@ -9,6 +9,8 @@ import torch
 from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
+from conftest import use_sdpa_for_s2
+
 from longlora.attention import S2Config, disable_s2_attention, enable_s2_attention, s2_attention_forward
 
 
@@ -47,11 +49,15 @@ CASES = [  # heads, kv heads, N, lengths, left padding, group size or ratio, pat
 ]
 
 
+@pytest.mark.parametrize("kernel", ["cpu_ops", "sdpa"])
 @pytest.mark.parametrize("model_layout", [False, True], ids=["BHND", "BNHD"])
 @pytest.mark.parametrize("heads,kv_heads,n,lengths,left_pad,group,pattern", CASES)
 def test_s2_matches_reference_values_and_gradients(heads, kv_heads, n, lengths, left_pad, group, pattern,
-                                                   model_layout):
-    """model_layout: q, k, v are (B, N, H, D) in memory, viewed as (B, H, N, D), as the model passes them."""
+                                                   model_layout, kernel, monkeypatch):
+    """model_layout: q, k, v are (B, N, H, D) in memory, viewed as (B, H, N, D), as the model passes them.
+    kernel: the fast path (whole rows, G divides N) on the CPU kernel's ops or on SDPA."""
+    if kernel == "sdpa":
+        use_sdpa_for_s2(monkeypatch)
     torch.manual_seed(0)
     d, b = 8, len(lengths)
     leaves = [torch.randn(b, n, h, d, requires_grad=True) if model_layout else torch.randn(b, h, n, d,
@@ -161,3 +167,34 @@ def test_bad_settings_fail_with_a_clear_error():
         S2Config(group_size_ratio=0)
     with pytest.raises(ValueError, match="pattern"):
         S2Config(pattern="sideways")
+
+
+def saved_bytes(model, ids) -> int:
+    """Bytes of the distinct storages a training forward keeps for its backward."""
+    storages = {}
+
+    def pack(tensor):
+        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=ids, labels=ids).loss.backward()
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("kernel", ["cpu_ops", "sdpa"])
+def test_s2_keeps_no_more_for_the_backward_than_full_attention(kernel, monkeypatch):
+    """On a CPU S2-Attn keeps exactly what full attention keeps (one attention output per layer,
+    q, k, v and a log-sum-exp); through SDPA the groups' outputs and their assembled copy are both kept."""
+    if kernel == "sdpa":
+        use_sdpa_for_s2(monkeypatch)
+    model = tiny().train()
+    model.config.use_cache = False
+    ids = torch.randint(0, 97, (1, 256))
+    full = saved_bytes(model, ids)
+    s2 = saved_bytes(enable_s2_attention(model, group_size_ratio=0.25), ids)
+    one_output_per_layer = 2 * 256 * 32 * 4  # layers x N x hidden x fp32 bytes
+    if kernel == "cpu_ops":
+        assert s2 == full
+    else:
+        assert s2 == full + one_output_per_layer

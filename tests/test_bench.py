@@ -5,7 +5,7 @@ import time
 import torch
 from conftest import run_script
 
-from longlora.benchmark import measure_alternating
+from longlora.benchmark import measure_alternating, peak_memory
 from longlora.results import COLUMNS, read_results
 
 METRICS = {"full_attn": {"ms_median", "tokens_per_s", "peak_mem_mb"},
@@ -70,3 +70,19 @@ def test_training_bench_help_and_bad_flags():
     assert all(flag in result.stdout for flag in ("--tables", "--num_layers", "--no_gradient_checkpointing", "--smoke"))
     bad = run_script("bench_training.py", "--num_layers", "0")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("bench_training.py: error:")
+
+
+def test_cpu_peak_memory_counts_the_tensors_alive_at_once():
+    """4 MiB freed, then 6 MiB that does not fit its hole: at most 6.25 MiB are alive at once. On a
+    heap that keeps freed blocks (glibc after a larger block was freed) the resident peak is 10.25 MiB."""
+    def run():
+        first = torch.ones(2 ** 20)
+        small = torch.ones(2 ** 16)
+        del first
+        larger = torch.ones(3 * 2 ** 19)
+        del small, larger
+
+    torch.ones(6 * 2 ** 20).sum()  # 24 MiB mapped and freed: glibc's adaptive threshold rises above both
+    with peak_memory(torch.device("cpu")) as memory:
+        run()
+    assert 5.5 < memory["mb"] < 7

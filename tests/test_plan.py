@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import run_script, use_sdpa_for_s2
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from longlora.attention import enable_s2_attention
@@ -63,11 +63,14 @@ def saved_for_backward(model, ids) -> int:
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 @pytest.mark.parametrize("attention,kernel", [("full", "flash"), ("full", "math"), ("s2", "flash")])
 @pytest.mark.parametrize("checkpointing", [True, False])
-def test_activation_estimate_matches_the_bytes_saved_for_backward(dtype, attention, kernel, checkpointing):
+def test_activation_estimate_matches_the_bytes_saved_for_backward(dtype, attention, kernel, checkpointing,
+                                                                 monkeypatch):
     """Within 5%: the formula is derived from these saved tensors (exact for SDPA and eager
     attention); S2-Attn's grouped copies are approximated (~1% here) and scalars ignored.
-    Checkpointing is measured reentrant: it keeps the same layer inputs as the default
-    non-reentrant mode, but through autograd's saved tensors, where the hooks see them."""
+    S2-Attn runs through SDPA, as on the GPUs the planner is for. Checkpointing is measured
+    reentrant: it keeps the same layer inputs as the default non-reentrant mode, but through
+    autograd's saved tensors, where the hooks see them."""
+    use_sdpa_for_s2(monkeypatch)
     torch.manual_seed(0)
     config = tiny_config()
     model = LlamaForCausalLM(config).to(torch.bfloat16 if dtype == "bf16" else torch.float32).train()
