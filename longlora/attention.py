@@ -232,8 +232,9 @@ class _CPUGroupedAttention(torch.autograd.Function):
 
 
 def _cpu_kernel_applies(query: torch.Tensor, dropout: float) -> bool:
-    """Whether the fast path runs as _CPUGroupedAttention (a CPU tensor; its ops take no dropout mask back)."""
-    return query.device.type == "cpu" and not dropout
+    """Whether the fast path runs as _CPUGroupedAttention: a CPU tensor, no dropout (its ops give no
+    mask back) and the flash kernel allowed (`sdpa_kernel(SDPBackend.MATH)` leaves SDPA the math kernel)."""
+    return query.device.type == "cpu" and not dropout and torch.backends.cuda.flash_sdp_enabled()
 
 
 def _shared_kv(query, key, value, sizes: list[int]):

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
@@ -198,3 +199,16 @@ def test_s2_keeps_no_more_for_the_backward_than_full_attention(kernel, monkeypat
         assert s2 == full
     else:
         assert s2 == full + one_output_per_layer
+
+
+@pytest.mark.parametrize("backend", [SDPBackend.FLASH_ATTENTION, SDPBackend.MATH])
+def test_s2_runs_on_the_kernel_sdpa_is_allowed(backend):
+    """Table 13 trains S2-Attn without flash attention: under sdpa_kernel(MATH) its groups go to SDPA's
+    math kernel, not to the CPU flash kernel's ops."""
+    model = enable_s2_attention(tiny(), group_size_ratio=0.25)
+    with torch.profiler.profile() as profiler, sdpa_kernel(backend), torch.no_grad():
+        model(torch.randint(0, 97, (1, 64)))
+    names = {event.name for event in profiler.events()}
+    flash = any("flash_attention" in name for name in names)
+    math_kernel = "aten::_scaled_dot_product_attention_math" in names
+    assert (flash, math_kernel) == ((True, False) if backend == SDPBackend.FLASH_ATTENTION else (False, True))
