@@ -127,17 +127,21 @@ def peak_memory(device: torch.device, baseline_mb: float | None = None) -> Itera
 
 
 def _largest_tensor_increase(profiler: profile) -> int:
-    """Bytes: the most that the CPU tensors allocated during a profiled block held at once (the
-    allocator's running total, which the profiler's memory events carry)."""
+    """Bytes: the most that the CPU tensors allocated during a profiled block held at once, from the
+    running total of the profiler's memory events. That total carries over from earlier profiling
+    (a tensor allocated under it and freed after it is never subtracted), so it is counted from its
+    value before the block's first event."""
     with tempfile.TemporaryDirectory() as folder:
         trace = os.path.join(folder, "trace.json")
         with _quiet_stderr():
             profiler.export_chrome_trace(trace)
         with open(trace) as f:
-            events = json.load(f)["traceEvents"]
-    totals = [e["args"]["Total Allocated"] for e in events
-              if e.get("name") == "[memory]" and e["args"].get("Device Type") == CPU_DEVICE_TYPE]
-    return max(totals, default=0)
+            events = [e["args"] for e in json.load(f)["traceEvents"] if e.get("name") == "[memory]"]
+    events = [e for e in events if e.get("Device Type") == CPU_DEVICE_TYPE]
+    if not events:
+        return 0
+    start = events[0]["Total Allocated"] - events[0]["Bytes"]
+    return max(e["Total Allocated"] for e in events) - start
 
 
 CPU_DEVICE_TYPE = 0  # the profiler's code for the CPU in its memory events

@@ -88,6 +88,15 @@ def test_cpu_peak_memory_counts_the_tensors_alive_at_once():
     assert 5.5 < memory["mb"] < 7
 
 
+def test_cpu_peak_memory_is_not_raised_by_a_tensor_of_an_earlier_measurement():
+    with peak_memory(torch.device("cpu")):
+        kept = torch.ones(2 ** 20)  # 4 MiB, freed after its measurement ended
+    del kept
+    with peak_memory(torch.device("cpu")) as memory:
+        torch.ones(2 ** 20).sum()
+    assert 3.5 < memory["mb"] < 4.5
+
+
 def test_first_training_setting_is_not_charged_for_the_process_start(tmp_path):
     """A process's first steps allocate buffers it keeps (about 30 MB on a CPU): the same setting
     measured twice in one run gets the same peak, the first time too."""
