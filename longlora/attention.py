@@ -211,6 +211,7 @@ class _CPUGroupedAttention(torch.autograd.Function):
             target = out[:, tokens, heads]
             target.copy_(part.transpose(1, 2).reshape(target.shape))
             lse.append(part_lse)
+            del part  # before the next call allocates its own
         ctx.calls, ctx.scaling = calls, scaling
         ctx.save_for_backward(q, k, v, out, *lse)
         return out
@@ -228,6 +229,7 @@ class _CPUGroupedAttention(torch.autograd.Function):
             for full, part, x_heads in zip(grads, part_grads, (heads, kv_heads, kv_heads)):
                 target = full[:, tokens, x_heads]
                 target.copy_(part.transpose(1, 2).reshape(target.shape))
+            del part, part_grads  # before the next call allocates its own
         return *grads, None, None
 
 
