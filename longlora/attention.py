@@ -136,6 +136,11 @@ def _grouped(x: torch.Tensor, size: int) -> torch.Tensor:
     return x.reshape(-1, size, x.shape[2], x.shape[3]).transpose(1, 2)
 
 
+def _copy_groups(part: torch.Tensor, target: torch.Tensor) -> None:
+    """Write a call's (B*n/size, heads, size, D) result into its (B, n, heads, D) slice: _grouped undone."""
+    target.copy_(part.transpose(1, 2).reshape(target.shape))
+
+
 def _attend_groups(q, k, v, size, scaling, dropout):
     """Causal attention inside consecutive groups of `size` tokens, (B, n, h, D) layout, n % size == 0.
 
@@ -208,8 +213,7 @@ class _CPUGroupedAttention(torch.autograd.Function):
             part, part_lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
                 _grouped(q[:, tokens, heads], size), _grouped(k[:, tokens, kv_heads], size),
                 _grouped(v[:, tokens, kv_heads], size), 0.0, True, scale=scaling)
-            target = out[:, tokens, heads]
-            target.copy_(part.transpose(1, 2).reshape(target.shape))
+            _copy_groups(part, out[:, tokens, heads])
             lse.append(part_lse)
             del part  # before the next call allocates its own
         ctx.calls, ctx.scaling = calls, scaling
@@ -227,8 +231,7 @@ class _CPUGroupedAttention(torch.autograd.Function):
             part_grads = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward(
                 *parts, part_lse, 0.0, True, scale=ctx.scaling)
             for full, part, x_heads in zip(grads, part_grads, (heads, kv_heads, kv_heads)):
-                target = full[:, tokens, x_heads]
-                target.copy_(part.transpose(1, 2).reshape(target.shape))
+                _copy_groups(part, full[:, tokens, x_heads])
             del part, part_grads  # before the next call allocates its own
         return *grads, None, None
 

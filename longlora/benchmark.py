@@ -126,6 +126,9 @@ def peak_memory(device: torch.device, baseline_mb: float | None = None) -> Itera
     result["mb"] = level - baseline + _largest_tensor_increase(profiler) / 2 ** 20
 
 
+CPU_DEVICE_TYPE = 0  # the profiler's code for the CPU in its memory events
+
+
 def _largest_tensor_increase(profiler: profile) -> int:
     """Bytes: the most that the CPU tensors allocated during a profiled block held at once, from the
     running total of the profiler's memory events. That total carries over from earlier profiling
@@ -136,15 +139,12 @@ def _largest_tensor_increase(profiler: profile) -> int:
         with _quiet_stderr():
             profiler.export_chrome_trace(trace)
         with open(trace) as f:
-            events = [e["args"] for e in json.load(f)["traceEvents"] if e.get("name") == "[memory]"]
-    events = [e for e in events if e.get("Device Type") == CPU_DEVICE_TYPE]
+            events = [e["args"] for e in json.load(f)["traceEvents"]
+                      if e.get("name") == "[memory]" and e["args"].get("Device Type") == CPU_DEVICE_TYPE]
     if not events:
         return 0
     start = events[0]["Total Allocated"] - events[0]["Bytes"]
     return max(e["Total Allocated"] for e in events) - start
-
-
-CPU_DEVICE_TYPE = 0  # the profiler's code for the CPU in its memory events
 
 
 @contextmanager

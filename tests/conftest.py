@@ -20,6 +20,28 @@ TEXT = ["The grass is green. The sky is blue. The sun is yellow. Here we go. The
         "What is the pass key? The pass key is 12345. Remember it. 0123456789 " * 4]
 
 
+def storage_bytes(tensors) -> int:
+    """Bytes of the distinct storages behind `tensors` (views and shared tensors count once)."""
+    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
+    return sum(storages.values())
+
+
+def saved_for_backward(model, ids) -> int:
+    """Bytes autograd keeps for the backward after one forward: distinct storages of every
+    saved tensor that is not a parameter."""
+    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    saved = []
+
+    def pack(tensor):
+        if tensor.untyped_storage().data_ptr() not in parameters:
+            saved.append(tensor)
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        model(input_ids=ids, labels=ids)
+    return storage_bytes(saved)
+
+
 def use_sdpa_for_s2(monkeypatch) -> None:
     """Run S2-Attn's fast path through SDPA, as on a GPU, instead of the CPU kernel's own ops."""
     monkeypatch.setattr(attention, "_cpu_kernel_applies", lambda query, dropout: False)

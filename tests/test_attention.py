@@ -10,7 +10,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import (GPTNeoXConfig, GPTNeoXForCausalLM, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
-from conftest import use_sdpa_for_s2
+from conftest import saved_for_backward, use_sdpa_for_s2
 
 from longlora.attention import S2Config, disable_s2_attention, enable_s2_attention, s2_attention_forward
 
@@ -170,19 +170,6 @@ def test_bad_settings_fail_with_a_clear_error():
         S2Config(pattern="sideways")
 
 
-def saved_bytes(model, ids) -> int:
-    """Bytes of the distinct storages a training forward keeps for its backward."""
-    storages = {}
-
-    def pack(tensor):
-        storages[tensor.untyped_storage().data_ptr()] = tensor.untyped_storage().nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(input_ids=ids, labels=ids).loss.backward()
-    return sum(storages.values())
-
-
 @pytest.mark.parametrize("kernel", ["cpu_ops", "sdpa"])
 def test_s2_keeps_no_more_for_the_backward_than_full_attention(kernel, monkeypatch):
     """On a CPU S2-Attn keeps exactly what full attention keeps (one attention output per layer,
@@ -192,8 +179,8 @@ def test_s2_keeps_no_more_for_the_backward_than_full_attention(kernel, monkeypat
     model = tiny().train()
     model.config.use_cache = False
     ids = torch.randint(0, 97, (1, 256))
-    full = saved_bytes(model, ids)
-    s2 = saved_bytes(enable_s2_attention(model, group_size_ratio=0.25), ids)
+    full = saved_for_backward(model, ids)
+    s2 = saved_for_backward(enable_s2_attention(model, group_size_ratio=0.25), ids)
     one_output_per_layer = 2 * 256 * 32 * 4  # layers x N x hidden x fp32 bytes
     if kernel == "cpu_ops":
         assert s2 == full

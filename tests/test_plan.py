@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from conftest import run_script, use_sdpa_for_s2
+from conftest import run_script, saved_for_backward, storage_bytes, use_sdpa_for_s2
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from longlora.attention import enable_s2_attention
@@ -17,12 +17,6 @@ def tiny_config(tied: bool = False) -> LlamaConfig:
     return LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                        tie_word_embeddings=tied)
-
-
-def storage_bytes(tensors) -> int:
-    """Bytes of the distinct storages behind `tensors` (views and shared tensors count once)."""
-    storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors}
-    return sum(storages.values())
 
 
 @pytest.mark.parametrize("mode,tied", [("full", False), ("lora", False), ("lora_plus", False), ("lora_plus", True)])
@@ -42,22 +36,6 @@ def test_weights_gradients_and_adamw_state_are_the_measured_bytes(mode, tied):
                 "optimizer": storage_bytes(moments)}
     plan = plan_memory(config, PlanArguments(seq_len=N, training=mode, zero=0, gpus=1, dtype="fp32", overhead_gb=0))
     assert {term: plan[term] for term in measured} == measured
-
-
-def saved_for_backward(model, ids) -> int:
-    """Bytes autograd keeps for the backward after one forward: distinct storages of every
-    saved tensor that is not a parameter."""
-    parameters = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    saved = []
-
-    def pack(tensor):
-        if tensor.untyped_storage().data_ptr() not in parameters:
-            saved.append(tensor)
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
-        model(input_ids=ids, labels=ids)
-    return storage_bytes(saved)
 
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
