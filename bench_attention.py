@@ -21,6 +21,10 @@ Next to the measured speedup full/S2: the theoretical ratios, attention FLOPs N/
 layer and Table 11's whole-forward ratio for a step (`flop_ratio`, both from longlora.flops;
 for a step the progress table also prints the ratio of executed FLOPs, longlora.flops.step_flops:
 causal kernels skip half of attention, so a step cannot reach Table 11's ratio).
+A layer also times `groups_only`: the full-attention kernel on the N/G groups of G tokens as a
+batch of sequences, unshifted, nothing around it. Its speedup over full attention is what the
+kernel itself gives for S2-Attn's work (a kernel computes whole tiles along the causal diagonal,
+relatively more of them in short sequences), about the most S2-Attn on that kernel can reach.
 Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 """
 
@@ -33,7 +37,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
-                                measure_alternating, random_model, shown)
+                                measure_alternating, random_model, shown, step_runner)
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
 from longlora.results import append_result
@@ -61,36 +65,42 @@ class AttentionBenchArguments(BenchArguments):
             raise ValueError(f"--kernels must be among {known}")
 
 
-def layer_runner(module, attention, n: int, device, dtype) -> Callable[[], None]:
-    """Forward + backward of one attention call on random q, k, v (the module's head counts, and the
-    memory layout a training forward passes: (1, N, heads, D) viewed as (1, heads, N, D))."""
+def layer_inputs(module, n: int, device, dtype) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Random q, k, v of one attention call (the module's head counts) and the gradient of its output,
+    all (1, N, heads, D): the memory layout a training forward passes."""
     cfg = module.config
-    heads, kv_heads, head_dim = cfg.num_attention_heads, cfg.num_key_value_heads, dims(cfg)["head_dim"]
+    head_dim = dims(cfg)["head_dim"]
     leaves = [torch.randn(1, n, h, head_dim, device=device, dtype=dtype, requires_grad=True)
-              for h in (heads, kv_heads, kv_heads)]
-    grad = torch.randn(1, n, heads, head_dim, device=device, dtype=dtype)
+              for h in (cfg.num_attention_heads, cfg.num_key_value_heads, cfg.num_key_value_heads)]
+    return leaves, torch.randn(1, n, cfg.num_attention_heads, head_dim, device=device, dtype=dtype)
+
+
+def layer_runner(module, attention, inputs: tuple[list[torch.Tensor], torch.Tensor],
+                 groups_of: int | None = None) -> Callable[[], torch.Tensor]:
+    """Forward + backward of one attention call on `inputs` (layer_inputs), viewed as (1, heads, N, D) as
+    a model does; with `groups_of` G, as the N/G consecutive groups of G tokens, a batch of sequences.
+    A call returns the attention output, (batch, length, heads, D)."""
+    leaves, grad = inputs
+    n, head_dim = grad.shape[1], grad.shape[3]
+    batch, length = (n // groups_of, groups_of) if groups_of else (1, n)
 
     def run():
-        q, k, v = (x.transpose(1, 2) for x in leaves)  # (1, heads, N, D) views of (1, N, heads, D): the model's layout
+        q, k, v = (x.view(batch, length, x.shape[2], head_dim).transpose(1, 2) for x in leaves)
         out = attention(module, q, k, v, None, dropout=0.0, scaling=head_dim ** -0.5)[0]
-        torch.autograd.grad(out, leaves, grad)
+        torch.autograd.grad(out, leaves, grad.view(out.shape))
+        return out
     return run
 
 
-def step_runner(model, n: int, device, s2_ratio: float | None = None) -> Callable[[], None]:
-    """Forward + backward of a training step on N random tokens (gradients dropped after), with
-    S2-Attn (group size ratio `s2_ratio`) switched on for the call, or the model's kernel."""
-    ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
-
-    def run():
-        if s2_ratio:
-            enable_s2_attention(model, s2_ratio)
+def with_s2_attention(run: Callable[[], None], model, group_size_ratio: float) -> Callable[[], None]:
+    """`run` with S2-Attn switched on in `model` for the call (full attention's runs use the same model)."""
+    def switched():
+        enable_s2_attention(model, group_size_ratio)
         try:
-            model(input_ids=ids, labels=ids).loss.backward()
+            run()
         finally:
             disable_s2_attention(model)
-            model.zero_grad(set_to_none=True)
-    return run
+    return switched
 
 
 def default_kernels(device: torch.device) -> list[str]:
@@ -99,18 +109,24 @@ def default_kernels(device: torch.device) -> list[str]:
 
 def compare(model, n: int, level: str, kernel: str, args: AttentionBenchArguments, device, dtype) -> dict:
     """{"full_attn": measurement, "s2_attn": measurement} at one length and level, their calls
-    alternating (longlora.benchmark.measure_alternating)."""
+    alternating (longlora.benchmark.measure_alternating); for a layer also "groups_only": the
+    full-attention kernel on S2-Attn's N/G groups as a batch, when G divides N."""
+    group = math.ceil(args.group_size_ratio * n)
     runs = {}
-    for setting in ("full_attn", "s2_attn"):
+    torch.manual_seed(args.seed)
+    if level == "step":
+        runs["full_attn"] = step_runner(model, n, device)
         torch.manual_seed(args.seed)
-        ratio = args.group_size_ratio if setting == "s2_attn" else None
-        if level == "step":
-            runs[setting] = step_runner(model, n, device, ratio)
-        else:
-            attention = s2_attention_forward if ratio else ALL_ATTENTION_FUNCTIONS[kernel]
-            runs[setting] = layer_runner(model.model.layers[0].self_attn, attention, n, device, dtype)
-    if level == "layer":  # the S2 function reads its settings from the module; full attention ignores them
-        enable_s2_attention(model, args.group_size_ratio)
+        runs["s2_attn"] = with_s2_attention(step_runner(model, n, device), model, args.group_size_ratio)
+        return measure_alternating(runs, device, args.repeats, args.warmup)
+    module = model.model.layers[0].self_attn
+    for setting, attention, groups_of in (("full_attn", ALL_ATTENTION_FUNCTIONS[kernel], None),
+                                          ("s2_attn", s2_attention_forward, None),
+                                          ("groups_only", ALL_ATTENTION_FUNCTIONS[kernel], group)):
+        if n % group == 0 or groups_of is None:
+            torch.manual_seed(args.seed)
+            runs[setting] = layer_runner(module, attention, layer_inputs(module, n, device, dtype), groups_of)
+    enable_s2_attention(model, args.group_size_ratio)  # the S2 function reads its settings from the module
     try:
         return measure_alternating(runs, device, args.repeats, args.warmup)
     finally:
@@ -118,13 +134,15 @@ def compare(model, n: int, level: str, kernel: str, args: AttentionBenchArgument
 
 
 def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, note: str) -> list[dict]:
-    """Result rows of one comparison: ms, tokens/s, memory of each, speedup and FLOP ratio of S2."""
+    """Result rows of one comparison: ms, tokens/s and memory of each; the speedup over full attention of
+    the others, and S2-Attn's FLOP ratio."""
     rows = []
     for setting, m in result.items():
         values = cost_values(m, n, "ms_median")
-        if setting == "s2_attn" and not m.get("oom") and not result["full_attn"].get("oom"):
+        if setting != "full_attn" and not m.get("oom") and not result["full_attn"].get("oom"):
             values["speedup_vs_full"] = round(result["full_attn"]["ms"] / m["ms"], 3)
-            values["flop_ratio"] = round(flop_ratio, 3)
+            if setting == "s2_attn":
+                values["flop_ratio"] = round(flop_ratio, 3)
         rows += [{**base, "train_ctx": n, "eval_ctx": n, "setting": f"{setting}|{level}", "metric": metric,
                   "value": value, "note": note, "wall_seconds": round(m["wall"], 2)}
                  for metric, value in values.items()]
@@ -139,7 +157,7 @@ def main() -> None:
     base = {"table": "efficiency", **base_row(args)}
     path = None
     print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} {'executed':>8} "
-          f"{'full MB':>8} {'S2 MB':>8}")
+          f"{'groups only':>11} {'full MB':>8} {'S2 MB':>8}")
     for kernel in args.kernels or default_kernels(device):
         model = random_model(config, kernel, device, dtype, args.seed, args.gradient_checkpointing)
         for n in lengths:
@@ -157,8 +175,10 @@ def main() -> None:
                 f, s = result["full_attn"], result["s2_attn"]
                 executed = (f"{executed_step_ratio(config, n, args.group_size_ratio, args.gradient_checkpointing):.2f}"
                             if level == "step" else "-")
+                groups = result.get("groups_only", {})
+                groups_speedup = f"{f['ms'] / groups['ms']:.2f}" if "ms" in groups and "ms" in f else "-"
                 print(f"{kernel:>17} {level:>5} {n:>6} {shown(f, 'ms'):>9} {shown(s, 'ms'):>9} {ratio:>10.2f} "
-                      f"{executed:>8} {shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
+                      f"{executed:>8} {groups_speedup:>11} {shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
         del model
     print(f"rows in {path}")
 

@@ -100,8 +100,8 @@ def bar_figure(table: str, rows: list[dict], out: str) -> None:
 
 def efficiency_figure(rows: list[dict], out: str) -> None:
     """bench_attention.py rows: per kernel and level, bars per length of the measured speedup
-    of S2-Attn beside its FLOP ratio (and, for a step, the executed-FLOP ratio), then the
-    median times and the peak memory."""
+    of S2-Attn beside its FLOP ratio (for a layer also the kernel's own speedup on the groups, for
+    a step the executed-FLOP ratio), then the median times and the peak memory."""
     rows = [r for r in latest(rows).values() if r["table"] == "efficiency"]
     panels = sorted({(r["setting"].split("|")[-1], r["note"]) for r in rows})
     if not panels:
@@ -126,6 +126,9 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
         full, s2 = f"full_attn|{level}", f"s2_attn|{level}"
         ratios = {"measured speedup full/S2": series(note, s2, "speedup_vs_full"),
                   "Table 11 FLOP ratio": series(note, s2, "flop_ratio")}
+        groups_only = series(note, f"groups_only|{level}", "speedup_vs_full")
+        if groups_only:
+            ratios["kernel alone on the N/G groups"] = groups_only
         if level == "step":
             executed = {int(r["eval_ctx"]): executed_ratio(r["model"], int(r["eval_ctx"]), note) for r in rows
                         if r["note"] == note and r["setting"] == s2 and r["metric"] == "speedup_vs_full"}

@@ -162,14 +162,14 @@ def _quiet_stderr() -> Iterator[None]:
         os.close(saved)
 
 
-def measure(run: Callable[[], None], device: torch.device, repeats: int, warmup: int,
+def measure(run: Callable[[], object], device: torch.device, repeats: int, warmup: int,
             baseline_mb: float | None = None) -> dict:
     """Median milliseconds and peak memory MB of `run()` after `warmup` untimed calls:
     {"ms", "mb", "wall"}, or {"oom": True, "wall"} when the GPU runs out of memory."""
     return measure_alternating({"run": run}, device, repeats, warmup, baseline_mb)["run"]
 
 
-def measure_alternating(runs: dict[str, Callable[[], None]], device: torch.device, repeats: int, warmup: int,
+def measure_alternating(runs: dict[str, Callable[[], object]], device: torch.device, repeats: int, warmup: int,
                         baseline_mb: float | None = None) -> dict[str, dict]:
     """measure() of several runs at once, their timed calls taken in turn (a, b, a, b, ...): a
     drift of the machine's speed (other jobs on shared cores, clocks) then falls on all of them
@@ -199,7 +199,7 @@ def measure_alternating(runs: dict[str, Callable[[], None]], device: torch.devic
             {"ms": statistics.median(times[name]), "mb": peaks[name], "wall": wall} for name in runs}
 
 
-def _call(run: Callable[[], None], device: torch.device) -> float | None:
+def _call(run: Callable[[], object], device: torch.device) -> float | None:
     """Milliseconds of one call of `run`, or None if the GPU ran out of memory (its tensors freed)."""
     try:
         if device.type == "cuda":
@@ -235,6 +235,22 @@ def cost_values(result: dict, n: int, time_metric: str) -> dict:
 def shown(result: dict, key: str) -> str:
     """A measurement's ms or mb for the progress table, or OOM."""
     return "OOM" if result.get("oom") else f"{result[key]:.1f}"
+
+
+def step_runner(model, n: int, device: torch.device, optimizer: torch.optim.Optimizer | None = None
+                ) -> Callable[[], None]:
+    """A training step on N random tokens: forward, backward and, given one, the optimizer's step. The
+    gradients are freed after each call, so that every call starts from the memory the first one did."""
+    ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+
+    def run():
+        try:
+            model(input_ids=ids, labels=ids).loss.backward()
+            if optimizer is not None:
+                optimizer.step()
+        finally:  # also when the GPU runs out of memory
+            model.zero_grad(set_to_none=True)
+    return run
 
 
 def random_model(config, kernel: str, device: torch.device, dtype: torch.dtype, seed: int,

@@ -1,15 +1,18 @@
 """bench_attention.py --smoke runs in seconds, writes complete efficiency rows, and plots them."""
 
+import math
 import time
 
 import torch
 from conftest import run_script
+from transformers import LlamaConfig
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
-from longlora.benchmark import measure_alternating, peak_memory
+from longlora.benchmark import measure_alternating, peak_memory, random_model
 from longlora.results import COLUMNS, read_results
 
-METRICS = {"full_attn": {"ms_median", "tokens_per_s", "peak_mem_mb"},
-           "s2_attn": {"ms_median", "tokens_per_s", "peak_mem_mb", "speedup_vs_full", "flop_ratio"}}
+COSTS = {"ms_median", "tokens_per_s", "peak_mem_mb"}
+METRICS = {"full_attn": COSTS, "s2_attn": COSTS | {"speedup_vs_full", "flop_ratio"}}
 
 
 def test_smoke_run_writes_complete_rows_and_the_figure(tmp_path):
@@ -24,7 +27,9 @@ def test_smoke_run_writes_complete_rows_and_the_figure(tmp_path):
         attention, level = row["setting"].split("|")
         found.setdefault((attention, level, int(row["eval_ctx"])), set()).add(row["metric"])
         assert float(row["value"]) >= 0 and row["samples"] == "2"
-    assert found == {(a, level, n): METRICS[a] for a in METRICS for level in ("layer", "step") for n in (128, 256)}
+    expected = {(a, level, n): METRICS[a] for a in METRICS for level in ("layer", "step") for n in (128, 256)}
+    expected |= {("groups_only", "layer", n): COSTS | {"speedup_vs_full"} for n in (128, 256)}
+    assert found == expected
     ratio = {(r["setting"], r["eval_ctx"]): float(r["value"]) for r in rows if r["metric"] == "flop_ratio"}
     assert ratio[("s2_attn|layer", "256")] == 4.0 and 1 < ratio[("s2_attn|step", "256")] < 4
 
@@ -106,3 +111,22 @@ def test_first_training_setting_is_not_charged_for_the_process_start(tmp_path):
     first, second = (float(row["value"]) for row in read_results(tmp_path / "table12_13_cpu.csv")
                      if row["metric"] == "peak_mem_mb" and row["setting"].startswith("full_attn"))
     assert abs(first - second) < 5
+
+
+def test_groups_only_reference_is_causal_attention_inside_each_group_alone():
+    """bench_attention.py's groups_only run (the kernel's own speedup for S2-Attn's work) attends inside
+    each group of G consecutive tokens as a sequence of its own: plain causal softmax per group and head."""
+    import bench_attention
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=50)
+    module = random_model(config, "sdpa", torch.device("cpu"), torch.float32, seed=0).model.layers[0].self_attn
+    inputs = bench_attention.layer_inputs(module, 64, torch.device("cpu"), torch.float32)
+    out = bench_attention.layer_runner(module, ALL_ATTENTION_FUNCTIONS["sdpa"], inputs, groups_of=16)()
+    q, k, v = (x.detach()[0] for x in inputs[0])  # (N, heads, D)
+    causal = torch.ones(16, 16, dtype=torch.bool).tril()
+    for group in range(4):
+        tokens = slice(16 * group, 16 * group + 16)
+        for head in range(4):
+            scores = q[tokens, head] @ k[tokens, head // 2].T / math.sqrt(q.shape[-1])
+            probs = torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
+            torch.testing.assert_close(out[group, :, head], probs @ v[tokens, head // 2], atol=1e-5, rtol=1e-5)

@@ -58,6 +58,11 @@ def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
     assert tuple(v[2] for v in verdicts(rows(3.7, 40.0) + out_of_memory) if v[0] == "efficiency") == ("PASS", "PASS")
     assert outcome(3.5, 40.0) == ("FAIL", "PASS")  # below 0.9 x 4
     assert outcome(3.7, 60.0) == ("PASS", "FAIL")  # more memory than full attention
+    # The kernel alone on the groups is evidence beside S2-Attn's verdict, not a verdict of its own.
+    groups_only = {**rows(3.5, 40.0)[0], "setting": "groups_only|layer", "value": 3.4}
+    efficiency = [v for v in verdicts(rows(3.5, 40.0) + [groups_only]) if v[0] == "efficiency"]
+    assert [v[2] for v in efficiency] == ["FAIL", "PASS"]
+    assert efficiency[0][3].endswith("speedup 3.50, FLOP ratio 4.00 (the kernel alone on the groups: 3.40)")
 
 
 def test_a_step_is_also_held_to_the_executed_flop_ratio_of_a_known_model():
