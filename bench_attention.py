@@ -24,7 +24,8 @@ causal kernels skip half of attention, so a step cannot reach Table 11's ratio).
 A layer also times `groups_only`: the full-attention kernel on the N/G groups of G tokens as a
 batch of sequences, unshifted, nothing around it. Its speedup over full attention is what the
 kernel itself gives for S2-Attn's work (a kernel computes whole tiles along the causal diagonal,
-relatively more of them in short sequences), about the most S2-Attn on that kernel can reach.
+relatively more of them in short sequences); S2-Attn's shifted heads compute a little less (two of
+their groups are half groups), so an S2-Attn without overhead would be a few percent faster still.
 Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 """
 
@@ -107,11 +108,11 @@ def default_kernels(device: torch.device) -> list[str]:
     return ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and flash_attn_varlen_func else [])
 
 
-def compare(model, n: int, level: str, kernel: str, args: AttentionBenchArguments, device, dtype) -> dict:
+def compare(model, n: int, group: int, level: str, kernel: str, args: AttentionBenchArguments, device,
+            dtype) -> dict:
     """{"full_attn": measurement, "s2_attn": measurement} at one length and level, their calls
     alternating (longlora.benchmark.measure_alternating); for a layer also "groups_only": the
-    full-attention kernel on S2-Attn's N/G groups as a batch, when G divides N."""
-    group = math.ceil(args.group_size_ratio * n)
+    full-attention kernel on S2-Attn's N/G groups of G tokens as a batch, when G divides N."""
     runs = {}
     torch.manual_seed(args.seed)
     if level == "step":
@@ -120,12 +121,12 @@ def compare(model, n: int, level: str, kernel: str, args: AttentionBenchArgument
         runs["s2_attn"] = with_s2_attention(step_runner(model, n, device), model, args.group_size_ratio)
         return measure_alternating(runs, device, args.repeats, args.warmup)
     module = model.model.layers[0].self_attn
-    for setting, attention, groups_of in (("full_attn", ALL_ATTENTION_FUNCTIONS[kernel], None),
-                                          ("s2_attn", s2_attention_forward, None),
-                                          ("groups_only", ALL_ATTENTION_FUNCTIONS[kernel], group)):
-        if n % group == 0 or groups_of is None:
-            torch.manual_seed(args.seed)
-            runs[setting] = layer_runner(module, attention, layer_inputs(module, n, device, dtype), groups_of)
+    settings = [("full_attn", ALL_ATTENTION_FUNCTIONS[kernel], None), ("s2_attn", s2_attention_forward, None)]
+    if n % group == 0:
+        settings.append(("groups_only", ALL_ATTENTION_FUNCTIONS[kernel], group))
+    for setting, attention, groups_of in settings:
+        torch.manual_seed(args.seed)
+        runs[setting] = layer_runner(module, attention, layer_inputs(module, n, device, dtype), groups_of)
     enable_s2_attention(model, args.group_size_ratio)  # the S2 function reads its settings from the module
     try:
         return measure_alternating(runs, device, args.repeats, args.warmup)
@@ -164,7 +165,7 @@ def main() -> None:
             group = math.ceil(args.group_size_ratio * n)
             full, s2 = forward_flops(config, n), forward_flops(config, n, group)
             for level in args.levels:
-                result = compare(model, n, level, kernel, args, device, dtype)
+                result = compare(model, n, group, level, kernel, args, device, dtype)
                 ratio = full.attn / s2.attn if level == "layer" else full.total / s2.total
                 theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
                 note = (bench_note(kernel, dtype, device, args.group_size_ratio, args.gradient_checkpointing)
