@@ -85,7 +85,9 @@ class LongLoRATrainingArguments(TrainingArguments):
     per_device_train_batch_size: int = field(default=1, metadata={"help": "Sequences per device per step."})
     gradient_accumulation_steps: int = field(default=1, metadata={
         "help": "Micro-batches per optimizer step (paper: 8, with 8 GPUs: 64 sequences)."})
-    gradient_checkpointing: bool = field(default=True, metadata={"help": "Recompute activations (saves memory)."})
+    activation_checkpointing: bool | None = field(default=None, metadata={
+        "help": "Recompute each decoder layer's activations in the backward, saving memory (default: on, as the "
+                "paper trains; --activation_checkpointing false turns it off)."})
     logging_steps: float = field(default=1, metadata={"help": "Log the loss every N steps."})
     save_steps: float = field(default=100, metadata={"help": "Checkpoint every N steps (resumable)."})
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
@@ -93,6 +95,13 @@ class LongLoRATrainingArguments(TrainingArguments):
         "help": "bf16 mixed precision (default: on where the GPU supports it)."})
     resume: bool = field(default=True, metadata={
         "help": "Resume from the last checkpoint in output_dir if there is one."})
+
+    def __post_init__(self) -> None:
+        # On by default, without hiding transformers' deprecated --gradient_checkpointing (the original
+        # LongLoRA commands pass it): a default of True would make transformers ignore that flag.
+        if self.activation_checkpointing is None and self.gradient_checkpointing is None:
+            self.activation_checkpointing = True
+        super().__post_init__()
 
 
 def parse_args(*dataclass_types, description: str):

@@ -2,10 +2,14 @@
 
 import json
 import os
+import warnings
 
+import pytest
 import torch
 from conftest import run_script
+from transformers import HfArgumentParser
 
+from longlora.args import LongLoRATrainingArguments
 from longlora.model import load_model
 
 STEPS = ["--max_steps", "5", "--save_steps", "3", "--logging_steps", "1"]
@@ -61,3 +65,16 @@ def test_bad_flags_give_one_line_errors(tiny_model_dir, token_stream, tmp_path):
     assert result.returncode != 0 and result.stderr.strip().splitlines()[-1].startswith("error:")
     result = run_script("train.py", "--help")
     assert result.returncode == 0 and "--group_size_ratio" in result.stdout and "--trainable_params" in result.stdout
+
+
+def test_activation_checkpointing_is_on_by_default_and_the_deprecated_flag_still_counts():
+    def parsed(*argv):
+        (args,) = HfArgumentParser(LongLoRATrainingArguments).parse_args_into_dataclasses(list(argv))
+        return args.activation_checkpointing
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*gradient_checkpointing.*")  # the default warns of nothing
+        assert parsed() is True
+    assert parsed("--activation_checkpointing", "false") is False
+    with pytest.warns(FutureWarning, match="gradient_checkpointing"):
+        assert parsed("--gradient_checkpointing", "false") is False  # the flag of the original LongLoRA commands
