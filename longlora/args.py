@@ -93,6 +93,9 @@ class LongLoRATrainingArguments(TrainingArguments):
     save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept in output_dir."})
     bf16: bool = field(default=torch.cuda.is_available() and torch.cuda.is_bf16_supported(), metadata={
         "help": "bf16 mixed precision (default: on where the GPU supports it)."})
+    dataloader_pin_memory: bool = field(default=torch.accelerator.is_available(), metadata={
+        "help": "Pin the batches' memory for faster copies to the accelerator (default: on where there is one; "
+                "without one torch only warns)."})
     resume: bool = field(default=True, metadata={
         "help": "Resume from the last checkpoint in output_dir if there is one."})
 
