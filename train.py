@@ -31,7 +31,7 @@ def main() -> None:
     data = data_args.data or default_data_path(model_args.model_name_or_path, "books", "train")
     dataset = TokenBlocks(load_token_stream(data), model_args.model_max_length)
     print(f"{len(dataset)} blocks of {model_args.model_max_length} tokens from {data}")
-    model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args)
+    model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed)
     run_training(model, tokenizer, saved_config, dataset, training_args,
                  configs=(model_args, attn_args, lora_args, data_args))
 

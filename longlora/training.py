@@ -12,7 +12,7 @@ import os
 import numpy as np
 import torch
 from peft import prepare_model_for_kbit_training
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, save_run_config
@@ -47,13 +47,14 @@ class LossLog(TrainerCallback):
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
 
 
-def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lora_args: LoraArguments,
+def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lora_args: LoraArguments, seed: int,
                   dtype: torch.dtype | None = None, quantization_config=None):
     """Base model with position interpolation, trainable set and training attention.
 
     Returns (model, tokenizer, saved_config): saved_config is the extended config as it
     must be written beside a LoRA output (before any untying of the head).
-    `quantization_config` (QLoRA) loads the frozen base in 4 bits.
+    `quantization_config` (QLoRA) loads the frozen base in 4 bits. `seed` seeds the random
+    initialisation of LoRA's A matrices (the Trainer seeds only when it is made, after them).
     """
     model, tokenizer = load_model(model_args.model_name_or_path, target_len=model_args.model_max_length,
                                   dtype=dtype or torch.float32, quantization_config=quantization_config)
@@ -64,6 +65,7 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if attn_args.attention != "full":
         enable_s2_attention(model, attn_args.group_size_ratio, attn_args.group_size, pattern=attn_args.attention)
+    set_seed(seed)
     model = setup_training(model, lora_args.training_mode())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

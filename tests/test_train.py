@@ -7,6 +7,7 @@ import warnings
 import pytest
 import torch
 from conftest import run_script
+from safetensors.torch import load_file
 from transformers import HfArgumentParser
 
 from longlora.args import LongLoRATrainingArguments
@@ -48,6 +49,17 @@ def test_lora_plus_s2_run_saves_resumes_and_loads(tiny_model_dir, token_stream, 
     assert not torch.allclose(trained_loss, base_loss)  # the adapter and trained embed/norms are applied
     head = {n: p for n, p in model.named_parameters() if "lm_head" in n}
     torch.testing.assert_close(next(iter(head.values())), base.lm_head.weight)  # the head stayed frozen
+
+
+def test_a_lora_run_is_repeated_exactly_by_its_seed(tiny_model_dir, token_stream, tmp_path):
+    """LoRA's A matrices are random: drawn before the Trainer seeds, every run differed."""
+    adapters = []
+    for name, seed in (("first", "7"), ("again", "7"), ("other", "8")):
+        train(tiny_model_dir, token_stream, tmp_path / name, "--max_steps", "1", "--seed", seed)
+        adapters.append(load_file(tmp_path / name / "adapter_model.safetensors"))
+    first, again, other = adapters
+    assert all(torch.equal(first[name], again[name]) for name in first)
+    assert not all(torch.equal(first[name], other[name]) for name in first)
 
 
 def test_full_finetuning_with_short_attention_saves_a_plain_model(tiny_model_dir, token_stream, tmp_path):
