@@ -61,7 +61,7 @@ def zero_state_dict(path: str) -> dict | None:
         from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     except ImportError:
         raise ValueError(f"{path} is a DeepSpeed ZeRO checkpoint; consolidating it needs deepspeed: "
-                         "pip install -r requirements-gpu.txt") from None
+                         "pip install -r requirements.txt") from None
     tag = None if os.path.isfile(os.path.join(path, "latest")) else os.path.basename(steps[-1])
     return get_fp32_state_dict_from_zero_checkpoint(path, tag=tag)
 

@@ -105,6 +105,12 @@ class LongLoRATrainingArguments(TrainingArguments):
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True
         super().__post_init__()
+        if self.deepspeed and self.use_cpu and torch.distributed.is_initialized():
+            # transformers starts DeepSpeed's communication through accelerate on accelerators only: with
+            # --use_cpu accelerate makes the gloo group and DeepSpeed stays unaware of it until the Trainer
+            # starts, so ZeRO-3's partitioned loading (zero.Init, in from_pretrained) saw a world of 1 and failed.
+            import deepspeed
+            deepspeed.init_distributed(dist_backend=self.ddp_backend or "gloo")
 
 
 def parse_args(*dataclass_types, description: str):

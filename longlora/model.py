@@ -15,6 +15,7 @@ import json
 import math
 import os
 import warnings
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -143,10 +144,18 @@ def untie_output_head(model) -> None:
     weights that is impossible, so the head keeps the original values as a separate
     frozen tensor and the config says so (merged models are saved untied).
     """
-    head = model.get_output_embeddings()
-    if head is None or head.weight.data_ptr() != model.get_input_embeddings().weight.data_ptr():
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()
+    # Tied weights are one Parameter. (Not equal data pointers: under ZeRO-3 every parameter is an empty
+    # shard at this point, all with the same pointer, so an untied head looked tied and was emptied.)
+    if head is None or head.weight is not embedding.weight:
         return
-    head.weight = torch.nn.Parameter(head.weight.detach().clone(), requires_grad=False)
+    gather = nullcontext()
+    if hasattr(head.weight, "ds_id"):  # partitioned by ZeRO-3 at loading (zero.Init): gather it to copy it
+        from deepspeed.runtime.zero import GatheredParameters
+        gather = GatheredParameters([head.weight])
+    with gather:
+        weight = head.weight.detach().clone()
+    head.weight = torch.nn.Parameter(weight, requires_grad=False)
     model.config.tie_word_embeddings = False
     if hasattr(model.config, "get_text_config"):
         model.config.get_text_config().tie_word_embeddings = False

@@ -73,9 +73,12 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
 
 
 def count_parameters(model) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+    """(trainable, total) parameter counts (under ZeRO-3 a rank holds a shard: ds_numel is the whole size)."""
+    def numel(parameter) -> int:
+        return getattr(parameter, "ds_numel", parameter.numel())
+
+    trainable = sum(numel(p) for p in model.parameters() if p.requires_grad)
+    return trainable, sum(numel(p) for p in model.parameters())
 
 
 def run_training(model, tokenizer, saved_config, train_dataset, training_args, configs: tuple,
