@@ -18,6 +18,11 @@ from longlora.attention import PATTERNS
 from longlora.data import DEFAULT_MODEL
 from longlora.model import TrainingMode
 
+if not torch.accelerator.is_available():
+    # accelerate imports DeepSpeed wherever it is installed, and DeepSpeed, left to guess the accelerator,
+    # warns at every run on a machine without one. Naming it keeps CPU runs quiet; a user's own setting wins.
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
