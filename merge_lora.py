@@ -25,7 +25,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoTokenizer
 
 from longlora.args import exit_on_error, parse_args, save_run_config
-from longlora.model import RUN_CONFIG, load_model, read_run_config, untie_output_head
+from longlora.model import RUN_CONFIG, load_model, peft_quietly, read_run_config, untie_output_head
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Training settings copied into the merged directory's longlora_config.json (provenance; eval and
@@ -69,9 +69,10 @@ def zero_state_dict(path: str) -> dict | None:
 def attach_adapter(model, path: str):
     """The PeftModel with the trained weights of `path` (adapter files, or a ZeRO checkpoint)."""
     state = zero_state_dict(path)
-    if state is None:
-        return PeftModel.from_pretrained(model, path), False
-    model = get_peft_model(model, LoraConfig.from_pretrained(path))
+    with peft_quietly():
+        if state is None:
+            return PeftModel.from_pretrained(model, path), False
+        model = get_peft_model(model, LoraConfig.from_pretrained(path))
     missing, unexpected = model.load_state_dict(state, strict=False)
     trained = [n for n, _ in model.named_parameters() if "lora_" in n or "modules_to_save" in n]
     lacking = [n for n in trained if n in set(missing)]

@@ -15,7 +15,7 @@ import json
 import math
 import os
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -102,7 +102,8 @@ def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | No
     if is_adapter:
         if run.get("untie_head"):
             untie_output_head(model)
-        model = PeftModel.from_pretrained(model, path)
+        with peft_quietly():
+            model = PeftModel.from_pretrained(model, path)
     tokenizer = AutoTokenizer.from_pretrained(path if os.path.isfile(os.path.join(path, "tokenizer_config.json"))
                                               else base)
     return model, tokenizer
@@ -135,6 +136,15 @@ def norm_module_names(model) -> list[str]:
 def embedding_module_name(model) -> str:
     embedding = model.get_input_embeddings()
     return next(name for name, module in model.named_modules() if module is embedding)
+
+
+@contextmanager
+def peft_quietly():
+    """peft asks transformers' deprecated `is_gradient_checkpointing` whenever it wraps a model, and
+    transformers 5 warns each time: a warning for peft's authors, not for the user of a run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def untie_output_head(model) -> None:
@@ -180,6 +190,5 @@ def setup_training(model, mode: TrainingMode):
     config = LoraConfig(r=mode.lora_r, lora_alpha=mode.lora_alpha, lora_dropout=mode.lora_dropout,
                         target_modules=lora_targets(model, mode), modules_to_save=modules_to_save or None,
                         task_type="CAUSAL_LM")
-    with warnings.catch_warnings():  # peft asks the deprecated is_gradient_checkpointing (transformers 5)
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    with peft_quietly():
         return get_peft_model(model, config)
