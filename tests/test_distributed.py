@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 from accelerate.utils import FullyShardedDataParallelPlugin
-from conftest import REPO
+from conftest import REPO, run_script
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, TrainingArguments
 
@@ -86,8 +86,7 @@ def test_deepspeed_zero_trains_as_ddp_does(name, ddp_steps, tiny_model_dir, toke
 
 
 def merge(model_dir, output_dir) -> None:
-    result = subprocess.run([sys.executable, "merge_lora.py", "--model", str(model_dir), "--output_dir",
-                             str(output_dir)], cwd=REPO, capture_output=True, text=True, timeout=120, env=ENV)
+    result = run_script("merge_lora.py", "--model", str(model_dir), "--output_dir", str(output_dir))
     assert result.returncode == 0, result.stderr[-3000:]
 
 
