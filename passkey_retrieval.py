@@ -8,8 +8,10 @@ heatmap (needle-in-a-haystack style).
 
 A prompt is the instruction line, filler ("The grass is green. ...") with the line "The
 pass key is K. Remember it. K is the pass key." at a random depth, then "What is the pass
-key? The pass key is"; K is uniform in [1, 50000]. Lengths are counted in tokens of the
-model's tokenizer and are exact. Greedy decoding of as many tokens as the answer needs;
+key? The pass key is", one line each; K is uniform in [1, 50000]. The text is tokenized
+once; a length is reached by the number of filler sentences, at most the requested tokens
+and within 1% of them from 256 on. `--filler books` uses sentences of the book corpus's test
+split instead of the paper's five, so that retrieval is not tied to one filler. Greedy decoding of as many tokens as the answer needs;
 a trial counts when the first integer of the continuation is K. Rows (metric accuracy,
 eval_ctx = length; with --heatmap a note depth=D) go to results/<experiment>.csv.
 """
@@ -22,10 +24,12 @@ import numpy as np
 
 from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, parse_args
 from longlora.data import tokenizer_source
-from longlora.evaluation import load_for_evaluation, passkey_accuracy
+from longlora.corpora import corpus_sentences
+from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy
 from longlora.results import append_result
 
 HEATMAP_DEPTHS = [i / 10 for i in range(11)]
+FILLERS = ("paper", "books")
 
 
 @dataclass
@@ -34,9 +38,13 @@ class PasskeyArguments:
     max_tokens: int = field(default=4096, metadata={"help": "Longest prompt, in tokens."})
     interval: int = field(default=256, metadata={"help": "Step between prompt lengths, in tokens (paper: ~1k)."})
     num_tests: int = field(default=10, metadata={"help": "Trials per length (per cell with --heatmap)."})
-    heatmap: bool = field(default=False, metadata={"help": "Fixed depths 0%, 10%, ..., 100% instead of random."})
+    heatmap: bool = field(default=False, metadata={"help": "Fixed depths 0%%, 10%%, ..., 100%% instead of random."})
+    filler: str = field(default="paper", metadata={
+        "help": "paper: Landmark's five sentences; books: sentences of the book corpus's test split."})
 
     def __post_init__(self) -> None:
+        if self.filler not in FILLERS:
+            raise ValueError(f"--filler must be one of {', '.join(FILLERS)}, got {self.filler!r}")
         if not 0 < self.min_tokens <= self.max_tokens or self.interval < 1 or self.num_tests < 1:
             raise ValueError("need 0 < --min_tokens <= --max_tokens, --interval >= 1 and --num_tests >= 1")
 
@@ -50,20 +58,23 @@ def main() -> None:
     rng = np.random.default_rng(result_args.seed)
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
     depths = HEATMAP_DEPTHS if pk_args.heatmap else [None]
-    rows = []
+    filler = FILLER_SENTENCES if pk_args.filler == "paper" else corpus_sentences("books", "test")
+    written = 0
     for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval):
         for depth in depths:
             start = time.time()
-            accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth)
-            note = " ".join(x for x in (result_args.note, "" if depth is None else f"depth={depth:.1f}") if x)
+            accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth, filler)
+            note = " ".join(x for x in (result_args.note, "" if depth is None else f"depth={depth:.1f}",
+                                        "" if pk_args.filler == "paper" else f"filler={pk_args.filler}") if x)
             print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")
-            rows.append({"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
-                         "setting": result_args.setting, "dataset": "passkey", "split": "-", "eval_ctx": length,
-                         "value": accuracy, "metric": "accuracy", "note": note, "scale": result_args.scale,
-                         "seed": result_args.seed, "wall_seconds": round(time.time() - start, 1),
-                         "samples": pk_args.num_tests})
-    path = append_result(result_args.experiment, rows, result_args.results_dir)
-    print(f"wrote {len(rows)} rows to {path}")
+            row = {"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
+                   "setting": result_args.setting, "dataset": "passkey", "split": "-", "eval_ctx": length,
+                   "value": accuracy, "metric": "accuracy", "note": note, "scale": result_args.scale,
+                   "seed": result_args.seed, "wall_seconds": round(time.time() - start, 1),
+                   "samples": pk_args.num_tests}
+            path = append_result(result_args.experiment, [row], result_args.results_dir)  # kept if stopped later
+            written += 1
+    print(f"wrote {written} rows to {path}")
 
 
 if __name__ == "__main__":

@@ -121,6 +121,28 @@ def hf_disk(path: str) -> Iterator[tuple[str, str]]:
         yield f"{os.path.basename(path)}:{number}", clean(record["text"])
 
 
+def split_sentences(text: str, max_chars: int = 300) -> list[str]:
+    """Sentences of running text (one line each, whitespace collapsed), for recall filler."""
+    flat = " ".join(text.split())
+    sentences, start = [], 0
+    for i, char in enumerate(flat):
+        if char in ".!?" and (i + 1 == len(flat) or flat[i + 1] == " "):
+            sentence = flat[start:i + 1].strip()
+            if 10 <= len(sentence) <= max_chars:
+                sentences.append(sentence)
+            start = i + 1
+    return sentences
+
+
+def corpus_sentences(corpus: str = "books", split: str = "test") -> list[str]:
+    """Sentences of one split of a named corpus (the document split of prepare_data.py): the
+    test split's are passkey filler of natural text that no training run has seen."""
+    from longlora.data import split_documents
+
+    docs = dict(documents(corpus)[0])
+    return [s for d in split_documents(list(docs))[split] for s in split_sentences(docs[d])]
+
+
 READERS = {"austen": austen, "hol_light": hol_light, "coq": coq}
 
 

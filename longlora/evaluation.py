@@ -4,11 +4,13 @@ Perplexity (LongLoRA's eval.py): windows of `seq_len` tokens start every `stride
 of one flat token stream (the last incomplete one dropped); each window's mean
 next-token loss over the whole window; perplexity = exp(mean of the window losses).
 Passkey retrieval (Landmark Attention's format, paper §4.2 / Figure 4): a key hidden in
-filler text at a random depth; greedy decoding; exact match.
+filler text at a random depth, the prompt built as text and tokenized once; greedy
+decoding; exact match.
 """
 
 import math
 import re
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,7 +19,8 @@ from tqdm import tqdm
 
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
         "I will quiz you about the important information there.")
-FILLER = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
+FILLER_SENTENCES = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
+                    "There and back again.")
 KEY_LINE = "The pass key is {key}. Remember it. {key} is the pass key."
 QUESTION = "What is the pass key? The pass key is"
 MAX_KEY = 50000
@@ -86,22 +89,50 @@ def perplexity(model, tokens: np.ndarray, seq_len: int, stride: int = 256, max_w
             "perplexity_token": math.exp(token_loss_sum / (len(starts) * seq_len)), "windows": len(starts)}
 
 
-def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float) -> list[int]:
-    """Token ids of a passkey prompt of exactly `num_tokens` tokens, the key line after
-    `depth` (0..1) of the filler. Built from token pieces so its length is exact."""
-    def encode(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
+def passkey_text(key: int, before: int, after: int, filler: Sequence[str] = FILLER_SENTENCES) -> str:
+    """Landmark Attention's prompt: instruction, `before` filler sentences, the key line, `after`
+    filler sentences, the question, joined by newlines; each filler run starts again at the first
+    sentence and cycles through `filler`, sentences joined by one space."""
+    def run(count: int) -> str:
+        return " ".join(filler[i % len(filler)] for i in range(count))
 
+    return "\n".join([TASK, run(before), KEY_LINE.format(key=key), run(after), QUESTION])
+
+
+def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float,
+                   filler: Sequence[str] = FILLER_SENTENCES) -> list[int]:
+    """Token ids of the longest passkey prompt of at most `num_tokens` tokens, its key line after
+    `depth` (0..1) of the filler sentences.
+
+    The prompt is text tokenized once, as the model's tokenizer would read it (pieces tokenized
+    apart give sequences no tokenizer produces: lost spaces, doubled word-start marks). The
+    length is reached by the number of filler sentences before and after the key (a split up to
+    three sentences away from `depth` when that comes closer), so it falls short of
+    `num_tokens` by less than one sentence, usually by a token or none."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-    head, key_ids, tail = bos + encode(TASK + "\n"), encode("\n" + KEY_LINE.format(key=key) + "\n"), encode(
-        "\n" + QUESTION)
-    room = num_tokens - len(head) - len(key_ids) - len(tail)
-    if room < 0:
-        raise ValueError(f"{num_tokens} tokens cannot hold a passkey prompt (needs {num_tokens - room})")
-    one = encode(FILLER)
-    filler = (one * (room // len(one) + 1))[:room]
-    before = round(depth * room)
-    return head + filler[:before] + key_ids + filler[before:] + tail
+
+    def encode(before: int, after: int) -> list[int]:
+        return bos + tokenizer(passkey_text(key, before, after, filler), add_special_tokens=False)["input_ids"]
+
+    def split(total: int) -> tuple[int, int]:
+        before = round(depth * total)
+        return before, total - before
+
+    if len(encode(0, 0)) > num_tokens:
+        raise ValueError(f"{num_tokens} tokens cannot hold a passkey prompt (needs {len(encode(0, 0))})")
+    low, high = 0, 1
+    while len(encode(*split(high))) <= num_tokens:
+        low, high = high, high * 2
+    while high - low > 1:  # the most sentences at `depth` that fit: prompt length grows with their count
+        middle = (low + high) // 2
+        low, high = (middle, high) if len(encode(*split(middle))) <= num_tokens else (low, middle)
+    best = encode(*split(low))
+    for total in (low, low + 1, low + 2):
+        for shift in (-3, -2, -1, 1, 2, 3):
+            before = split(total)[0] + shift
+            if 0 <= before <= total and len(best) < len(ids := encode(before, total - before)) <= num_tokens:
+                best = ids
+    return best
 
 
 def answered(text: str, key: int) -> bool:
@@ -112,13 +143,13 @@ def answered(text: str, key: int) -> bool:
 
 @torch.no_grad()
 def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.random.Generator,
-                     depth: float | None = None) -> float:
+                     depth: float | None = None, filler: Sequence[str] = FILLER_SENTENCES) -> float:
     """Share of `trials` prompts whose key the model reproduces (random depth unless given)."""
     device = next(model.parameters()).device
     correct = 0
     for _ in range(trials):
         key = int(rng.integers(1, MAX_KEY + 1))
-        ids = passkey_prompt(tokenizer, num_tokens, key, rng.random() if depth is None else depth)
+        ids = passkey_prompt(tokenizer, num_tokens, key, rng.random() if depth is None else depth, filler)
         answer_len = len(tokenizer(f" {key}", add_special_tokens=False)["input_ids"])
         output = model.generate(torch.tensor([ids], device=device), max_new_tokens=answer_len, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)

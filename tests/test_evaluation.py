@@ -6,10 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import make_tokenizer, run_script
-from transformers import LlamaConfig, LlamaForCausalLM
+from conftest import TEXT, make_tokenizer, run_script
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from longlora.evaluation import KEY_LINE, answered, passkey_accuracy, passkey_prompt, perplexity
+from longlora.evaluation import (FILLER_SENTENCES, KEY_LINE, QUESTION, TASK, answered, passkey_accuracy,
+                                 passkey_prompt, perplexity)
 from longlora.results import COLUMNS, append_result, read_results
 
 
@@ -80,18 +82,42 @@ def test_a_window_subset_scores_the_same_tokens_at_every_length():
     assert everything["windows"] == len(range(0, 200 - 16, 8))  # no subset: the paper's windows of each length
 
 
+def sentencepiece_style_tokenizer() -> PreTrainedTokenizerFast:
+    """A Llama-2-like tokenizer built offline: BPE with SentencePiece's "▁" word-start marks."""
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
+    tok.train_from_iterator(TEXT + ["\n".join([TASK, KEY_LINE, QUESTION, *TEXT])],
+                            trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<s>", "</s>"]))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize("make", [make_tokenizer, sentencepiece_style_tokenizer], ids=["byte_level", "sentencepiece"])
 @pytest.mark.parametrize("depth", [0.0, 0.3, 0.77, 1.0])
-def test_passkey_prompt_has_exact_length_and_the_key_once_at_its_depth(depth):
-    tokenizer = make_tokenizer()
-    for length in (400, 1000):
+def test_passkey_prompt_is_landmark_text_tokenized_once(make, depth):
+    """The prompt is the Landmark format's five lines, token for token what the tokenizer makes
+    of that text, within 1% below the requested length, the key after `depth` of the filler."""
+    tokenizer = make()
+    for length in (400, 1000, 3000):
         ids = passkey_prompt(tokenizer, length, 31337, depth)
-        assert len(ids) == length
-        text = tokenizer.decode(ids)
-        assert text.count("31337") == 2 and text.count(KEY_LINE.format(key=31337)) == 1
-        before = text.index("The pass key is 31337")
-        filler_before = text[:before].count("The grass is green")
-        filler_total = text.count("The grass is green")
-        assert abs(filler_before / filler_total - depth) <= 1.5 / filler_total + 0.02
+        assert 0.99 * length <= len(ids) <= length
+        assert ids[0] == tokenizer.bos_token_id
+        text = tokenizer.decode(ids[1:])
+        assert tokenizer(text, add_special_tokens=False)["input_ids"] == ids[1:]
+        task, before, key_line, after, question = text.split("\n")
+        assert (task, key_line, question) == (TASK, KEY_LINE.format(key=31337), QUESTION)
+        for filler in (before, after):  # whole sentences, one space apart, restarting at the first
+            sentences = [s + "." for s in filler.split(". ") if s] if filler else []
+            sentences[-1:] = [sentences[-1][:-1]] if sentences else []
+            assert sentences == [FILLER_SENTENCES[i % 5] for i in range(len(sentences))]
+        counts = [len(filler.split(". ")) if filler else 0 for filler in (before, after)]
+        assert abs(counts[0] / sum(counts) - depth) <= 3.5 / sum(counts)
+
+
+def test_passkey_prompt_with_other_filler():
+    tokenizer, filler = make_tokenizer(), ("It is a truth universally acknowledged.", "Here we go.")
+    text = tokenizer.decode(passkey_prompt(tokenizer, 500, 7, 0.5, filler)[1:])
+    assert "The grass" not in text and text.split("\n")[1].startswith(filler[0] + " " + filler[1])
 
 
 class FakeModel(torch.nn.Module):
@@ -138,6 +164,10 @@ def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
                         "300", "--interval", "100", "--num_tests", "1", "--results_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert [r["eval_ctx"] for r in read_results(tmp_path / "passkey.csv")] == ["200", "300"]
+    result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "200", "--max_tokens",
+                        "200", "--num_tests", "1", "--filler", "books", "--results_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_results(tmp_path / "passkey.csv")[-1]["note"] == "filler=books"
     result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "5", "--max_tokens", "10")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: 5 tokens cannot hold")
     result = run_script("passkey_retrieval.py", "--max_tokens", "10")
