@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import TextStreamer
 
-from longlora.args import exit_on_error, parse_args
+from longlora.args import base_window_field, exit_on_error, parse_args
 from longlora.model import context_window, load_model, read_run_config
 from longlora.sft import PROMPT_TEMPLATES, SYSTEM_PROMPT, document_question, format_prompt
 
@@ -40,6 +40,7 @@ class GenerateArguments:
     rope_target: int | None = field(default=None, metadata={
         "help": "Extend the context beyond the trained length at inference with position interpolation to "
                 "this many tokens (paper Figure 4); default: the model's own context."})
+    base_window: int | None = base_window_field()
     max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
     temperature: float = field(default=0.0, metadata={"help": "0 for greedy decoding; > 0 samples (e.g. 0.6)."})
     top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling mass when --temperature > 0."})
@@ -53,7 +54,7 @@ def main() -> None:
     run = read_run_config(args.model) or {}
     template = args.prompt_template or run.get("prompt_template", "llama2_chat")
     system_prompt = args.system_prompt if args.system_prompt is not None else run.get("system_prompt", SYSTEM_PROMPT)
-    model, tokenizer = load_model(args.model, target_len=args.rope_target)
+    model, tokenizer = load_model(args.model, target_len=args.rope_target, base_window=args.base_window)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     prompt = format_prompt(document_question(material, args.question), "", template, system_prompt)
     inputs = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False, verbose=False).to(model.device)

@@ -33,7 +33,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 PROVENANCE_KEYS = ("model_name_or_path", "model_max_length", "attention", "group_size_ratio", "group_size",
                    "training", "lora_r", "lora_alpha", "trainable_params", "data", "prompt_template",
                    "system_prompt", "packing", "load_in_4bit", "max_steps", "learning_rate", "seed",
-                   "rope_parameters", "untie_head")
+                   "rope_parameters", "untie_head", "base_window")
 
 
 @dataclass
@@ -108,7 +108,8 @@ def main() -> None:
     if not os.path.exists(base) and os.sep in base:
         raise FileNotFoundError(f"base model {base!r} (from {RUN_CONFIG}) does not exist; pass --base_model")
     # The model exactly as longlora.training.prepare_model built it: base + PI, head untied if it was.
-    model, tokenizer = load_model(base, target_len=run["model_max_length"], dtype=torch.float32)
+    model, tokenizer = load_model(base, target_len=run["model_max_length"], dtype=torch.float32,
+                                  base_window=run.get("base_window"))
     check_rope(model.config, args.model)
     if run.get("untie_head"):
         untie_output_head(model)

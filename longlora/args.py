@@ -26,6 +26,19 @@ if not torch.accelerator.is_available():
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
+BASE_WINDOW_HELP = (
+    "The base model's current context window in tokens, where its config is ambiguous. A linear RoPE factor "
+    "next to max_position_embeddings M is read by default as an already extended window of M tokens (how "
+    "LongChat, transformers' llama3/yarn configs and this project's own outputs record it); LongLoRA's released "
+    "configs keep the pretraining window in M (4096 with factor 8 for 32k): pass --base_window 32768 for them. "
+    "The line 'read: ...; writing: ...' printed at start shows what was assumed. Default: read from the config.")
+
+
+def base_window_field():
+    """--base_window, one definition for every script that loads a model."""
+    return field(default=None, metadata={"help": BASE_WINDOW_HELP})
+
+
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(default=str(DEFAULT_MODEL), metadata={
@@ -34,6 +47,7 @@ class ModelArguments:
     model_max_length: int = field(default=2048, metadata={
         "help": "Target context length in tokens: training blocks have this length and RoPE is scaled by "
                 "ceil(target / the model's window) (position interpolation)."})
+    base_window: int | None = base_window_field()
 
 
 @dataclass

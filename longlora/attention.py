@@ -19,6 +19,8 @@ Rules (see README "S2-Attn semantics"):
     head count (SmolLM2 has 9) the extra head is an unshifted one.
   * A reset of `position_ids` to 0 starts a new document (packed SFT): groups restart
     there and no attention crosses it.
+  * A layer with a sliding window W (Mistral, Qwen2's sliding layers) needs groups inside
+    it, G <= W, so that a group's attention is the layer's own; a larger G is an error.
   * Patterns for the paper's Table 6 ablation live here too (`PATTERNS`).
 """
 
@@ -325,14 +327,30 @@ def _attend_masked(query, key, value, valid, group_size, pattern, scaling, dropo
     return out.transpose(1, 2).contiguous()
 
 
+def _check_sliding_window(cfg: S2Config, n: int, sliding_window: int | None) -> None:
+    """A layer with a sliding window W (Mistral, Qwen2's sliding layers) sees the last W tokens. S2-Attn's
+    groups must lie inside it (G <= W): then each group's causal attention is exactly the layer's own,
+    restricted to the group. Larger groups, or a Table 6 mask pattern reaching back over the whole row,
+    would attend beyond what the model ever attends: refused."""
+    span = n if cfg.pattern in MASK_PATTERNS else min(n, _row_group_size(n, cfg))
+    if sliding_window is not None and span > sliding_window:
+        fix = ("use a group pattern such as s2" if cfg.pattern in MASK_PATTERNS
+               else f"pass --group_size {sliding_window} or less")
+        raise ValueError(f"S2-Attn ({cfg.pattern}) attends up to {span} tokens back, beyond this layer's "
+                         f"{sliding_window}-token sliding window: {fix}")
+
+
 def s2_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0,
-                         scaling: float | None = None, position_ids=None, **kwargs):
+                         scaling: float | None = None, position_ids=None, sliding_window: int | None = None,
+                         **kwargs):
     """Attention-registry function: query (B, H, N, D), key/value (B, H_kv, N, D) after
-    RoPE; attention_mask is None or the (B, N) padding mask. Returns ((B, N, H, D), None)."""
+    RoPE; attention_mask is None or the (B, N) padding mask; `sliding_window` is the layer's
+    window, if it has one. Returns ((B, N, H, D), None)."""
     cfg: S2Config = module.s2_config
     b, num_heads, n, d = query.shape
     if key.shape[2] != n:
         raise ValueError("S2-Attn is for full-sequence training forwards; call disable_s2_attention() before generating")
+    _check_sliding_window(cfg, n, sliding_window)
     packed = position_ids is not None and bool((position_ids[..., 1:] == 0).any())
     g = _row_group_size(n, cfg)
     # Whole rows (no padding, no packing) whose length G divides: groups are views, decided without device work.

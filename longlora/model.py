@@ -4,16 +4,18 @@
     model = setup_training(model, TrainingMode("lora_plus"))            # LoRA+
     model, tokenizer = load_model("outputs/run")                         # a train.py output
 
-Position interpolation (Chen et al. 2023, used by LongLoRA §4): linear RoPE scaling by
-ceil(target_len / window), multiplied into any factor the model already has, written
-into the config *before* the model is built (transformers 5 reads `rope_parameters` at
-construction), together with max_position_embeddings = target_len, so a saved model
-keeps it.
+Position interpolation (Chen et al. 2023, used by LongLoRA §4): RoPE's factor multiplied
+by ceil(target_len / window), written into the config *before* the model is built
+(transformers 5 reads `rope_parameters` at construction) with max_position_embeddings =
+target_len, so a saved model keeps it. `read_rope` says what a config's RoPE is (docs/rope.md):
+default RoPE becomes linear; linear, llama3 and yarn keep their type and every field of it;
+dynamic and longrope cannot be extended by a factor and are refused.
 """
 
 import json
 import math
 import os
+import sys
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -28,13 +30,78 @@ LORA_TARGETS = {"gpt_neox": ["query_key_value", "dense"]}
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
-def context_window(config: PretrainedConfig) -> int:
-    """The context length the model currently handles (its PI factor already included)."""
-    rope = config.rope_parameters or {}
-    original = rope.get("original_max_position_embeddings")
-    if original is not None:
-        return int(original * rope.get("factor", 1.0))
-    return int(config.max_position_embeddings)
+EXTENDABLE = ("default", "linear", "llama3", "yarn")  # a factor times ceil(target / window) extends them
+ORIGINAL_WINDOW_TYPES = ("llama3", "yarn", "longrope")  # they record original_max_position_embeddings
+REFUSED = {
+    "dynamic": "dynamic NTK RoPE changes its frequencies with each sequence's length, so fine-tuning at one length "
+               "cannot extend it: set rope_type to 'default' in config.json (dynamic is an inference-time rule) and "
+               "extend that",
+    "longrope": "longrope's per-dimension long_factor was searched for its own target length and a common factor "
+                "would not rescale it: extend from a default, linear, llama3 or yarn RoPE model instead",
+}
+ASSUMPTION = ("max_position_embeddings taken as the current window, factor included; "
+              "pass --base_window if it is the pretraining window")
+
+
+@dataclass(frozen=True)
+class RopeWindow:
+    """What position interpolation needs from a config's RoPE.
+
+    `pretraining` is the window before any scaling, `window` the one the model handles
+    now, its scaling included; `assumed` says the window came from the ambiguous linear
+    convention (docs/rope.md) rather than from the config's own fields or --base_window.
+    """
+
+    rope_type: str
+    factor: float
+    pretraining: int
+    window: int
+    assumed: bool = False
+
+    def __str__(self) -> str:
+        scaling = "no scaling" if self.rope_type == "default" else f"{self.rope_type} x{self.factor:g} over {self.pretraining}"
+        return f"{scaling}, window {self.window}" + (f" ({ASSUMPTION})" if self.assumed else "")
+
+
+def rope_dict(config: PretrainedConfig) -> dict:
+    """The config's one (not per-layer) RoPE dict as transformers 5 stores it (it converts a legacy
+    `rope_scaling` on loading, keeping its `type` key beside `rope_type`)."""
+    rope = getattr(config, "rope_parameters", None)
+    if not rope:
+        raise ValueError(f"{config.model_type} has no RoPE parameters: position interpolation needs a RoPE model")
+    if any(isinstance(value, dict) for value in rope.values()):
+        raise ValueError(f"{config.model_type} has per-layer RoPE parameters ({', '.join(rope)}): "
+                         "position interpolation supports one RoPE for all layers")
+    return rope
+
+
+def read_rope(config: PretrainedConfig, base_window: int | None = None) -> RopeWindow:
+    """Type, factor, pretraining window and current window of `config`'s RoPE.
+
+    llama3, yarn and longrope record the pretraining window (original_max_position_embeddings);
+    their current one is max_position_embeddings, or original x factor where a yarn factor was
+    added without raising max_position_embeddings (Qwen's documented recipe). For default,
+    linear and dynamic RoPE max_position_embeddings is the current window (a linear factor is
+    already included, as LongChat and this project write it); `base_window` overrides it where
+    the config means otherwise (LongLoRA's releases keep the pretraining window there).
+    """
+    if base_window is not None and base_window < 1:
+        raise ValueError(f"--base_window must be a positive number of tokens, got {base_window}")
+    rope = rope_dict(config)
+    kind = rope.get("rope_type", rope.get("type", "default"))
+    length = int(config.max_position_embeddings)
+    if kind in ORIGINAL_WINDOW_TYPES:
+        original = int(rope["original_max_position_embeddings"])
+        factor = float(rope.get("factor") or length / original)  # Phi-3's longrope records no factor
+        window = base_window or (length if length > original else int(original * factor))
+        return RopeWindow(kind, factor, original, window)
+    if kind not in ("default", "linear", "dynamic"):
+        raise ValueError(f"RoPE type {kind!r} is not supported: position interpolation reads default, linear, "
+                         f"dynamic, {', '.join(ORIGINAL_WINDOW_TYPES)}")
+    factor = float(rope.get("factor") or 1.0) if kind != "default" else 1.0
+    window = base_window or length
+    pretraining = round(window / factor) if kind == "linear" else window
+    return RopeWindow(kind, factor, pretraining, window, assumed=kind == "linear" and base_window is None)
 
 
 def rope_scaling_factor(target_len: int, window: int, existing_factor: float = 1.0) -> float:
@@ -43,20 +110,37 @@ def rope_scaling_factor(target_len: int, window: int, existing_factor: float = 1
     return float(existing_factor * max(1, math.ceil(target_len / window)))
 
 
-def apply_position_interpolation(config: PretrainedConfig, target_len: int) -> PretrainedConfig:
-    """Extend `config` in place to `target_len` tokens; a shorter target changes nothing."""
-    window = context_window(config)
-    if target_len <= window:
-        return config
-    rope = dict(config.rope_parameters or {"rope_type": "default", "rope_theta": config.rope_theta})
-    if rope.get("rope_type", "default") == "default":
-        rope["rope_type"] = "linear"  # other types (yarn, llama3, ...) keep their own kind of scaling
-    extension = math.ceil(target_len / window)
-    rope["factor"] = rope_scaling_factor(target_len, window, rope.get("factor", 1.0))
-    config.rope_parameters = rope
-    if "original_max_position_embeddings" not in rope:
-        config.max_position_embeddings = window * extension
-    return config
+def extended_rope(rope: dict, read: RopeWindow, target_len: int) -> dict:
+    """`rope` for `target_len` tokens: the factor composed, every other field kept (rope_theta,
+    partial_rotary_factor, original_max_position_embeddings, low/high_freq_factor, beta_fast/slow,
+    attention_factor, ...), default RoPE made linear. A legacy `type` key is dropped (rope_type says it)."""
+    if read.rope_type not in EXTENDABLE:
+        raise ValueError(f"cannot extend {read.rope_type} RoPE: {REFUSED[read.rope_type]}")
+    rope = {key: value for key, value in rope.items() if key != "type"}
+    if target_len <= read.window:
+        return rope
+    rope["rope_type"] = "linear" if read.rope_type == "default" else read.rope_type
+    rope["factor"] = rope_scaling_factor(target_len, read.window, read.factor)
+    return rope
+
+
+def context_window(config: PretrainedConfig) -> int:
+    """The context length the model currently handles (its PI factor already included)."""
+    return read_rope(config).window
+
+
+def apply_position_interpolation(config: PretrainedConfig, target_len: int, base_window: int | None = None) -> str:
+    """Extend `config` in place to `target_len` tokens (a target within the window changes
+    nothing, but a stated `base_window` is written as max_position_embeddings so that a saved
+    config reads back the same). Returns the line saying what was read and what is written."""
+    read = read_rope(config, base_window)
+    if target_len <= read.window and base_window is None:
+        return f"read: {read}; writing: unchanged ({target_len} tokens fit its window)"
+    config.rope_parameters = extended_rope(config.rope_parameters, read, target_len)
+    config.max_position_embeddings = max(target_len, read.window)
+    written = read_rope(config)
+    scaling = "no scaling" if written.rope_type == "default" else f"{written.rope_type} x{written.factor:g}"
+    return f"read: {read}; writing: {scaling}, max_position_embeddings {config.max_position_embeddings}"
 
 
 def default_dtype() -> torch.dtype:
@@ -76,14 +160,15 @@ def read_run_config(path: str) -> dict | None:
 
 
 def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | None = None,
-               attn_implementation: str | None = None, quantization_config=None):
+               attn_implementation: str | None = None, quantization_config=None, base_window: int | None = None):
     """Load a base model, a full fine-tuned output, or a LoRA output of train.py.
 
     For a LoRA output the base model named in its run config is loaded with the output's
     config (which carries the trained RoPE scaling) and the adapter is applied on top.
-    `target_len` extends the context further with position interpolation;
-    `quantization_config` loads the base in 4 bits (QLoRA, GPU only).
-    Returns (model, tokenizer).
+    `target_len` extends the context further with position interpolation, from `base_window`
+    where given (--base_window: the loaded config's current window, see read_rope), and
+    prints what was read and written; `quantization_config` loads the base in 4 bits (QLoRA,
+    GPU only). Returns (model, tokenizer).
     """
     if not os.path.exists(path) and os.sep in path:
         raise FileNotFoundError(f"model path {path!r} does not exist")
@@ -92,10 +177,10 @@ def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | No
     base = run.get("model_name_or_path", path) if is_adapter else path
     has_config = os.path.isfile(os.path.join(path, "config.json"))
     config = AutoConfig.from_pretrained(path if has_config else base)
-    if is_adapter and not has_config and run.get("model_max_length"):
-        apply_position_interpolation(config, run["model_max_length"])  # a checkpoint: re-derive the trained PI
-    if target_len:
-        apply_position_interpolation(config, target_len)
+    if is_adapter and not has_config and run.get("model_max_length"):  # a checkpoint: re-derive the trained PI
+        apply_position_interpolation(config, run["model_max_length"], run.get("base_window"))
+    if target_len or base_window:
+        print(apply_position_interpolation(config, target_len or 0, base_window), file=sys.stderr)
     model = AutoModelForCausalLM.from_pretrained(base, config=config, dtype=dtype or default_dtype(),
                                                  attn_implementation=attn_implementation,
                                                  quantization_config=quantization_config)

@@ -57,7 +57,8 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
     initialisation of LoRA's A matrices (the Trainer seeds only when it is made, after them).
     """
     model, tokenizer = load_model(model_args.model_name_or_path, target_len=model_args.model_max_length,
-                                  dtype=dtype or torch.float32, quantization_config=quantization_config)
+                                  dtype=dtype or torch.float32, quantization_config=quantization_config,
+                                  base_window=model_args.base_window)
     saved_config = copy.deepcopy(model.config)
     model.config.use_cache = False  # a training forward needs no KV cache (it would copy every layer's K/V)
     if quantization_config is not None:

@@ -1,0 +1,345 @@
+"""Position interpolation on the RoPE configurations of the checkpoints people extend.
+
+Each case is a tiny model (one layer, hidden size shrunk, head_dim as published) whose RoPE
+fields are those of a published config.json. After extension its rotary frequencies and
+attention scaling must equal transformers' own RoPE initialisation (ROPE_INIT_FUNCTIONS) run
+on the extended config written out by hand here, never on anything longlora computed. Then:
+the printed 'read: ...; writing: ...' line, the --base_window flag, train.py + merge_lora.py +
+reload for llama3 and yarn, S2-Attn on q/k-norm and sliding-window models against the loop
+reference of test_attention.py, and a checkpoint in its original formats (SentencePiece
+tokenizer.model, sharded safetensors, generation_config.json)."""
+
+import io
+import json
+import sys
+
+import numpy as np
+import pytest
+import sentencepiece
+import torch
+from conftest import TEXT
+from test_attention import reference_attention
+from transformers import (AttentionInterface, AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
+                          HfArgumentParser, LlamaConfig, LlamaForCausalLM)
+from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
+from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+from longlora.args import BASE_WINDOW_HELP, ModelArguments
+from longlora.attention import enable_s2_attention
+from longlora.model import apply_position_interpolation, context_window, load_model, read_rope
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # everything here is local: nothing may come from a hub
+
+
+def tiny(model_type: str, **published) -> dict:
+    """config.json fields for a one-layer model of `model_type` carrying `published`'s RoPE fields."""
+    shape = dict(vocab_size=32, hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+                 num_key_value_heads=1)
+    if model_type == "gpt_neox":  # no head_dim field: 128 / 2 heads = Pythia's 64
+        shape = dict(vocab_size=32, hidden_size=128, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2)
+    return {"model_type": model_type, **shape, **published}
+
+
+def make_config(fields: dict):
+    fields = dict(fields)
+    return AutoConfig.for_model(fields.pop("model_type"), **fields)
+
+
+LLAMA31_ROPE = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 8192, "rope_type": "llama3"}
+# name: (published config.json fields, target, base_window, expected rope_parameters, expected max_position_embeddings)
+CASES = {
+    "Llama-2-7b": (tiny("llama", head_dim=128, max_position_embeddings=4096, rope_scaling=None, rope_theta=10000.0),
+                   32768, None, {"rope_type": "linear", "factor": 8.0, "rope_theta": 10000.0}, 32768),
+    # LongLoRA's fine-tune.py kept the pretraining window next to its factor (Llama-2-7b-longlora-32k).
+    "LongLoRA-32k-release": (tiny("llama", head_dim=128, max_position_embeddings=4096,
+                                  rope_scaling={"factor": 8.0, "type": "linear"}),
+                             65536, 32768, {"rope_type": "linear", "factor": 16.0, "rope_theta": 10000.0}, 65536),
+    "LongLoRA-32k-release-default-reading": (
+        tiny("llama", head_dim=128, max_position_embeddings=4096, rope_scaling={"factor": 8.0, "type": "linear"}),
+        65536, None, {"rope_type": "linear", "factor": 128.0, "rope_theta": 10000.0}, 65536),
+    "LongChat-16k-style": (tiny("llama", head_dim=128, max_position_embeddings=16384,
+                                rope_scaling={"factor": 8.0, "type": "linear"}),
+                           32768, None, {"rope_type": "linear", "factor": 16.0, "rope_theta": 10000.0}, 32768),
+    "Llama-3.1-8B": (tiny("llama", head_dim=128, max_position_embeddings=131072, rope_theta=500000.0,
+                          rope_scaling=LLAMA31_ROPE),
+                     262144, None, {**LLAMA31_ROPE, "factor": 16.0, "rope_theta": 500000.0}, 262144),
+    "Llama-3.2-1B": (tiny("llama", head_dim=64, max_position_embeddings=131072, rope_theta=500000.0,
+                          rope_scaling={**LLAMA31_ROPE, "factor": 32.0}, tie_word_embeddings=True),
+                     262144, None, {**LLAMA31_ROPE, "factor": 64.0, "rope_theta": 500000.0}, 262144),
+    "Qwen2.5-7B": (tiny("qwen2", head_dim=128, max_position_embeddings=131072, rope_theta=1000000.0,
+                        sliding_window=131072, use_sliding_window=False, max_window_layers=28),
+                   262144, None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 1000000.0}, 262144),
+    # Qwen2.5-7B-Instruct with the YaRN block its model card says to add (max_position_embeddings left at 32768).
+    "Qwen2.5-7B-Instruct-YaRN": (
+        tiny("qwen2", head_dim=128, max_position_embeddings=32768, rope_theta=1000000.0,
+             rope_scaling={"factor": 4.0, "original_max_position_embeddings": 32768, "type": "yarn"}),
+        262144, None, {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32768,
+                       "rope_theta": 1000000.0}, 262144),
+    "yarn-every-field": (
+        tiny("llama", head_dim=128, max_position_embeddings=65536,
+             rope_scaling={"rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 4096,
+                           "beta_fast": 16.0, "beta_slow": 2.0, "attention_factor": 1.2}),
+        131072, None, {"rope_type": "yarn", "factor": 32.0, "original_max_position_embeddings": 4096, "beta_fast": 16.0,
+                       "beta_slow": 2.0, "attention_factor": 1.2, "rope_theta": 10000.0}, 131072),
+    "Mistral-7B-v0.1": (tiny("mistral", head_dim=128, max_position_embeddings=32768, rope_theta=10000.0,
+                             sliding_window=4096),
+                        65536, None, {"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0}, 65536),
+    "SmolLM2-135M": (tiny("llama", head_dim=64, max_position_embeddings=8192, rope_theta=100000,
+                          tie_word_embeddings=True),
+                     32768, None, {"rope_type": "linear", "factor": 4.0, "rope_theta": 100000}, 32768),
+    "Pythia-160m": (tiny("gpt_neox", max_position_embeddings=2048, rotary_pct=0.25, rotary_emb_base=10000),
+                    8192, None, {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000,
+                                 "partial_rotary_factor": 0.25}, 8192),
+    # 131072 / 40960 is not whole: factor ceil = 4, max_position_embeddings the target.
+    "Qwen3-8B": (tiny("qwen3", head_dim=128, max_position_embeddings=40960, rope_theta=1000000),
+                 131072, None, {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000}, 131072),
+}
+
+
+def rotary(model):
+    return next(module for module in model.modules() if hasattr(module, "inv_freq"))
+
+
+def assert_rope_is(model, rope: dict, max_positions: int, published: dict) -> None:
+    """The model's frequencies and attention scaling are transformers' own for a config with
+    the published shape and `rope` / `max_positions` (written by hand by the caller)."""
+    shape = {k: v for k, v in published.items() if k not in ("rope_scaling", "rope_theta", "rotary_pct",
+                                                               "rotary_emb_base", "max_position_embeddings")}
+    expected = make_config({**shape, "rope_parameters": dict(rope), "max_position_embeddings": max_positions})
+    inv_freq, scaling = ROPE_INIT_FUNCTIONS[rope["rope_type"]](expected, None)
+    torch.testing.assert_close(rotary(model).inv_freq, inv_freq, atol=0, rtol=0)
+    assert rotary(model).attention_scaling == pytest.approx(scaling)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_extension_gives_transformers_own_rope_for_the_expected_config(name):
+    published, target, base_window, rope, max_positions = CASES[name]
+    config = make_config(published)
+    apply_position_interpolation(config, target, base_window)
+    assert config.rope_parameters == rope and config.max_position_embeddings == max_positions
+    model = AutoModelForCausalLM.from_config(config)
+    assert_rope_is(model, rope, max_positions, published)
+
+
+def test_the_done_when_of_issue_15():
+    config = make_config(CASES["Llama-3.1-8B"][0])
+    assert context_window(config) == 131072  # not 8192 x 8
+    line = apply_position_interpolation(config, 2 * 131072)
+    assert line == ("read: llama3 x8 over 8192, window 131072; "
+                    "writing: llama3 x16, max_position_embeddings 262144")
+    assert config.rope_parameters["original_max_position_embeddings"] == 8192
+
+
+@pytest.mark.parametrize("base_window,line", [
+    (32768, "read: linear x8 over 4096, window 32768; writing: linear x16, max_position_embeddings 65536"),
+    (None, "read: linear x8 over 512, window 4096 (max_position_embeddings taken as the current window, factor "
+           "included; pass --base_window if it is the pretraining window); writing: linear x128, "
+           "max_position_embeddings 65536"),
+])
+def test_a_longlora_release_continues_from_its_real_window_when_told(base_window, line, tiny_model_dir, tmp_path,
+                                                                     capsys):
+    """The default reading of an ambiguous linear config is visible in the printed line."""
+    published = CASES["LongLoRA-32k-release"][0]
+    LlamaForCausalLM(make_config(published)).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps(published))  # its legacy rope_scaling, as shipped
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
+    load_model(str(tmp_path), target_len=65536, base_window=base_window)
+    assert line in capsys.readouterr().err.splitlines()
+
+
+def test_a_stated_window_is_written_even_when_the_target_fits():
+    """Else a saved LongLoRA-release run would read back as a 4096-token window."""
+    config = make_config(CASES["LongLoRA-32k-release"][0])
+    apply_position_interpolation(config, 32768, base_window=32768)
+    assert config.max_position_embeddings == 32768 and config.rope_parameters["factor"] == 8.0
+    assert read_rope(config).window == 32768
+
+
+def test_a_target_within_the_window_changes_nothing():
+    config = make_config(CASES["Llama-3.1-8B"][0])
+    before = (dict(config.rope_parameters), config.max_position_embeddings)
+    assert "writing: unchanged" in apply_position_interpolation(config, 100000)
+    assert (config.rope_parameters, config.max_position_embeddings) == before
+
+
+PHI3_LONGROPE = tiny("phi3", max_position_embeddings=131072, original_max_position_embeddings=4096, eos_token_id=2,
+                     pad_token_id=None,
+                     rope_scaling={"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [2.0] * 8})
+
+
+@pytest.mark.parametrize("fields,error", [
+    (tiny("llama", max_position_embeddings=4096, rope_scaling={"rope_type": "dynamic", "factor": 2.0}), "dynamic"),
+    (PHI3_LONGROPE, "longrope"),
+])
+def test_types_a_factor_cannot_extend_are_refused_in_one_line(fields, error):
+    config = make_config(fields)
+    with pytest.raises(ValueError, match=f"cannot extend {error} RoPE: .*(set rope_type|extend from)"):
+        apply_position_interpolation(config, 2 * read_rope(config).window)
+    assert "unchanged" in apply_position_interpolation(config, read_rope(config).window)
+
+
+def test_longrope_reads_its_recorded_windows():
+    read = read_rope(make_config(PHI3_LONGROPE))
+    assert (read.pretraining, read.window, read.factor) == (4096, 131072, 32.0)
+
+
+def test_per_layer_and_unknown_rope_are_refused():
+    config = LlamaConfig()
+    config.rope_parameters = {"full_attention": {"rope_type": "default"}, "sliding_attention": {"rope_type": "default"}}
+    with pytest.raises(ValueError, match="per-layer RoPE"):
+        read_rope(config)
+    config.rope_parameters = {"rope_type": "proportional", "rope_theta": 10000.0}
+    with pytest.raises(ValueError, match="not supported"):
+        read_rope(config)
+
+
+def test_base_window_is_one_flag_in_every_script():
+    import generate
+    (model_args,) = HfArgumentParser(ModelArguments).parse_args_into_dataclasses(["--base_window", "32768"])
+    assert model_args.base_window == 32768
+    for arguments in (ModelArguments, generate.GenerateArguments):
+        help_text = next(a.help for a in HfArgumentParser(arguments)._actions if "--base_window" in a.option_strings)
+        assert help_text == BASE_WINDOW_HELP and "default" in help_text.lower()
+
+
+# --- train.py, merge_lora.py and a reload keep llama3 and yarn --------------------------------------------------
+
+SMALL_ROPE = {  # a 128-token window, trained at 256
+    "llama3": ({"rope_type": "llama3", "factor": 4.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 32, "rope_theta": 500000.0}, 8.0),
+    "yarn": ({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32, "beta_fast": 32.0,
+              "beta_slow": 1.0, "rope_theta": 10000.0}, 8.0),
+}
+
+
+def run_main(monkeypatch, module_name: str, *flags: str) -> None:
+    module = __import__(module_name)
+    monkeypatch.setattr(sys, "argv", [f"{module_name}.py", *flags])
+    module.main()
+
+
+@pytest.mark.parametrize("kind", SMALL_ROPE)
+def test_train_merge_and_reload_keep_llama3_and_yarn(kind, tiny_model_dir, token_stream, tmp_path, monkeypatch,
+                                                     capsys):
+    rope, factor = SMALL_ROPE[kind]
+    fields = {"model_type": "llama", "vocab_size": len(AutoTokenizer.from_pretrained(tiny_model_dir)),
+              "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "num_key_value_heads": 1, "head_dim": 16, "max_position_embeddings": 128}
+    torch.manual_seed(0)
+    LlamaForCausalLM(make_config({**fields, "rope_parameters": dict(rope)})).save_pretrained(tmp_path / "base")
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "base")
+    out = tmp_path / "out"
+    run_main(monkeypatch, "train", "--model_name_or_path", str(tmp_path / "base"), "--model_max_length", "256",
+             "--data", token_stream, "--output_dir", str(out), "--max_steps", "1", "--warmup_steps", "0",
+             "--report_to", "none", "--learning_rate", "1e-2")
+    assert f"read: {kind} x4 over 32, window 128; writing: {kind} x8, max_position_embeddings 256" in capsys.readouterr().err
+    run_main(monkeypatch, "merge_lora", "--model", str(out))
+
+    expected = {**rope, "factor": factor}  # every field kept, the factor doubled
+    adapter, _ = load_model(str(out), dtype=torch.float32)
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "out-merged", dtype=torch.float32)
+    for model in (adapter, merged):
+        assert model.config.rope_parameters == expected and model.config.max_position_embeddings == 256
+        assert_rope_is(model, expected, 256, fields)
+
+
+# --- S2-Attn on q/k-norm and sliding-window models ---------------------------------------------------------------
+
+GROUP = 8
+
+
+def reference_s2(module, query, key, value, attention_mask, scaling=None, **kwargs):
+    """test_attention's loop reference (groups of GROUP, the last half of the heads shifted), as a layer's attention."""
+    b, h, n, _ = query.shape
+    return reference_attention(query, key, value, [n] * b, False, [GROUP] * b, set(range(h - h // 2, h)), scaling), None
+
+
+AttentionInterface.register("s2_reference", reference_s2)
+AttentionMaskInterface.register("s2_reference", flash_attention_mask)
+
+
+def small_model(model_type: str, **extra):
+    torch.manual_seed(0)
+    config = make_config({"model_type": model_type, "vocab_size": 97, "hidden_size": 32, "intermediate_size": 64,
+                          "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
+                          "max_position_embeddings": 512, **extra})
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+SLIDING = {  # S2-Attn's groups inside every layer's window
+    "qwen3 (q/k norms)": ("qwen3", {}),
+    "mistral (sliding window 8)": ("mistral", {"sliding_window": GROUP}),
+    "qwen2 (layer 1 sliding)": ("qwen2", {"use_sliding_window": True, "sliding_window": GROUP, "max_window_layers": 1}),
+}
+
+
+@pytest.mark.parametrize("name", SLIDING)
+def test_s2_equals_the_reference_on_qk_norm_and_sliding_window_models(name):
+    model_type, extra = SLIDING[name]
+    model = small_model(model_type, **extra)
+    x = torch.randint(0, 97, (2, 32))
+    with torch.no_grad():
+        model.set_attn_implementation("s2_reference")
+        reference = model(x).logits
+        enable_s2_attention(model, group_size=GROUP)
+        torch.testing.assert_close(model(x).logits, reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("pattern,fix", [("s2", "pass --group_size 8 or less"), ("dilated", "use a group pattern")])
+def test_groups_beyond_a_sliding_window_are_refused(pattern, fix):
+    model = enable_s2_attention(small_model("qwen2", use_sliding_window=True, sliding_window=8, max_window_layers=1),
+                                group_size=16, pattern=pattern)
+    with pytest.raises(ValueError, match=f"beyond this layer's 8-token sliding window: {fix}"):
+        model(torch.randint(0, 97, (1, 32)))
+    enable_s2_attention(small_model("qwen2"), group_size=16)(torch.randint(0, 97, (1, 32)))  # no window: fine
+
+
+# --- A checkpoint in its original formats -----------------------------------------------------------------------
+
+def make_sp_checkpoint(path) -> str:
+    """A tokenizer shipped as Llama-2's was: a SentencePiece tokenizer.model (trained here) and its JSON files."""
+    path.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    sentencepiece.SentencePieceTrainer.train(sentence_iterator=iter(TEXT * 30), model_writer=model, vocab_size=80,
+                                             model_type="bpe", unk_id=0, bos_id=1, eos_id=2, pad_id=-1,
+                                             minloglevel=2)
+    (path / "tokenizer.model").write_bytes(model.getvalue())
+    (path / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        "add_bos_token": True, "add_eos_token": False}))
+    (path / "special_tokens_map.json").write_text(json.dumps({"bos_token": "<s>", "eos_token": "</s>",
+                                                              "unk_token": "<unk>"}))
+    return str(path)
+
+
+def test_sentencepiece_sharded_checkpoint_with_generation_config_loads_and_trains(tmp_path, monkeypatch):
+    base = tmp_path / "llama-2-style"
+    make_sp_checkpoint(base)
+    torch.manual_seed(0)
+    original = LlamaForCausalLM(LlamaConfig(vocab_size=80, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                            num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64))
+    original.save_pretrained(base, max_shard_size="40KB")
+    GenerationConfig(bos_token_id=1, eos_token_id=2, do_sample=True, temperature=0.6, top_p=0.9).save_pretrained(base)
+    assert len(list(base.glob("model-*-of-*.safetensors"))) > 1 and not (base / "tokenizer.json").exists()
+
+    model, tokenizer = load_model(str(base), target_len=256, dtype=torch.float32)
+    text = "The sky is blue. It is a truth universally acknowledged."
+    reference = sentencepiece.SentencePieceProcessor(model_file=str(base / "tokenizer.model"))
+    assert tokenizer(text)["input_ids"] == [1] + reference.encode(text)
+    assert tokenizer.decode(tokenizer(text)["input_ids"], skip_special_tokens=True) == text
+    for name, weight in original.state_dict().items():
+        torch.testing.assert_close(model.state_dict()[name], weight, atol=0, rtol=0)
+    assert (model.generation_config.temperature, model.generation_config.top_p) == (0.6, 0.9)
+    assert model.config.rope_parameters["factor"] == 4.0
+
+    stream = tmp_path / "train.bin"
+    np.array(tokenizer(" ".join(TEXT * 10))["input_ids"], dtype=np.uint16).tofile(stream)
+    (tmp_path / "manifest.json").write_text(json.dumps({"dtype": "uint16", "eos_token_id": 2}))
+    run_main(monkeypatch, "train", "--model_name_or_path", str(base), "--model_max_length", "256", "--data",
+             str(stream), "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none")
+    trained, trained_tokenizer = load_model(str(tmp_path / "out"))
+    assert trained_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]
