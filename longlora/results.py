@@ -7,6 +7,7 @@ hardware, date, wall time, the exact command, number of windows or trials).
 
 import csv
 import datetime
+import fcntl
 import os
 import platform
 import shlex
@@ -62,12 +63,14 @@ def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathL
         missing = [c for c in COLUMNS if c not in row]
         if missing:
             raise ValueError(f"result row for {experiment} lacks {missing}")
-    new = not path.is_file()
     with open(path, "a", newline="") as f:
+        # Several evaluations may append to one CSV at once: the lock keeps each call's rows (and the
+        # header of a new file) together, where buffered writes of two processes interleaved.
+        fcntl.flock(f, fcntl.LOCK_EX)
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="raise")
-        if new:
+        if f.seek(0, os.SEEK_END) == 0:
             writer.writeheader()
-        writer.writerows({c: row[c] for c in COLUMNS} for row in complete)
+        writer.writerows({c: row[c] for c in COLUMNS} for row in complete)  # closing flushes, then unlocks
     return path
 
 
