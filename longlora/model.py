@@ -58,9 +58,13 @@ class RopeWindow:
     window: int
     assumed: bool = False
 
+    @property
+    def scaling(self) -> str:
+        return "no scaling" if self.rope_type == "default" else f"{self.rope_type} x{self.factor:g}"
+
     def __str__(self) -> str:
-        scaling = "no scaling" if self.rope_type == "default" else f"{self.rope_type} x{self.factor:g} over {self.pretraining}"
-        return f"{scaling}, window {self.window}" + (f" ({ASSUMPTION})" if self.assumed else "")
+        over = "" if self.rope_type == "default" else f" over {self.pretraining}"
+        return f"{self.scaling}{over}, window {self.window}" + (f" ({ASSUMPTION})" if self.assumed else "")
 
 
 def rope_dict(config: PretrainedConfig) -> dict:
@@ -138,9 +142,8 @@ def apply_position_interpolation(config: PretrainedConfig, target_len: int, base
         return f"read: {read}; writing: unchanged ({target_len} tokens fit its window)"
     config.rope_parameters = extended_rope(config.rope_parameters, read, target_len)
     config.max_position_embeddings = max(target_len, read.window)
-    written = read_rope(config)
-    scaling = "no scaling" if written.rope_type == "default" else f"{written.rope_type} x{written.factor:g}"
-    return f"read: {read}; writing: {scaling}, max_position_embeddings {config.max_position_embeddings}"
+    written = read_rope(config).scaling
+    return f"read: {read}; writing: {written}, max_position_embeddings {config.max_position_embeddings}"
 
 
 def default_dtype() -> torch.dtype:

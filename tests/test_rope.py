@@ -236,7 +236,8 @@ def test_train_merge_and_reload_keep_llama3_and_yarn(kind, tiny_model_dir, token
     run_main(monkeypatch, "train", "--model_name_or_path", str(tmp_path / "base"), "--model_max_length", "256",
              "--data", token_stream, "--output_dir", str(out), "--max_steps", "1", "--warmup_steps", "0",
              "--report_to", "none", "--learning_rate", "1e-2")
-    assert f"read: {kind} x4 over 32, window 128; writing: {kind} x8, max_position_embeddings 256" in capsys.readouterr().err
+    line = f"read: {kind} x4 over 32, window 128; writing: {kind} x8, max_position_embeddings 256"
+    assert line in capsys.readouterr().err
     run_main(monkeypatch, "merge_lora", "--model", str(out))
 
     expected = {**rope, "factor": factor}  # every field kept, the factor doubled
