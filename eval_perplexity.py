@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 
 from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, parse_args
-from longlora.data import default_data_path, load_token_stream, tokenizer_source
+from longlora.data import check_token_ids, default_data_path, load_token_stream, tokenizer_source
 from longlora.evaluation import load_for_evaluation, perplexity
 from longlora.results import append_result
 
@@ -60,8 +60,8 @@ def main() -> None:
     data = ppl_args.data or default_data_path(model_args.model, ppl_args.corpus, ppl_args.split)
     tokens = load_token_stream(data)
     model, _ = load_for_evaluation(model_args, max(ppl_args.seq_len))
+    check_token_ids(tokens, model.config.get_text_config().vocab_size, data)
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
-    rows = []
     for seq_len in ppl_args.seq_len:
         start = time.time()
         result = perplexity(model, tokens, seq_len, ppl_args.stride, ppl_args.max_windows or None,
@@ -69,16 +69,16 @@ def main() -> None:
                             span_len=ppl_args.span_len or max(ppl_args.seq_len))
         print(f"{model_args.model} @ {seq_len}: perplexity {result['perplexity']:.3f} "
               f"({result['windows']} windows)")
-        for metric in ("perplexity", "perplexity_token"):
-            rows.append({"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
-                         "setting": result_args.setting,
-                         "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
-                         "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
-                         "value": round(result[metric], 4), "metric": metric, "note": result_args.note,
-                         "scale": result_args.scale, "seed": result_args.seed,
-                         "wall_seconds": round(time.time() - start, 1), "samples": result["windows"]})
-    path = append_result(result_args.experiment, rows, result_args.results_dir)
-    print(f"wrote {len(rows)} rows to {path}")
+        rows = [{"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
+                 "setting": result_args.setting,
+                 "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
+                 "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
+                 "value": round(result[metric], 4), "metric": metric, "note": result_args.note,
+                 "scale": result_args.scale, "seed": result_args.seed,
+                 "wall_seconds": round(time.time() - start, 1), "samples": result["windows"]}
+                for metric in ("perplexity", "perplexity_token")]
+        path = append_result(result_args.experiment, rows, result_args.results_dir)  # kept if a longer length fails
+        print(f"wrote {len(rows)} rows to {path}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Paper scale (a LongAlpaca-style 32k model merged by merge_lora.py, on a GPU):
 """
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 
@@ -21,6 +22,7 @@ import torch
 from transformers import TextStreamer
 
 from longlora.args import base_window_field, exit_on_error, parse_args
+from longlora.checks import check_model_dir
 from longlora.model import context_window, load_model, read_run_config
 from longlora.sft import PROMPT_TEMPLATES, SYSTEM_PROMPT, document_question, format_prompt
 
@@ -46,11 +48,23 @@ class GenerateArguments:
     top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling mass when --temperature > 0."})
     seed: int = field(default=42, metadata={"help": "Random seed for sampling."})
 
+    def __post_init__(self) -> None:
+        if not os.path.isfile(self.material):
+            raise FileNotFoundError(f"--material {self.material!r} is not a file: give the text file to ask about")
+        if not self.question.strip():
+            raise ValueError("--question is empty: ask something about the --material text")
+        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
+            raise ValueError(f"--temperature must be >= 0 (got {self.temperature}), --top_p in (0, 1] (got "
+                             f"{self.top_p}) and --max_new_tokens >= 1 (got {self.max_new_tokens})")
+        check_model_dir(self.model, "--model")
+
 
 def main() -> None:
     (args,) = parse_args(GenerateArguments, description=__doc__.split("\n")[0])
     with open(args.material) as f:
         material = f.read()
+    if not material.strip():
+        raise ValueError(f"--material {args.material} is empty: give the text the question is about")
     run = read_run_config(args.model) or {}
     template = args.prompt_template or run.get("prompt_template", "llama2_chat")
     system_prompt = args.system_prompt if args.system_prompt is not None else run.get("system_prompt", SYSTEM_PROMPT)

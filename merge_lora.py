@@ -25,6 +25,7 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoTokenizer
 
 from longlora.args import exit_on_error, parse_args, save_run_config
+from longlora.checks import check_model_dir, check_output_dir
 from longlora.model import RUN_CONFIG, load_model, peft_quietly, read_run_config, untie_output_head
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -49,6 +50,13 @@ class MergeArguments:
     dtype: str = field(default="auto", metadata={
         "help": "dtype of the saved weights; auto = the base model's own dtype (float32 if it records none). "
                 "The merge itself runs in float32.", "choices": ("auto",) + tuple(DTYPES)})
+
+    def __post_init__(self) -> None:
+        check_model_dir(self.model, "--model")
+        if self.base_model is not None:
+            check_model_dir(self.base_model, "--base_model")
+        if self.output_dir is not None:
+            check_output_dir(self.output_dir, "--output_dir")
 
 
 def zero_state_dict(path: str) -> dict | None:

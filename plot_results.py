@@ -279,6 +279,9 @@ def main() -> None:
     parser.add_argument("--readme", default=str(RESULTS_DIR.parent / "README.md"), help="README to update")
     parser.add_argument("--compare", action="store_true", help="print measured vs published and the claims")
     args = parser.parse_args()
+    if not os.path.isdir(args.results_dir):
+        parser.exit(2, f"{parser.prog}: error: --results_dir {args.results_dir!r} is not a folder (of the "
+                       "results/<experiment>.csv files the evaluation scripts write)\n")
     measured, published = load(args.results_dir)
     if args.compare:
         return compare(measured, published)

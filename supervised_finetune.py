@@ -25,7 +25,7 @@ from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraAr
                            exit_on_error, parse_args)
 from longlora.sft import (IGNORE_INDEX, PACKING_ATTENTION, PROMPT_TEMPLATES, SYSTEM_PROMPT, SupervisedCollator,
                           load_records, pack_examples, tokenize_records)
-from longlora.training import prepare_model, run_training
+from longlora.training import plan_run, prepare_model, run_training
 from make_longqa import DEFAULT_OUTPUT, LongQAArguments, write_longqa
 
 
@@ -80,6 +80,10 @@ def main() -> None:
     if sft_args.packing and attn_args.attention not in PACKING_ATTENTION:
         raise ValueError(f"--packing needs --attention {'|'.join(PACKING_ATTENTION)}: with "
                          f"'{attn_args.attention}' attention packed records would attend to each other")
+    configs = (model_args, attn_args, lora_args, sft_args)
+    plan = plan_run(training_args, configs)
+    if plan.finished:
+        return print(plan.finished)
     records = load_records(sft_args.data or default_data())
     quantization = {"quantization_config": qlora_config()} if sft_args.load_in_4bit else {}
     model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
@@ -90,9 +94,8 @@ def main() -> None:
     answer_tokens = sum(int((e["labels"] != IGNORE_INDEX).sum()) for e in examples)
     print(f"{len(examples)} of {len(records)} records keep an answer within {model_args.model_max_length} tokens "
           f"({answer_tokens} answer tokens); {len(dataset)} {'packed ' if sft_args.packing else ''}rows")
-    run_training(model, tokenizer, saved_config, dataset, training_args,
-                 configs=(model_args, attn_args, lora_args, sft_args), data_collator=SupervisedCollator(
-                     tokenizer.pad_token_id))
+    run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan,
+                 data_collator=SupervisedCollator(tokenizer.pad_token_id))
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
-from longlora.data import default_data_path, load_token_stream
-from longlora.training import TokenBlocks, prepare_model, run_training
+from longlora.data import check_token_ids, default_data_path, load_token_stream
+from longlora.training import TokenBlocks, plan_run, prepare_model, run_training
 
 
 @dataclass
@@ -28,12 +28,17 @@ def main() -> None:
     model_args, attn_args, lora_args, data_args, training_args = parse_args(
         ModelArguments, AttentionArguments, LoraArguments, DataArguments, LongLoRATrainingArguments,
         description=__doc__.split("\n")[0])
+    configs = (model_args, attn_args, lora_args, data_args)
+    plan = plan_run(training_args, configs)
+    if plan.finished:
+        return print(plan.finished)
     data = data_args.data or default_data_path(model_args.model_name_or_path, "books", "train")
-    dataset = TokenBlocks(load_token_stream(data), model_args.model_max_length)
+    tokens = load_token_stream(data)
+    dataset = TokenBlocks(tokens, model_args.model_max_length)
     print(f"{len(dataset)} blocks of {model_args.model_max_length} tokens from {data}")
     model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed)
-    run_training(model, tokenizer, saved_config, dataset, training_args,
-                 configs=(model_args, attn_args, lora_args, data_args))
+    check_token_ids(tokens, saved_config.get_text_config().vocab_size, data)
+    run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan)
 
 
 if __name__ == "__main__":

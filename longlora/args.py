@@ -15,6 +15,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from longlora.attention import PATTERNS
+from longlora.checks import check_model_dir, check_output_dir
 from longlora.data import DEFAULT_MODEL
 from longlora.model import TrainingMode
 
@@ -49,6 +50,11 @@ class ModelArguments:
                 "ceil(target / the model's window) (position interpolation)."})
     base_window: int | None = base_window_field()
 
+    def __post_init__(self) -> None:
+        if self.model_max_length < 2:
+            raise ValueError(f"--model_max_length must be at least 2 tokens, got {self.model_max_length}")
+        check_model_dir(self.model_name_or_path, "--model_name_or_path")
+
 
 @dataclass
 class AttentionArguments:
@@ -64,6 +70,8 @@ class AttentionArguments:
     def __post_init__(self) -> None:
         if not 0 < self.group_size_ratio <= 1:
             raise ValueError(f"--group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
+        if self.group_size is not None and self.group_size < 1:
+            raise ValueError(f"--group_size must be a positive number of tokens, got {self.group_size}")
 
 
 @dataclass
@@ -116,7 +124,12 @@ class LongLoRATrainingArguments(TrainingArguments):
         "help": "Pin the batches' memory for faster copies to the accelerator (default: on where there is one; "
                 "without one torch only warns)."})
     resume: bool = field(default=True, metadata={
-        "help": "Resume from the last checkpoint in output_dir if there is one."})
+        "help": "Resume from the newest complete checkpoint in output_dir; a finished run is left as it is and a "
+                "run with other training flags is refused. --resume false (or --no_resume) moves a previous run "
+                "aside to <output_dir>.previous-N and starts over."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={
+        "help": "Resume from this checkpoint-N directory instead of the newest in output_dir (it must exist "
+                "and be complete)."})
 
     def __post_init__(self) -> None:
         # On by default, without hiding transformers' deprecated --gradient_checkpointing (the original
@@ -124,6 +137,9 @@ class LongLoRATrainingArguments(TrainingArguments):
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True
         super().__post_init__()
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"--max_steps must be positive (or -1: train --num_train_epochs epochs), got {self.max_steps}")
+        check_output_dir(self.output_dir, "--output_dir")
         if self.deepspeed and self.use_cpu and torch.distributed.is_initialized():
             # transformers starts DeepSpeed's communication through accelerate on accelerators only: with
             # --use_cpu accelerate makes the gloo group and DeepSpeed stays unaware of it until the Trainer
@@ -132,35 +148,62 @@ class LongLoRATrainingArguments(TrainingArguments):
             deepspeed.init_distributed(dist_backend=self.ddp_backend or "gloo")
 
 
+class _Parser(HfArgumentParser):
+    def error(self, message: str):
+        """One line, without argparse's usage (train.py's lists some 200 flags above the error)."""
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the flags)\n")
+
+
 def parse_args(*dataclass_types, description: str):
     """Parse CLI flags into the dataclasses; bad values end with one line, not a traceback."""
-    parser = HfArgumentParser(dataclass_types, description=description)
+    parser = _Parser(dataclass_types, description=description)
+    for action in parser._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
+        if action.option_strings and action.option_strings[0].startswith("--no_"):
+            action.help = f"Turn {action.option_strings[0].removeprefix('--no_')} off."
     try:
         return parser.parse_args_into_dataclasses()
-    except ValueError as error:
+    except (ValueError, OSError) as error:
         parser.error(str(error))
 
 
-def save_run_config(path: str, *configs, extra: dict | None = None) -> dict:
-    """Write every resolved flag as JSON beside the outputs (merge/eval read it back)."""
+def run_config(*configs, extra: dict | None = None) -> dict:
+    """Every resolved flag, as longlora_config.json holds it (JSON values, so that a saved run compares equal)."""
     resolved = {}
     for config in configs:
         resolved.update(config.to_dict() if isinstance(config, TrainingArguments) else asdict(config))
     resolved.update(extra or {})
     resolved["command"] = " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:])
+    return json.loads(json.dumps(resolved, default=str))
+
+
+def write_run_config(path: str, resolved: dict) -> None:
+    """Write longlora_config.json in `path` under a temporary name, then rename it: a run killed while
+    writing keeps its previous file instead of a truncated one."""
     os.makedirs(path, exist_ok=True)
-    with open(os.path.join(path, "longlora_config.json"), "w") as f:
-        json.dump(resolved, f, indent=2, default=str)
+    target = os.path.join(path, "longlora_config.json")
+    with open(target + ".tmp", "w") as f:
+        json.dump(resolved, f, indent=2)
+    os.replace(target + ".tmp", target)
+
+
+def save_run_config(path: str, *configs, extra: dict | None = None) -> dict:
+    """Write every resolved flag as JSON beside the outputs (merge/eval read it back)."""
+    resolved = run_config(*configs, extra=extra)
+    write_run_config(path, resolved)
     return resolved
 
 
 def exit_on_error(main):
-    """Run `main`; expected errors (bad paths, impossible lengths) print one line and exit 2."""
+    """Run `main`; expected errors (bad paths, impossible lengths, unreadable files) print one line and
+    exit 2; Ctrl-C prints one line (what was lost, where the code knows it) and exits 130."""
     try:
         return main()
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt as interrupt:
+        print(f"interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
+        sys.exit(130)
 
 
 @dataclass
@@ -184,6 +227,11 @@ class EvalModelArguments:
         "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16.",
         "choices": ("auto", "fp32", "bf16", "fp16")})
 
+    def __post_init__(self) -> None:
+        check_model_dir(self.model, "--model")
+        if self.rope_target is not None and self.rope_target < 2:
+            raise ValueError(f"--rope_target must be at least 2 tokens, got {self.rope_target}")
+
     def torch_dtype(self) -> torch.dtype | None:
         return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
 
@@ -200,3 +248,7 @@ class ResultArguments:
     note: str = field(default="", metadata={"help": "Free note stored with the row (e.g. step=200)."})
     seed: int = field(default=42, metadata={"help": "Seed of window sampling / passkey draws."})
     results_dir: str | None = field(default=None, metadata={"help": "Results folder (default: results/)."})
+
+    def __post_init__(self) -> None:
+        if self.results_dir is not None:
+            check_output_dir(self.results_dir, "--results_dir")

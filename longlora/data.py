@@ -95,7 +95,21 @@ def load_token_stream(path: str) -> np.ndarray:
     manifest = Path(path).parent / MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} is missing: token streams come with the manifest prepare_data.py writes")
-    return np.memmap(path, dtype=np.dtype(json.loads(manifest.read_text())["dtype"]), mode="r")
+    dtype = np.dtype(json.loads(manifest.read_text())["dtype"])
+    size = os.path.getsize(path)
+    if size == 0 or size % dtype.itemsize:
+        raise ValueError(f"token stream {path} has {size} bytes, not a whole number of {dtype.name} tokens "
+                         f"(its manifest's dtype): it is empty or cut off; write it again with prepare_data.py")
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def check_token_ids(tokens: np.ndarray, vocab_size: int, path: str) -> None:
+    """Every id of the stream has an embedding row (a stream made for another tokenizer fails deep inside
+    the model with an IndexError naming neither)."""
+    largest = max((int(tokens[i:i + (1 << 26)].max()) for i in range(0, len(tokens), 1 << 26)), default=0)
+    if largest >= vocab_size:
+        raise ValueError(f"token stream {path} holds token id {largest}, but the model's vocabulary has "
+                         f"{vocab_size} ids: it was tokenized for another model (prepare_data.py makes one for this)")
 
 
 def tokenizer_source(model_path: str) -> str:

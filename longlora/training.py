@@ -3,21 +3,45 @@
 Both scripts differ only in their data; loading, position interpolation, LoRA+, the
 attention switch, the Trainer (so DeepSpeed/FSDP configs work unchanged), resuming and
 the saved output all live here.
+
+Resuming cannot go wrong: a checkpoint-N/ appears only once complete (written under a
+staging name, then renamed), a rerun resumes from the newest complete one, refuses training
+flags other than the recorded ones, does nothing when the run already finished, and
+`--resume false` moves a previous run aside. All of this is decided (`plan_run`) before
+the model is loaded or anything is written.
 """
 
 import copy
+import dataclasses
 import json
 import os
+import re
+import shutil
+import sys
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+from accelerate import PartialState
 from peft import prepare_model_for_kbit_training
-from transformers import Trainer, TrainerCallback, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import AutoConfig, ProgressCallback, Trainer, TrainerCallback, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from longlora.args import AttentionArguments, LoraArguments, ModelArguments, save_run_config
+from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
 from longlora.attention import enable_s2_attention
-from longlora.model import RUN_CONFIG, load_model, setup_training
+from longlora.model import RUN_CONFIG, context_window, load_model, setup_training
+
+CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
+TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint-N/ without it is incomplete
+STAGING = ".checkpoint-staging"  # checkpoints are written in here, then renamed into output_dir
+TRASH = ".deleting-"  # an old checkpoint is renamed to this prefix before it is deleted
+LOSS_LOG = "loss_log.jsonl"
+# Trainer settings that decide what a run computes: resuming must keep them (with the flags of the
+# scripts' own dataclasses). The step budget, saving, logging and data loading may change on resume.
+TRAINING_FLAGS = ("learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "optim", "optim_args",
+                  "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon", "max_grad_norm", "label_smoothing_factor",
+                  "per_device_train_batch_size", "gradient_accumulation_steps", "average_tokens_across_devices",
+                  "bf16", "fp16", "seed", "data_seed", "neftune_noise_alpha", "deepspeed", "fsdp", "world_size")
 
 
 class TokenBlocks(torch.utils.data.Dataset):
@@ -43,8 +67,200 @@ class LossLog(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs and "loss" in logs:
-            with open(os.path.join(args.output_dir, "loss_log.jsonl"), "a") as f:
+            with open(os.path.join(args.output_dir, LOSS_LOG), "a") as f:
                 f.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+    @staticmethod
+    def keep_until(output_dir: str, step: int) -> None:
+        """Drop the rows after `step`, the one a run resumes from: the steps after its checkpoint are
+        trained again and would otherwise be logged twice."""
+        path = os.path.join(output_dir, LOSS_LOG)
+        if not os.path.isfile(path):
+            return
+        with open(path) as f:
+            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+        with open(path + ".tmp", "w") as f:
+            f.writelines(rows)
+        os.replace(path + ".tmp", path)
+
+
+class _AlreadyTrained(Exception):
+    """The resumed checkpoint is at the last step (a run stopped between its last checkpoint and its output)."""
+
+
+class _StopWhenTrained(TrainerCallback):
+    """The Trainer trains one more step from a checkpoint at max_steps before it checks: stop it first."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            raise _AlreadyTrained
+
+
+def checkpoint_step(path: str) -> int:
+    return int(CHECKPOINT.match(os.path.basename(os.path.normpath(path))).group(1))
+
+
+def complete_checkpoints(output_dir: str) -> list[str]:
+    """The checkpoint-N/ directories of output_dir that hold a trainer state, oldest first."""
+    if not os.path.isdir(output_dir):
+        return []
+    names = [n for n in os.listdir(output_dir) if CHECKPOINT.match(n)
+             and os.path.isfile(os.path.join(output_dir, n, TRAINER_STATE))]
+    return [os.path.join(output_dir, n) for n in sorted(names, key=checkpoint_step)]
+
+
+def last_complete_checkpoint(output_dir: str) -> str | None:
+    checkpoints = complete_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def _remove(path: str) -> None:
+    """Rename, then delete: a kill during the deletion leaves a hidden leftover, never a partial checkpoint."""
+    trash = os.path.join(os.path.dirname(path), TRASH + os.path.basename(path))
+    os.replace(path, trash)
+    shutil.rmtree(trash)
+
+
+class AtomicCheckpointTrainer(Trainer):
+    """A Trainer whose checkpoint-N/ appears in output_dir only once complete.
+
+    The Trainer writes a checkpoint file by file under its final name and deletes old ones in
+    place, so a kill in between left a partial checkpoint-N/ that every later resume tried, and
+    failed, to load. Here each checkpoint is written under STAGING, renamed into output_dir once
+    every rank has written its part, and old ones are renamed away before they are deleted.
+    """
+
+    _staging: str | None = None
+
+    def _get_output_dir(self, trial) -> str:
+        return self._staging or super()._get_output_dir(trial)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        run_dir = super()._get_output_dir(trial)
+        staging = os.path.join(run_dir, STAGING)
+        if self.args.should_save:
+            self._clear_leftovers(run_dir)
+        self.accelerator.wait_for_everyone()
+        self._staging = staging
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = None
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            if os.path.exists(os.path.join(run_dir, name)):  # left by an earlier run resumed from before it
+                _remove(os.path.join(run_dir, name))
+            os.replace(os.path.join(staging, name), os.path.join(run_dir, name))
+            os.rmdir(staging)
+            self._rotate(run_dir)
+        self.accelerator.wait_for_everyone()
+
+    @staticmethod
+    def _clear_leftovers(run_dir: str) -> None:
+        """What a kill during an earlier save or deletion left behind."""
+        for name in os.listdir(run_dir) if os.path.isdir(run_dir) else []:
+            if name == STAGING or name.startswith(TRASH):
+                shutil.rmtree(os.path.join(run_dir, name))
+
+    def _rotate(self, run_dir: str) -> None:
+        """Keep the newest save_total_limit complete checkpoints (by step: mtimes are unreliable on some
+        file systems)."""
+        limit = self.args.save_total_limit
+        if limit is None or limit <= 0:
+            return
+        for old in complete_checkpoints(run_dir)[:-limit]:
+            _remove(old)
+
+
+@dataclass
+class RunPlan:
+    """What run_training does with output_dir, decided before anything is written there."""
+
+    checkpoint: str | None = None  # resume from it
+    move_aside: bool = False  # output_dir holds a previous run, replaced on --resume false
+    finished: str | None = None  # the run already finished: says so, and there is nothing to do
+
+
+def plan_run(training_args, configs: tuple) -> RunPlan:
+    """Start, resume from the newest complete checkpoint, do nothing (finished), or move a previous
+    run aside (--resume false). A resume whose training flags differ from the recorded ones is
+    refused with one line (ValueError): its optimiser and scheduler states would keep the old ones."""
+    out = training_args.output_dir
+    previous_config = os.path.join(out, RUN_CONFIG)
+    if training_args.resume_from_checkpoint:
+        checkpoint = training_args.resume_from_checkpoint
+        if not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE)):
+            raise FileNotFoundError(f"--resume_from_checkpoint {checkpoint!r} is not a complete checkpoint (no "
+                                    f"{TRAINER_STATE} in it): give a checkpoint-N directory of a run")
+        previous_config = os.path.join(os.path.dirname(os.path.normpath(checkpoint)), RUN_CONFIG)
+    elif training_args.resume:
+        checkpoint = last_complete_checkpoint(out)
+    else:
+        holds_run = os.path.isfile(previous_config) or any(map(CHECKPOINT.match, _listdir(out)))
+        return RunPlan(move_aside=holds_run)
+    previous = _read_json(previous_config)
+    if previous is None or (checkpoint is None and "finished_step" not in previous):
+        return RunPlan(checkpoint)  # nothing recorded to compare with, or nothing of the run to continue
+    current = run_config(*configs, training_args, extra={"world_size": training_args.world_size})
+    _refuse_changed_flags(out, previous, current, configs)
+    finished = previous.get("finished_step")
+    budget = (training_args.max_steps, training_args.num_train_epochs)
+    if finished is not None and not training_args.resume_from_checkpoint and \
+            budget == (previous["max_steps"], previous["num_train_epochs"]):
+        return RunPlan(checkpoint, finished=f"{out} already holds this run, finished at step {finished}: nothing to "
+                                            "do (a larger --max_steps continues it, --resume false starts over)")
+    if checkpoint is None:
+        raise ValueError(f"{out} finished at step {finished} and keeps no checkpoint to continue from: "
+                         "--resume false starts over")
+    if 0 < training_args.max_steps < checkpoint_step(checkpoint):
+        raise ValueError(f"{checkpoint} is already past --max_steps {training_args.max_steps}: give at least "
+                         f"{checkpoint_step(checkpoint)}, or --resume false to start over")
+    return RunPlan(checkpoint)
+
+
+def _refuse_changed_flags(out: str, previous: dict, current: dict, configs: tuple) -> None:
+    keys = [f.name for config in configs for f in dataclasses.fields(config)] + list(TRAINING_FLAGS)
+    changed = [f"--{k} {previous[k]} (now {current[k]})" for k in keys
+               if k in previous and k in current and previous[k] != current[k]]
+    if changed:
+        raise ValueError(f"{out} holds a run trained with {', '.join(changed)}: resuming would keep its old settings; "
+                         "rerun with its flags, pass another --output_dir, or --resume false to move it aside")
+
+
+def _listdir(path: str) -> list[str]:
+    return os.listdir(path) if os.path.isdir(path) else []
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def move_aside(output_dir: str) -> str:
+    """Rename a previous run's output_dir to the first free <output_dir>.previous-N (nothing is deleted)."""
+    n = 1
+    while os.path.exists(f"{os.path.normpath(output_dir)}.previous-{n}"):
+        n += 1
+    aside = f"{os.path.normpath(output_dir)}.previous-{n}"
+    os.rename(output_dir, aside)
+    return aside
+
+
+def check_lengths(model_args: ModelArguments, attn_args: AttentionArguments) -> None:
+    """Refuse a group larger than the sequence (S2-Attn would silently be full attention) and warn of a
+    target below the model's window (training would silently extend nothing)."""
+    length = model_args.model_max_length
+    if attn_args.attention != "full" and (attn_args.group_size or 0) > length:
+        raise ValueError(f"--group_size {attn_args.group_size} is larger than the --model_max_length {length} "
+                         f"sequences: S2-Attn would be full attention; give at most {length} (the paper: a quarter, "
+                         f"{length // 4})")
+    window = context_window(AutoConfig.from_pretrained(model_args.model_name_or_path))
+    if length < window:
+        print(f"warning: --model_max_length {length} is below the model's {window}-token window: no position "
+              "interpolation, the context is not extended", file=sys.stderr)
 
 
 def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lora_args: LoraArguments, seed: int,
@@ -56,6 +272,7 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
     `quantization_config` (QLoRA) loads the frozen base in 4 bits. `seed` seeds the random
     initialisation of LoRA's A matrices (the Trainer seeds only when it is made, after them).
     """
+    check_lengths(model_args, attn_args)
     model, tokenizer = load_model(model_args.model_name_or_path, target_len=model_args.model_max_length,
                                   dtype=dtype or torch.float32, quantization_config=quantization_config,
                                   base_window=model_args.base_window)
@@ -82,34 +299,73 @@ def count_parameters(model) -> tuple[int, int]:
     return trainable, sum(numel(p) for p in model.parameters())
 
 
-def run_training(model, tokenizer, saved_config, train_dataset, training_args, configs: tuple,
+def run_training(model, tokenizer, saved_config, train_dataset, training_args, configs: tuple, plan: RunPlan,
                  data_collator=None) -> Trainer:
-    """Train (resuming from the last checkpoint if asked), then save one self-contained
-    output directory: weights or adapter (+ trained embed/norm), config with RoPE
-    scaling, tokenizer and longlora_config.json."""
-    os.makedirs(training_args.output_dir, exist_ok=True)
+    """Train as `plan` says (resuming from its checkpoint), then save one self-contained output
+    directory: weights or adapter (+ trained embed/norm), config with RoPE scaling, tokenizer and
+    longlora_config.json, which records the finished step last."""
+    out = training_args.output_dir
     trainable, total = count_parameters(model)
-    resolved = save_run_config(training_args.output_dir, *configs, training_args,
-                               extra={"trainable_parameters": trainable, "total_parameters": total,
-                                      "rope_parameters": saved_config.rope_parameters,
-                                      "untie_head": not getattr(model.config, "tie_word_embeddings", False)
-                                      and getattr(saved_config, "tie_word_embeddings", False)})
+    resolved = run_config(*configs, training_args, extra={
+        "world_size": training_args.world_size, "trainable_parameters": trainable, "total_parameters": total,
+        "rope_parameters": saved_config.rope_parameters,
+        "untie_head": not getattr(model.config, "tie_word_embeddings", False)
+        and getattr(saved_config, "tie_word_embeddings", False)})
     print(json.dumps({k: resolved[k] for k in ("model_name_or_path", "model_max_length", "attention", "training",
                                                "trainable_parameters", "total_parameters")}))
+    if plan.move_aside:
+        _move_previous_run(out)
     if training_args.activation_checkpointing:  # non-reentrant: the frozen embeddings' outputs need no grad
         training_args.activation_checkpointing_kwargs = {"use_reentrant": False}
-    trainer = Trainer(model=model, args=training_args, train_dataset=train_dataset, data_collator=data_collator,
-                      processing_class=tokenizer, callbacks=[LossLog()])
-    checkpoint = get_last_checkpoint(training_args.output_dir) if training_args.resume else None
-    if checkpoint:
-        print(f"resuming from {checkpoint}")
-    trainer.train(resume_from_checkpoint=checkpoint)
-    save_output(trainer, saved_config, training_args.output_dir)
+    trainer = AtomicCheckpointTrainer(model=model, args=training_args, train_dataset=train_dataset,
+                                      data_collator=data_collator, processing_class=tokenizer,
+                                      callbacks=[LossLog(), _StopWhenTrained()])
+    if trainer.is_world_process_zero():
+        write_run_config(out, resolved)
+        LossLog.keep_until(out, checkpoint_step(plan.checkpoint) if plan.checkpoint else 0)
+    if plan.checkpoint:
+        print(f"resuming from {plan.checkpoint}")
+    try:
+        trainer.train(resume_from_checkpoint=plan.checkpoint)
+    except _AlreadyTrained:
+        print(f"{plan.checkpoint} is at the last step: writing the final output from it")
+    except KeyboardInterrupt:
+        _close_progress_bar(trainer)
+        raise KeyboardInterrupt(_lost_steps(trainer.state.global_step, out)) from None
+    save_output(trainer, saved_config, out)
+    if trainer.is_world_process_zero():
+        write_run_config(out, {**resolved, "finished_step": trainer.state.global_step})
+    print(f"finished at step {trainer.state.global_step}: output in {out}")
     # Every rank waits for the saving one, then the process group closes: a rank that just exits
     # can kill its gloo/NCCL peer (SIGABRT) while that one still talks to it.
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()
     return trainer
+
+
+def _move_previous_run(output_dir: str) -> None:
+    """--resume false: the previous run goes aside (on the main process, the others waiting)."""
+    state = PartialState()
+    state.wait_for_everyone()
+    if state.is_main_process:
+        print(f"--resume false: moved the previous run in {output_dir} to {move_aside(output_dir)}")
+    state.wait_for_everyone()
+
+
+def _close_progress_bar(trainer: Trainer) -> None:
+    """An interrupted progress bar redraws itself at exit, below the message saying what was lost."""
+    progress = trainer.pop_callback(ProgressCallback)
+    if progress is not None and progress.training_bar is not None:
+        progress.training_bar.close()
+
+
+def _lost_steps(step: int, output_dir: str) -> str:
+    """One line for an interrupted run: what was lost and how to go on."""
+    checkpoint = last_complete_checkpoint(output_dir)
+    saved = checkpoint_step(checkpoint) if checkpoint else 0
+    go_on = (f"the same command resumes from {os.path.basename(checkpoint)}" if checkpoint
+             else "no checkpoint yet: the same command starts over")
+    return f"training stopped at step {step}; the {step - saved} step(s) since the last checkpoint are lost; {go_on}"
 
 
 def save_output(trainer: Trainer, saved_config, output_dir: str) -> None:

@@ -1,0 +1,96 @@
+"""Every bad input of the scripts ends with one line that names it, exit status 2 and no traceback
+(each was a traceback deep inside transformers/safetensors/numpy, or a silent acceptance)."""
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_script
+
+
+@pytest.fixture(scope="module")
+def inputs(tiny_model_dir, token_stream, tmp_path_factory) -> dict:
+    """Broken versions of the tiny model and its token stream, and a few plain files."""
+    root = tmp_path_factory.mktemp("bad")
+    no_tokenizer = root / "no_tokenizer"
+    shutil.copytree(tiny_model_dir, no_tokenizer, ignore=shutil.ignore_patterns("tokenizer*", "special_tokens*"))
+    truncated = root / "truncated"
+    shutil.copytree(tiny_model_dir, truncated)
+    weights = (truncated / "model.safetensors").read_bytes()
+    (truncated / "model.safetensors").write_bytes(weights[:len(weights) // 2])
+    adapter = root / "adapter"  # a LoRA output whose adapter file was cut off
+    shutil.copytree(tiny_model_dir, adapter, ignore=shutil.ignore_patterns("model.safetensors"))
+    (adapter / "adapter_config.json").write_text("{}")
+    (adapter / "adapter_model.safetensors").write_bytes(weights[:100])
+    (adapter / "longlora_config.json").write_text(json.dumps({"model_name_or_path": tiny_model_dir,
+                                                              "training": "lora", "model_max_length": 128}))
+    streams = {}
+    for name, tokens in (("foreign", np.full(1000, 5000, dtype=np.uint16)), ("empty", np.zeros(0, np.uint16))):
+        (root / name).mkdir()
+        tokens.tofile(root / name / "train.bin")
+        (root / name / "manifest.json").write_text(json.dumps({"dtype": "uint16"}))
+        streams[name] = str(root / name / "train.bin")
+    (root / "odd").mkdir()
+    (root / "odd" / "train.bin").write_bytes(b"\x01\x00\x02")
+    (root / "odd" / "manifest.json").write_text(json.dumps({"dtype": "uint16"}))
+    (root / "file").write_text("not a directory")
+    (root / "empty.txt").write_text("  \n")
+    (root / "notes.txt").write_text("The secret color is teal.")
+    return {"model": tiny_model_dir, "stream": token_stream, "no_tokenizer": str(no_tokenizer),
+            "truncated": str(truncated), "adapter": str(adapter), "odd": str(root / "odd" / "train.bin"),
+            "file": str(root / "file"), "empty_text": str(root / "empty.txt"), "notes": str(root / "notes.txt"),
+            "missing": str(root / "missing" / "model"), "out": str(root / "out"), **streams}
+
+
+def train(model="model", stream="stream", *extra):
+    return lambda i: ["train.py", "--model_name_or_path", i[model], "--data", i[stream], "--model_max_length", "128",
+                      "--output_dir", i["out"], "--max_steps", "1", *extra]
+
+
+CASES = {
+    "train: missing model dir": (train("missing"), "--model_name_or_path", "does not exist"),
+    "train: model without tokenizer": (train("no_tokenizer"), "no_tokenizer", "has no tokenizer"),
+    "train: truncated weights": (train("truncated"), "model.safetensors", "truncated"),
+    "train: token ids beyond the vocabulary": (train("model", "foreign"), "foreign/train.bin", "token id 5000"),
+    "train: empty token stream": (train("model", "empty"), "empty/train.bin", "0 bytes"),
+    "train: odd-sized token stream": (train("model", "odd"), "odd/train.bin", "3 bytes"),
+    "train: zero length": (train("model", "stream", "--model_max_length", "0"), "--model_max_length", "at least 2"),
+    "train: negative length": (train("model", "stream", "--model_max_length", "-5"), "--model_max_length", "-5"),
+    "train: group larger than the sequence": (train("model", "stream", "--group_size", "512"), "--group_size 512",
+                                              "larger than"),
+    "train: zero steps": (train("model", "stream", "--max_steps", "0"), "--max_steps", "got 0"),
+    "train: negative steps": (train("model", "stream", "--max_steps", "-5"), "--max_steps", "got -5"),
+    "train: output dir is a file": (lambda i: train()(i) + ["--output_dir", i["file"]], "--output_dir", "is a file"),
+    "eval: missing model dir": (lambda i: ["eval_perplexity.py", "--model", i["missing"], "--data", i["stream"],
+                                           "--seq_len", "64"], "--model", "does not exist"),
+    "eval: token ids beyond the vocabulary": (lambda i: ["eval_perplexity.py", "--model", i["model"], "--data",
+                                                         i["foreign"], "--seq_len", "64", "--results_dir", i["out"]],
+                                              "foreign/train.bin", "token id 5000"),
+    "merge: truncated adapter": (lambda i: ["merge_lora.py", "--model", i["adapter"]], "adapter_model.safetensors",
+                                 "truncated"),
+    "merge: missing run": (lambda i: ["merge_lora.py", "--model", i["missing"]], "--model", "does not exist"),
+    "generate: empty material": (lambda i: ["generate.py", "--model", i["model"], "--material", i["empty_text"],
+                                            "--question", "What?"], "empty.txt", "is empty"),
+    "generate: negative temperature": (lambda i: ["generate.py", "--model", i["model"], "--material", i["notes"],
+                                                  "--question", "What?", "--temperature", "-1"], "--temperature", "-1"),
+    "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
+                                  "is not a folder"),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_bad_input_ends_with_one_line_naming_it(case, inputs):
+    command, names, says = CASES[case]
+    result = run_script(*command(inputs))
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert "error: " in last and names in last and says in last, result.stderr[-3000:]
+    assert not os.path.exists(inputs["out"]) or case.startswith("eval")  # nothing written before the check
+
+
+def test_a_target_below_the_model_window_warns(inputs):
+    result = run_script(*train()(inputs), "--model_max_length", "32", "--output_dir", inputs["out"] + "-short")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warning: --model_max_length 32 is below the model's 64-token window" in result.stderr
