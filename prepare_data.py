@@ -1,8 +1,8 @@
 """Tokenize a corpus into flat train/validation/test token streams (the paper's format).
 
     python prepare_data.py                                   # books corpus, mini tokenizer
-    python prepare_data.py --corpus math --tokenizer models/smollm2-135m
-    python prepare_data.py --corpus /data/pg19_txt --tokenizer /path/to/Llama-2-7b-hf --out data/llama2/pg19
+    python prepare_data.py --corpus math --model_name_or_path models/smollm2-135m
+    python prepare_data.py --corpus /data/pg19_txt --model_name_or_path /path/to/Llama-2-7b-hf --output_dir data/llama2/pg19
 
 --corpus is `books` (Jane Austen's novels, PG19-like), `math` (HOL Light + Coq sources,
 proof-pile-like), a folder of .txt/.jsonl files, or a Hugging Face dataset saved with
@@ -24,16 +24,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--corpus", default="books", help="books, math, a folder of .txt/.jsonl, or a saved dataset")
-    parser.add_argument("--tokenizer", default=str(DEFAULT_MODEL), help="model or tokenizer directory")
-    parser.add_argument("--out", default=None, help="output folder (default: data/<tokenizer name>/<corpus name>)")
+    parser.add_argument("--model_name_or_path", "--tokenizer", default=str(DEFAULT_MODEL),
+                        help="model (or tokenizer) directory whose tokenizer is used (--tokenizer: its former name)")
+    parser.add_argument("--output_dir", "--out", default=None,
+                        help="output folder (default: data/<model name>/<corpus name>; --out: its former name)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the document split")
     parser.add_argument("--val_fraction", type=float, default=0.1, help="share of documents for validation")
     parser.add_argument("--test_fraction", type=float, default=0.1, help="share of documents for test")
     args = parser.parse_args()
     if not 0 < args.val_fraction < 1 or not 0 < args.test_fraction < 1:
         parser.error("--val_fraction and --test_fraction must be between 0 and 1")
-    out = Path(args.out or DATA_ROOT / Path(args.tokenizer).name / Path(args.corpus.rstrip("/")).name)
-    manifest = prepare(args.corpus, args.tokenizer, out, args.seed, args.val_fraction, args.test_fraction)
+    out = Path(args.output_dir or DATA_ROOT / Path(args.model_name_or_path).name / Path(args.corpus.rstrip("/")).name)
+    manifest = prepare(args.corpus, args.model_name_or_path, out, args.seed, args.val_fraction, args.test_fraction)
     for split, info in manifest["splits"].items():
         print(f"{split:>10}: {info['num_documents']:5d} documents {info['num_tokens']:11,d} tokens  {out / info['file']}")
 

@@ -24,6 +24,9 @@ if not torch.accelerator.is_available():
     # warns at every run on a machine without one. Naming it keeps CPU runs quiet; a user's own setting wins.
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
+# One dtype vocabulary for every script (eval's short names; torch's, merge_lora.py's former ones, as aliases).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+          "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
@@ -224,8 +227,8 @@ class EvalModelArguments:
                 "(Table 6 'eval=train_pattern').", "choices": ATTENTION_CHOICES})
     group_size_ratio: float = field(default=0.25, metadata={"help": "Group size ratio when --attention is not full."})
     dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16.",
-        "choices": ("auto", "fp32", "bf16", "fp16")})
+        "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 (float32, bfloat16, float16 "
+                "also accepted, as in merge_lora.py).", "choices": ("auto",) + tuple(DTYPES)})
 
     def __post_init__(self) -> None:
         check_model_dir(self.model, "--model")
@@ -233,7 +236,7 @@ class EvalModelArguments:
             raise ValueError(f"--rope_target must be at least 2 tokens, got {self.rope_target}")
 
     def torch_dtype(self) -> torch.dtype | None:
-        return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}.get(self.dtype)
+        return DTYPES.get(self.dtype)
 
 
 @dataclass

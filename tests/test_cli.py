@@ -1,0 +1,46 @@
+"""The command line: every script's --help works, and one flag vocabulary across scripts with the
+former names still accepted (the ablation scripts and committed commands use them)."""
+
+import glob
+import os
+
+import pytest
+import torch
+from conftest import REPO, run_script
+
+from longlora.args import EvalModelArguments, parse_args
+
+SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(REPO, "*.py")))
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_every_script_prints_its_help(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0 and "usage:" in result.stdout and "Traceback" not in result.stderr, \
+        result.stderr[-2000:]
+
+
+def test_the_no_flag_of_a_boolean_has_its_own_help():
+    help_text = run_script("train.py", "--help").stdout
+    assert "Turn resume off." in help_text
+
+
+def test_one_dtype_vocabulary_in_merge_and_evaluation(tiny_model_dir, monkeypatch):
+    from merge_lora import DTYPES, MergeArguments
+
+    for short, long in (("fp32", "float32"), ("bf16", "bfloat16")):
+        for name in (short, long):
+            monkeypatch.setattr("sys.argv", ["eval_perplexity.py", "--model", tiny_model_dir, "--dtype", name])
+            (evaluated,) = parse_args(EvalModelArguments, description="")
+            monkeypatch.setattr("sys.argv", ["merge_lora.py", "--model", tiny_model_dir, "--dtype", name])
+            (merged,) = parse_args(MergeArguments, description="")
+            assert evaluated.torch_dtype() == DTYPES[merged.dtype] == getattr(torch, long)
+
+
+def test_former_flag_names_still_work(tmp_path, tiny_model_dir):
+    (tmp_path / "corpus").mkdir()
+    for name in "abc":
+        (tmp_path / "corpus" / f"{name}.txt").write_text(f"Text {name}. " * 50)
+    result = run_script("prepare_data.py", "--corpus", str(tmp_path / "corpus"), "--tokenizer", tiny_model_dir,
+                        "--out", str(tmp_path / "old"))
+    assert result.returncode == 0 and (tmp_path / "old" / "manifest.json").is_file(), result.stderr[-2000:]
