@@ -190,7 +190,8 @@ def plan_run(training_args, configs: tuple) -> RunPlan:
     previous_config = os.path.join(out, RUN_CONFIG)
     if training_args.resume_from_checkpoint:
         checkpoint = training_args.resume_from_checkpoint
-        if not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE)):
+        if not CHECKPOINT.match(os.path.basename(os.path.normpath(checkpoint))) or \
+                not os.path.isfile(os.path.join(checkpoint, TRAINER_STATE)):
             raise FileNotFoundError(f"--resume_from_checkpoint {checkpoint!r} is not a complete checkpoint (no "
                                     f"{TRAINER_STATE} in it): give a checkpoint-N directory of a run")
         previous_config = os.path.join(os.path.dirname(os.path.normpath(checkpoint)), RUN_CONFIG)
