@@ -22,7 +22,7 @@ from longlora.claims import executed_ratio, note_device, note_value, verdicts  #
 from longlora.results import RESULTS_DIR, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-CURVE_TABLES = {"base_model", "table3", "table14", "figure5", "figure4"}
+CURVE_TABLES = {"base_model", "table3", "table14", "table4", "table15", "figure5", "figure4"}
 # Each scale's base window, to find the paper's number at the same multiple of it (Llama-2: 4096).
 BASE_WINDOW = {"mini": 256, "small": 8192, "paper": 4096}
 TABLE_METRICS = ("perplexity", "accuracy", "attn_tflops_fwd", "total_tflops_fwd", "speedup_vs_full", "flop_ratio",

@@ -9,27 +9,30 @@
 #   --dry_run                  print the commands instead of running them (try it with --scale paper).
 #   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
 #                              result rows carry the note steps=N (claims are checked per budget).
+#   --seeds "S1 S2 ..."        seeds of every trained setting (LoRA's initialisation and the data order; default
+#                              per scale: mini 42 43 44, small and paper 42); claims compare means over seeds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SCALE=mini SMOKE=0 DRY_RUN=0 STEPS_OVERRIDE=""
+SCALE=mini SMOKE=0 DRY_RUN=0 STEPS_OVERRIDE="" SEEDS_OVERRIDE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE="${2:?--scale needs mini, small or paper}"; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
     --dry_run) DRY_RUN=1; shift ;;
     --steps) STEPS_OVERRIDE="${2:?--steps needs a number}"; shift 2 ;;
-    -h|--help) sed -n '2,13p' ablations/common.sh; exit 0 ;;
+    --seeds) SEEDS_OVERRIDE="${2:?--seeds needs a list such as \"42 43 44\"}"; shift 2 ;;
+    -h|--help) sed -n '2,15p' ablations/common.sh; exit 0 ;;
     *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 
-SEED=42
+SEEDS="42"
 case "$SCALE" in
   mini)   # 7M-parameter Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
     MODEL=models/mini; BASE_CTX=256; LENGTHS="1024 2048"; TARGET=2048; STEPS=60; GROUP_LENGTHS=2048
     LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"
-    LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048" ;;
+    LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048"; SEEDS="42 43 44" ;;
   small)  # SmolLM2-135M, window 8192 (convert_smollm2.py)
     MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200; GROUP_LENGTHS=32768
     LR_LORA=2e-4; LR_FULL=2e-5; TRAIN_FLAGS="--gradient_accumulation_steps 8"
@@ -41,13 +44,15 @@ case "$SCALE" in
     LAUNCH="torchrun --nproc_per_node 8"; EVAL_WINDOWS=0; EVAL_LENGTHS="2048 4096 8192 16384 32768" ;;
   *) echo "error: --scale must be mini, small or paper, got '$SCALE'" >&2; exit 2 ;;
 esac
+[ -n "$SEEDS_OVERRIDE" ] && SEEDS="$SEEDS_OVERRIDE"
+SEED=${SEEDS%% *}  # scripts loop `for SEED in $SEEDS`; evaluations outside a loop use the first
 OUT_ROOT="outputs/$SCALE" NOTE=""
 if [ -n "$STEPS_OVERRIDE" ] && [ "$STEPS_OVERRIDE" != "$STEPS" ]; then
   STEPS="$STEPS_OVERRIDE" OUT_ROOT="outputs/$SCALE-steps$STEPS_OVERRIDE" NOTE="steps=$STEPS_OVERRIDE"
 fi
 RESULTS_FLAGS=""
 if [ "$SMOKE" = 1 ]; then  # seconds per setting: check the plumbing, never the numbers
-  STEPS=2; LENGTHS="512"; TARGET=512; GROUP_LENGTHS=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
+  STEPS=2; SEEDS="$SEED"; LENGTHS="512"; TARGET=512; GROUP_LENGTHS=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
   OUT_ROOT="${SMOKE_DIR:-$(mktemp -d)}/outputs"
   RESULTS_FLAGS="--results_dir ${SMOKE_DIR:-$OUT_ROOT/..}/results"
 fi
@@ -60,14 +65,18 @@ run() {  # print, then run unless --dry_run
   [ "$DRY_RUN" = 1 ] || "$@"
 }
 
-# train NAME CTX TRAINING [train.py flags...]: one fine-tuning run into $OUT_ROOT/NAME, skipped when
-# that directory already holds a finished output (config.json is written last).
+# run_dir NAME: where the run NAME of the current $SEED goes (outputs/<scale>/seed<SEED>/NAME).
+run_dir() { echo "$OUT_ROOT/seed$SEED/$1"; }
+
+# train NAME CTX TRAINING [train.py flags...]: one fine-tuning run with $SEED into `run_dir NAME`, skipped
+# when that directory already holds a finished output (config.json is written last).
 train() {
   local name=$1 ctx=$2 training=$3; shift 3
   local lr=$LR_LORA; [ "$training" = full ] && lr=$LR_FULL
-  if [ -f "$OUT_ROOT/$name/config.json" ] && [ "$DRY_RUN" = 0 ]; then echo "= $name already trained"; return; fi
+  local out; out=$(run_dir "$name")
+  if [ -f "$out/config.json" ] && [ "$DRY_RUN" = 0 ]; then echo "= $name (seed $SEED) already trained"; return; fi
   run $LAUNCH train.py --model_name_or_path "$MODEL" --model_max_length "$ctx" --training "$training" \
-    --max_steps "$STEPS" --learning_rate "$lr" --seed "$SEED" --output_dir "$OUT_ROOT/$name" \
+    --max_steps "$STEPS" --learning_rate "$lr" --seed "$SEED" --output_dir "$out" \
     --save_steps "$STEPS" $TRAIN_FLAGS "$@"
 }
 

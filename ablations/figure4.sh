@@ -6,9 +6,8 @@
 # further at inference recovers part of it. Also a depth x length heatmap of the LongLoRA model up to its
 # training length (needle-in-a-haystack style, not in the paper): results/figure4_heatmap.csv.
 source "$(dirname "$0")/common.sh" "$@"
-train "loraplus_s2_$TARGET" "$TARGET" lora_plus --attention s2
 max=$(( 2 * TARGET )); interval=$(( TARGET / 8 ))
-shortest=$(( interval < 128 ? 128 : interval ))  # the passkey prompt alone takes ~80 tokens
+shortest=$(( interval < 128 ? 128 : interval ))  # the passkey prompt alone takes ~100 tokens
 trials=10; heat_trials=3; [ "$SMOKE" = 1 ] && trials=1 heat_trials=1
 passkey() {  # MODEL SETTING [passkey_retrieval.py flags...] (a later flag wins)
   local model=$1 setting=$2; shift 2
@@ -18,9 +17,13 @@ passkey() {  # MODEL SETTING [passkey_retrieval.py flags...] (a later flag wins)
 }
 passkey "$MODEL" base --no_pi
 passkey "$MODEL" base+PI --rope_target "$TARGET"
-if [ "$SMOKE" = 0 ]; then
-  passkey "$OUT_ROOT/loraplus_s2_$TARGET" longlora
-  passkey "$OUT_ROOT/loraplus_s2_$TARGET" longlora+PI2x --rope_target "$max"
-fi
-passkey "$OUT_ROOT/loraplus_s2_$TARGET" longlora --heatmap --max_tokens "$TARGET" --num_tests "$heat_trials" \
+for SEED in $SEEDS; do
+  train "loraplus_s2_$TARGET" "$TARGET" lora_plus --attention s2
+  if [ "$SMOKE" = 0 ]; then
+    passkey "$(run_dir "loraplus_s2_$TARGET")" longlora
+    passkey "$(run_dir "loraplus_s2_$TARGET")" longlora+PI2x --rope_target "$max"
+  fi
+done
+SEED=${SEEDS%% *}
+passkey "$(run_dir "loraplus_s2_$TARGET")" longlora --heatmap --max_tokens "$TARGET" --num_tests "$heat_trials" \
   --experiment figure4_heatmap --table figure4_heatmap

@@ -4,15 +4,17 @@
 # (the base model with position interpolation). Appends to results/figure5.csv (note=step=N).
 # Claim: LoRA+ converges a little slower than full fine-tuning but reaches nearly the same perplexity.
 source "$(dirname "$0")/common.sh" "$@"
-every=$(( STEPS / 5 > 0 ? STEPS / 5 : 1 ))
-for training in $(first_settings lora_plus full); do
-  name="curve_${training}_s2_$TARGET"
-  train "$name" "$TARGET" "$training" --attention s2 --save_steps "$every" --save_total_limit 10
-  label="s2_attn|full_ft"; [ "$training" = lora_plus ] && label="s2_attn|lora_plus"
-  evaluate "$MODEL" figure5 "$label" "$TARGET" "$TARGET" --corpus books --split validation \
-    --rope_target "$TARGET" --note "step=0${NOTE:+ $NOTE}"
-  for step in $(seq "$every" "$every" "$STEPS"); do
-    evaluate "$OUT_ROOT/$name/checkpoint-$step" figure5 "$label" "$TARGET" "$TARGET" --corpus books \
-      --split validation --note "step=$step${NOTE:+ $NOTE}"
+for SEED in $SEEDS; do
+  every=$(( STEPS / 5 > 0 ? STEPS / 5 : 1 ))
+  for training in $(first_settings lora_plus full); do
+    name="curve_${training}_s2_$TARGET"
+    train "$name" "$TARGET" "$training" --attention s2 --save_steps "$every" --save_total_limit 10
+    label="s2_attn|full_ft"; [ "$training" = lora_plus ] && label="s2_attn|lora_plus"
+    evaluate "$MODEL" figure5 "$label" "$TARGET" "$TARGET" --corpus books --split validation \
+      --rope_target "$TARGET" --note "step=0${NOTE:+ $NOTE}"
+    for step in $(seq "$every" "$every" "$STEPS"); do
+      evaluate "$(run_dir "$name")/checkpoint-$step" figure5 "$label" "$TARGET" "$TARGET" --corpus books \
+        --split validation --note "step=$step${NOTE:+ $NOTE}"
+    done
   done
 done

@@ -4,10 +4,12 @@
 # corpus validation split (paper: PG19 validation). Appends to results/table1.csv.
 # Claim: short attention without shift degrades as context grows; S2-Attn stays with full attention.
 source "$(dirname "$0")/common.sh" "$@"
-for ctx in $LENGTHS; do
-  for attention in $(first_settings full short s2); do
-    train "full_${attention}_${ctx}" "$ctx" full --attention "$attention"
-    evaluate "$OUT_ROOT/full_${attention}_${ctx}" table1 "${ATTN_LABEL[$attention]}|full_ft" "$ctx" "$ctx" \
-      --corpus books --split validation
+for SEED in $SEEDS; do
+  for ctx in $LENGTHS; do
+    for attention in $(first_settings full short s2); do
+      train "full_${attention}_${ctx}" "$ctx" full --attention "$attention"
+      evaluate "$(run_dir "full_${attention}_${ctx}")" table1 "${ATTN_LABEL[$attention]}|full_ft" "$ctx" "$ctx" \
+        --corpus books --split validation
+    done
   done
 done

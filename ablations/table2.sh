@@ -13,8 +13,10 @@ declare -A RUN=(
   [lora_r8+embed]="loraplus_embed_s2_$TARGET lora_plus --trainable_params embed"
   [lora_r8+norm+embed]="loraplus_s2_$TARGET lora_plus"
 )
-for setting in $(first_settings lora_r8 lora_r8+norm+embed full_ft lora_r32 lora_r128 lora_r8+norm lora_r8+embed); do
-  read -r name training flags <<< "${RUN[$setting]}"
-  train "$name" "$TARGET" "$training" --attention s2 $flags
-  evaluate "$OUT_ROOT/$name" table2 "$setting|s2_attn" "$TARGET" "$TARGET" --corpus books --split validation
+for SEED in $SEEDS; do
+  for setting in $(first_settings lora_r8 lora_r8+norm+embed full_ft lora_r32 lora_r128 lora_r8+norm lora_r8+embed); do
+    read -r name training flags <<< "${RUN[$setting]}"
+    train "$name" "$TARGET" "$training" --attention s2 $flags
+    evaluate "$(run_dir "$name")" table2 "$setting|s2_attn" "$TARGET" "$TARGET" --corpus books --split validation
+  done
 done

@@ -8,9 +8,11 @@ source "$(dirname "$0")/common.sh" "$@"
 declare -A RUN=([full_attn\|full_ft]="full_full_$TARGET full --attention full"
                 [s2_attn\|full_ft]="full_s2_$TARGET full --attention s2"
                 [s2_attn\|lora_plus]="loraplus_s2_$TARGET lora_plus --attention s2")
-for setting in $(first_settings "s2_attn|lora_plus" "full_attn|full_ft" "s2_attn|full_ft"); do
-  read -r name training flags <<< "${RUN[$setting]}"
-  train "$name" "$TARGET" "$training" $flags
-  evaluate "$OUT_ROOT/$name" table3 "$setting" "$TARGET" "$EVAL_LENGTHS" --corpus math --split test
-  evaluate "$OUT_ROOT/$name" table14 "$setting" "$TARGET" "$EVAL_LENGTHS" --corpus books --split test
+for SEED in $SEEDS; do
+  for setting in $(first_settings "s2_attn|lora_plus" "full_attn|full_ft" "s2_attn|full_ft"); do
+    read -r name training flags <<< "${RUN[$setting]}"
+    train "$name" "$TARGET" "$training" $flags
+    evaluate "$(run_dir "$name")" table3 "$setting" "$TARGET" "$EVAL_LENGTHS" --corpus math --split test
+    evaluate "$(run_dir "$name")" table14 "$setting" "$TARGET" "$EVAL_LENGTHS" --corpus books --split test
+  done
 done

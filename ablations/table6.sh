@@ -7,13 +7,15 @@ source "$(dirname "$0")/common.sh" "$@"
 declare -A PATTERN=([s2_cross_heads]=s2 [s2_cross_layers]=s2_cross_layers [s2_only_pattern1]=short
                     [s2_only_pattern2]=only_shifted [dilated]=dilated [block_sparse]=block_sparse
                     [stride_sparse]=stride_sparse)
-for setting in $(first_settings s2_cross_heads dilated s2_cross_layers s2_only_pattern1 s2_only_pattern2 \
-                                block_sparse stride_sparse); do
-  pattern=${PATTERN[$setting]}
-  name="loraplus_${pattern}_$TARGET"; [ "$pattern" = s2 ] && name="loraplus_s2_$TARGET"
-  train "$name" "$TARGET" lora_plus --attention "$pattern"
-  evaluate "$OUT_ROOT/$name" table6 "$setting|lora_plus|eval=train_pattern" "$TARGET" "$TARGET" \
-    --corpus books --split validation --attention "$pattern"
-  evaluate "$OUT_ROOT/$name" table6 "$setting|lora_plus|eval=full_attn" "$TARGET" "$TARGET" \
-    --corpus books --split validation
+for SEED in $SEEDS; do
+  for setting in $(first_settings s2_cross_heads dilated s2_cross_layers s2_only_pattern1 s2_only_pattern2 \
+                                  block_sparse stride_sparse); do
+    pattern=${PATTERN[$setting]}
+    name="loraplus_${pattern}_$TARGET"; [ "$pattern" = s2 ] && name="loraplus_s2_$TARGET"
+    train "$name" "$TARGET" lora_plus --attention "$pattern"
+    evaluate "$(run_dir "$name")" table6 "$setting|lora_plus|eval=train_pattern" "$TARGET" "$TARGET" \
+      --corpus books --split validation --attention "$pattern"
+    evaluate "$(run_dir "$name")" table6 "$setting|lora_plus|eval=full_attn" "$TARGET" "$TARGET" \
+      --corpus books --split validation
+  done
 done

@@ -7,8 +7,10 @@
 source "$(dirname "$0")/common.sh" "$@"
 declare -A RUN=([full_attn]="loraplus_full_$TARGET full" [s2_attn]="loraplus_s2_$TARGET s2"
                 [variant3_swap]="loraplus_s2_swap_$TARGET s2_swap")
-for setting in $(first_settings s2_attn variant3_swap full_attn); do
-  read -r name attention <<< "${RUN[$setting]}"
-  train "$name" "$TARGET" lora_plus --attention "$attention"
-  evaluate "$OUT_ROOT/$name" table8 "$setting" "$TARGET" "$TARGET" --corpus books --split validation
+for SEED in $SEEDS; do
+  for setting in $(first_settings s2_attn variant3_swap full_attn); do
+    read -r name attention <<< "${RUN[$setting]}"
+    train "$name" "$TARGET" lora_plus --attention "$attention"
+    evaluate "$(run_dir "$name")" table8 "$setting" "$TARGET" "$TARGET" --corpus books --split validation
+  done
 done

@@ -2,10 +2,18 @@
 match (mini, small): each check looks at the *shape* of a table.
 
 Thresholds are fixed here, before looking at results, and printed with every verdict.
-A check returns (verdict, evidence) with verdict PASS, FAIL or NOT RUN.
+A check returns (verdict, evidence) with verdict PASS, FAIL, NOT DISTINGUISHABLE or NOT RUN.
+
+Trained models are compared over seeds (the `seed` column: LoRA's initialisation and the
+data order): a perplexity is the mean over the seeds of its latest rows, and a comparison
+"a below b" holds only when the margin exceeds the spread (the sum of both sample standard
+deviations); inside it the verdict is NOT DISTINGUISHABLE. With one seed there is no spread
+and the evidence says "1 seed".
 """
 
+import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 
 from longlora.flops import executed_step_ratio, named_config
 
@@ -34,10 +42,53 @@ def executed_ratio(model: str, n: int, note: str) -> float | None:
                                note_value(note, "checkpointing") == "True")
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One measurement over seeds: mean and sample standard deviation (0 for one seed)."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def __format__(self, spec: str) -> str:
+        if len(self.values) == 1:
+            return format(self.mean, spec)
+        return f"{format(self.mean, spec)}±{format(self.spread, spec)} (n={len(self.values)})"
+
+
+def below(a: Measured, b: Measured, factor: float = 1.0) -> bool | None:
+    """Whether a < factor x b beyond the seeds' spread; None when the margin lies inside it."""
+    margin, spread = factor * b.mean - a.mean, a.spread + factor * b.spread
+    if spread > 0 and abs(margin) <= spread:
+        return None
+    return margin > 0
+
+
+def all_hold(*conditions: bool | None) -> bool | None:
+    """False if any fails; else None if any is inside the spread; else True."""
+    if False in conditions:
+        return False
+    return None if None in conditions else True
+
+
+def seeds_of(measurements: dict) -> str:
+    counts = sorted({len(m.values) for m in measurements.values()})
+    return "/".join(map(str, counts)) + (" seed" if counts == [1] else " seeds")
+
+
 def _ppl(rows, table):
-    """{(setting, train_ctx, eval_ctx): perplexity} of one table (last row wins)."""
-    return {(r["setting"], int(r["train_ctx"]), int(r["eval_ctx"])): float(r["value"])
-            for r in rows if r["table"] == table and r["metric"] == "perplexity"}
+    """{(setting, train_ctx, eval_ctx): Measured} of one table: per seed the last row wins."""
+    by_seed = defaultdict(dict)
+    for r in rows:
+        if r["table"] == table and r["metric"] == "perplexity":
+            by_seed[(r["setting"], int(r["train_ctx"]), int(r["eval_ctx"]))][r.get("seed", "")] = float(r["value"])
+    return {k: Measured(tuple(v.values())) for k, v in by_seed.items()}
 
 
 def base_model(rows):
@@ -47,13 +98,13 @@ def base_model(rows):
     verdicts = []
     for dataset in sorted({r["dataset"] for r in rows if r["table"] == "base_model"}):
         d = {(s, e): r for (s, _, e), r in _ppl([r for r in rows if r["dataset"] == dataset], "base_model").items()}
-        window = min((e for s, e in d if s == "base|no_pi"), default=None)
+        window = base_window(rows) or min((e for s, e in d if s == "base|no_pi"), default=None)
         longest = max((e for s, e in d if s == "base|pi"), default=None)
         if window is None or longest is None or ("base|no_pi", longest) not in d:
             continue
         inside, no_pi, pi = d[("base|no_pi", window)], d[("base|no_pi", longest)], d[("base|pi", longest)]
-        verdicts.append((min(no_pi, pi) > inside, f"{dataset}: @{window} {inside:.2f}; @{longest} "
-                                                  f"no PI {no_pi:.2f}, PI {pi:.2f}"))
+        verdicts.append((all_hold(below(inside, no_pi), below(inside, pi)),
+                         f"{dataset}: @{window} {inside:.2f}; @{longest} no PI {no_pi:.2f}, PI {pi:.2f}"))
     return verdicts, claim
 
 
@@ -64,7 +115,7 @@ def table1(rows):
         full, short, s2 = (p.get((f"{a}|full_ft", ctx, ctx)) for a in ("full_attn", "short_attn_no_shift", "s2_attn"))
         if None in (full, short, s2):
             continue
-        verdicts.append((s2 <= full * (1 + CLOSE) and short > s2,
+        verdicts.append((all_hold(below(s2, full, 1 + CLOSE), below(s2, short)),
                          f"{ctx}: full {full:.2f}, short {short:.2f}, S2 {s2:.2f}"))
     return verdicts, f"S2-Attn within {CLOSE:.0%} of full attention and short-without-shift worse than S2"
 
@@ -74,8 +125,8 @@ def table2(rows):
     lora = [v for s, v in p.items() if s.startswith("lora_r") and "+" not in s]
     if "lora_r8+norm+embed" not in p or not lora or "full_ft" not in p:
         return [], "LoRA+ closer to full fine-tuning than LoRA at any rank"
-    plus, full = p["lora_r8+norm+embed"], p["full_ft"]
-    return [(plus < min(lora), f"LoRA+ {plus:.2f}, best LoRA {min(lora):.2f}, full FT {full:.2f}")], \
+    plus, full, best = p["lora_r8+norm+embed"], p["full_ft"], min(lora, key=lambda m: m.mean)
+    return [(below(plus, best), f"LoRA+ {plus:.2f}, best LoRA {best:.2f}, full FT {full:.2f}")], \
         "LoRA+ closer to full fine-tuning than LoRA at any rank"
 
 
@@ -88,7 +139,7 @@ def falling_with_length(table):
         verdicts = []
         for (setting, ctx), curve in sorted(curves.items()):
             values = [curve[k] for k in sorted(curve)]
-            verdicts.append((all(b <= a * 1.01 for a, b in zip(values, values[1:])),
+            verdicts.append((all_hold(*(below(b, a, 1.01) for a, b in zip(values, values[1:]))),
                              f"{setting}: " + ", ".join(f"{k}: {curve[k]:.2f}" for k in sorted(curve))))
         return verdicts, "perplexity falls (within 1%) as the evaluation length grows up to the training length"
     return check
@@ -99,8 +150,8 @@ def table6(rows):
     if "s2_cross_heads" not in p or len(p) < 2:
         return [], "S2-Attn (cross heads) transfers best to full attention"
     others = {k: v for k, v in p.items() if k != "s2_cross_heads"}
-    best = min(others, key=others.get)
-    return [(p["s2_cross_heads"] <= others[best] * (1 + 0.01),
+    best = min(others, key=lambda k: others[k].mean)
+    return [(below(p["s2_cross_heads"], others[best], 1 + 0.01),
              f"S2 {p['s2_cross_heads']:.2f}; best other {best} {others[best]:.2f}")], \
         "S2-Attn (cross heads) transfers best to full attention (within 1% of the best)"
 
@@ -113,7 +164,7 @@ def table7(rows):
         half, quarter = p.get(("group=1/2|lora_plus", ctx, ctx)), p.get(("group=1/4|lora_plus", ctx, ctx))
         if None in (full, half, quarter):
             continue
-        verdicts.append((max(half, quarter) <= full * (1 + CLOSE),
+        verdicts.append((all_hold(below(half, full, 1 + CLOSE), below(quarter, full, 1 + CLOSE)),
                          f"{ctx}: full {full:.2f}, 1/2 {half:.2f}, 1/4 {quarter:.2f}"))
     return verdicts, f"group sizes 1/2 and 1/4 within {CLOSE:.0%} of full attention"
 
@@ -122,35 +173,116 @@ def table8(rows):
     p = {s: v for (s, _, _), v in _ppl(rows, "table8").items() if s != "full_attn"}
     if len(p) < 2:
         return [], "shift variants within 2% of each other"
-    return [(max(p.values()) <= min(p.values()) * 1.02, ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.items())))], \
+    worst, best = max(p.values(), key=lambda m: m.mean), min(p.values(), key=lambda m: m.mean)
+    return [(below(worst, best, 1.02), ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.items())))], \
         "shift variants within 2% of each other"
 
 
-def figure4(rows):
-    acc = defaultdict(dict)
+def at_least(m: Measured, threshold: float) -> bool | None:
+    """Whether m >= threshold beyond its spread over seeds; None when inside it."""
+    if m.spread > 0 and abs(m.mean - threshold) <= m.spread:
+        return None
+    return m.mean >= threshold
+
+
+def at_most(m: Measured, threshold: float) -> bool | None:
+    return at_least(Measured(tuple(-v for v in m.values)), -threshold)
+
+
+def base_window(rows) -> int | None:
+    """The base model's window, recorded as note window=N on ablations/base_model.sh's rows."""
+    windows = {note_value(r["note"], "window") for r in rows if r["table"] == "base_model"} - {None}
+    return int(max(windows)) if windows else None
+
+
+def _accuracy(rows, table, note_filter=lambda note: True):
+    """{setting: {eval_ctx: (Measured, train_ctx)}} of passkey rows (per seed the last row wins)."""
+    by_seed = defaultdict(dict)
     for r in rows:
-        if r["table"] == "figure4" and r["metric"] == "accuracy":
-            acc[r["setting"]][int(r["eval_ctx"])] = (float(r["value"]), int(r["train_ctx"]))
-    curve = acc.get("longlora", {})
+        if r["table"] == table and r["metric"] == "accuracy" and note_filter(r["note"]):
+            by_seed[(r["setting"], int(r["eval_ctx"]), int(r["train_ctx"]))][r.get("seed", "")] = float(r["value"])
+    curves = defaultdict(dict)
+    for (setting, length, ctx), values in by_seed.items():
+        curves[setting][length] = (Measured(tuple(values.values())), ctx)
+    return curves
+
+
+def figure4(rows):
+    claim = "LongLoRA model: passkey accuracy >= 0.9 up to its training length"
+    curve = _accuracy(rows, "figure4").get("longlora", {})
     if not curve:
-        return [], "LongLoRA model: passkey accuracy >= 0.9 up to its training length"
-    inside = [a for length, (a, ctx) in curve.items() if length <= ctx]
-    return [(min(inside) >= 0.9, "longlora: " + ", ".join(f"{k}: {v[0]:.1f}" for k, v in sorted(curve.items())))], \
-        "LongLoRA model: passkey accuracy >= 0.9 up to its training length"
+        return [], claim
+    inside = [at_least(m, 0.9) for length, (m, ctx) in curve.items() if length <= ctx]
+    return [(all_hold(*inside), "longlora: " + ", ".join(f"{k}: {v[0]:.2f}" for k, v in sorted(curve.items())))], claim
+
+
+def base_model_passkey(rows):
+    """Preconditions of a faithful proxy of Llama-2: it retrieves a passkey anywhere inside its
+    window (with the paper's filler and with book text), and not at 4x or 8x of it, with or
+    without position interpolation alone."""
+    claim = "base model: passkey >= 0.9 at every length inside its window; <= 0.2 at 4x and 8x (no PI, PI alone)"
+    verdicts, window = [], base_window(rows)
+    if window is None:
+        return verdicts, claim
+    for filler in ("paper", "books"):
+        curves = _accuracy(rows, "base_model", lambda note: (note_value(note, "filler") or "paper") == filler)
+        inside = {length: v for length, v in curves.get("base|no_pi", {}).items() if length <= window}
+        if not inside:
+            continue
+        beyond = {(s, length): m for s in ("base|no_pi", "base|pi") for length, (m, _) in curves.get(s, {}).items()
+                  if length >= 4 * window}
+        checks = [at_least(m, 0.9) for m, _ in inside.values()] + [at_most(m, 0.2) for m in beyond.values()]
+        shown = ", ".join(f"{length}: {m:.2f}" for length, (m, _) in sorted(inside.items()))
+        shown_beyond = ", ".join(f"{s.split('|')[1]} @{length} {m:.2f}" for (s, length), m in sorted(beyond.items()))
+        verdicts.append((all_hold(*checks) if beyond else False,
+                         f"filler {filler}: inside {shown}; beyond {shown_beyond or 'not measured'}"))
+    return verdicts, claim
+
+
+def base_model_context(rows):
+    """It uses its window: held-out perplexity at the window is below that at a quarter of it."""
+    claim = "base model: perplexity at its window below that at a quarter of it (same text)"
+    verdicts = []
+    for dataset in sorted({r["dataset"] for r in rows if r["table"] == "base_model" and r["metric"] == "perplexity"}):
+        d = {e: m for (s, _, e), m in _ppl([r for r in rows if r["dataset"] == dataset], "base_model").items()
+             if s == "base|no_pi"}
+        window = base_window(rows)
+        if window not in d or window // 4 not in d:
+            continue
+        quarter = window // 4
+        verdicts.append((below(d[window], d[quarter]),
+                         f"{dataset}: @{quarter} {d[quarter]:.2f}, @{window} {d[window]:.2f}"))
+    return verdicts, claim
+
+
+def base_model_adaptation(rows):
+    """Fine-tuning is adaptation, not more pretraining: continuing the base's pretraining at its
+    own window for the ablations' step budget moves its held-out perplexity by less than 3%."""
+    claim = "base model: continued pretraining at its window for the ablation budget moves perplexity < 3%"
+    verdicts = []
+    for dataset in sorted({r["dataset"] for r in rows if r["table"] == "base_model"}):
+        d = _ppl([r for r in rows if r["dataset"] == dataset], "base_model")
+        for (setting, ctx, length), continued in sorted(d.items()):
+            base = d.get(("base|no_pi", 0, length))
+            if setting.startswith("continued") and base is not None:
+                change = continued.mean / base.mean - 1
+                verdicts.append((abs(change) < 0.03, f"{dataset} @{length}: base {base:.2f}, {setting} "
+                                                     f"{continued:.2f} ({change:+.1%})"))
+    return verdicts, claim
 
 
 def figure5(rows):
-    final = {}
+    claim = f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
+    final = defaultdict(dict)  # setting -> seed -> (step, value)
     for r in rows:
         if r["table"] == "figure5" and r["metric"] == "perplexity" and note_value(r["note"], "step") is not None:
-            step = int(note_value(r["note"], "step"))
-            if step >= final.get(r["setting"], (-1, 0))[0]:
-                final[r["setting"]] = (step, float(r["value"]))
+            step, seed = int(note_value(r["note"], "step")), r.get("seed", "")
+            if step >= final[r["setting"]].get(seed, (-1, 0))[0]:
+                final[r["setting"]][seed] = (step, float(r["value"]))
     if {"s2_attn|full_ft", "s2_attn|lora_plus"} - set(final):
-        return [], f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
-    full, plus = final["s2_attn|full_ft"][1], final["s2_attn|lora_plus"][1]
-    return [(plus <= full * (1 + CLOSE), f"full FT {full:.2f}, LoRA+ {plus:.2f}")], \
-        f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
+        return [], claim
+    full, plus = (Measured(tuple(v for _, v in final[s].values())) for s in ("s2_attn|full_ft", "s2_attn|lora_plus"))
+    return [(below(plus, full, 1 + CLOSE), f"full FT {full:.2f}, LoRA+ {plus:.2f}")], claim
 
 
 def efficiency(rows):
@@ -245,9 +377,14 @@ def table13(rows):
     return verdicts, claim
 
 
-CHECKS = {"base_model": base_model, "table1": table1, "table2": table2, "table3": falling_with_length("table3"),
-          "table14": falling_with_length("table14"), "table6": table6, "table7": table7, "table8": table8,
+CHECKS = {"base_model": base_model, "base_model_passkey": base_model_passkey,
+          "base_model_context": base_model_context, "base_model_adaptation": base_model_adaptation, "table1": table1, "table2": table2, "table3": falling_with_length("table3"),
+          "table14": falling_with_length("table14"), "table4": falling_with_length("table4"),
+          "table15": falling_with_length("table15"), "table6": table6, "table7": table7, "table8": table8,
           "figure4": figure4, "figure5": figure5, "efficiency": efficiency, "table12": table12, "table13": table13}
+
+
+VERDICT = {True: "PASS", False: "FAIL", None: "NOT DISTINGUISHABLE"}
 
 
 def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
@@ -265,5 +402,5 @@ def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
             if not results and budget is None:
                 out.append((label, claim, "NOT RUN", "no measured rows"))
             for ok, evidence in results:
-                out.append((label, claim, "PASS" if ok else "FAIL", evidence))
+                out.append((label, claim, VERDICT[ok], evidence))
     return out

@@ -9,10 +9,11 @@ from conftest import REPO
 
 from longlora.results import COLUMNS, read_results
 
-SCRIPTS = ["base_model", "table1", "table2", "table3_14", "table6", "table7", "table8", "figure5", "figure4",
+SCRIPTS = ["base_model", "table1", "table2", "table3_14", "table4_15", "table6", "table7", "table8", "figure5", "figure4",
            "table11", "table12_13"]
 # The results files a script writes, and the tables in each (default: one file named and filled as the script).
 EXPERIMENTS = {"table3_14": {"table3": {"table3"}, "table14": {"table14"}},
+               "table4_15": {"table4": {"table4"}, "table15": {"table15"}},
                "figure4": {"figure4": {"figure4"}, "figure4_heatmap": {"figure4_heatmap"}},
                "table12_13": {"table12_13_cpu": {"table12", "table13"}}}
 MINI = os.path.join(REPO, "models", "mini", "model.safetensors")
@@ -50,3 +51,12 @@ def test_unknown_flags_and_scales_are_refused():
     assert run("table1", "--scale", "huge").returncode == 2
     result = run("table1", "--stpes", "3")
     assert result.returncode == 2 and "unknown flag --stpes" in result.stderr
+
+
+def test_mini_scale_trains_every_setting_once_per_seed():
+    commands = [line for line in run("table1", "--dry_run").stdout.splitlines() if "train.py" in line]
+    seeds = [c.split("--seed ")[1].split()[0] for c in commands]
+    assert len(commands) == 2 * 3 * 3 and sorted(set(seeds)) == ["42", "43", "44"]  # 2 lengths x 3 settings x 3
+    assert all(f"outputs/mini/seed{seed}/" in c for c, seed in zip(commands, seeds))
+    commands = [line for line in run("table1", "--dry_run", "--seeds", "7").stdout.splitlines() if "train.py" in line]
+    assert len(commands) == 6 and all("--seed 7 " in c for c in commands)

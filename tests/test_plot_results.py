@@ -35,6 +35,45 @@ def test_base_model_claim_needs_both_no_pi_and_pi_worse_than_in_window():
     assert {v[0]: v[2] for v in verdicts(rows(55.0))}["base_model"] == "FAIL"  # PI alone repaired it
 
 
+def test_claims_over_seeds_pass_only_beyond_the_spread():
+    """S2 vs short: means 10.6 vs 12.0; three seeds each. The sample standard deviations,
+    computed by hand here, decide: 0.1 + 0.1 < 1.4 passes; 1.0 + 1.0 >= 1.4 is not distinguishable."""
+    def rows(spread):
+        out = []
+        for seed, offset in zip((1, 2, 3), (-spread, 0.0, spread)):  # sample std of (-d, 0, d) is d
+            for row in table1_rows(10.6):
+                out.append({**row, "seed": seed, "value": row["value"] + offset})
+        return out
+
+    assert {v[0]: v[2] for v in verdicts(rows(0.1))}["table1"] == "PASS"
+    table1 = next(v for v in verdicts(rows(1.0)) if v[0] == "table1")
+    assert table1[2] == "NOT DISTINGUISHABLE" and "10.60±1.00 (n=3)" in table1[3]
+    fail = [{**r, "value": r["value"] + (1.5 if r["setting"] == "s2_attn|full_ft" else 0)} for r in rows(0.1)]
+    assert {v[0]: v[2] for v in verdicts(fail)}["table1"] == "FAIL"  # S2 12.1 vs full 10.0: 21% worse, spread 0.2
+
+
+def test_base_model_preconditions():
+    def passkey(setting, length, value, filler="paper"):
+        note = "window=256" + ("" if filler == "paper" else f" filler={filler}")
+        return {**BASE, "table": "base_model", "dataset": "passkey", "metric": "accuracy", "train_ctx": 0,
+                "eval_ctx": length, "setting": setting, "value": value, "note": note}
+
+    def ppl(setting, length, value, ctx=0):
+        return {**BASE, "table": "base_model", "train_ctx": ctx, "eval_ctx": length, "setting": setting,
+                "value": value, "note": "window=256"}
+
+    good = [passkey("base|no_pi", n, 1.0) for n in (128, 192, 256)] + [
+        passkey(s, n, 0.1) for s in ("base|no_pi", "base|pi") for n in (1024, 2048)]
+    context = [ppl("base|no_pi", 64, 40.0), ppl("base|no_pi", 256, 30.0), ppl("base|no_pi", 2048, 90.0),
+               ppl("base|pi", 2048, 70.0)]
+    table = {v[0]: v[2] for v in verdicts(good + context + [ppl("continued|full_ft", 256, 30.6, 256)])}
+    assert table["base_model_passkey"] == table["base_model_context"] == table["base_model_adaptation"] == "PASS"
+    table = {v[0]: v[2] for v in verdicts(good[1:] + [passkey("base|no_pi", 128, 0.8), passkey("base|pi", 1024, 0.3)]
+                                          + context[1:] + [ppl("base|no_pi", 64, 29.0)]
+                                          + [ppl("continued|full_ft", 256, 29.0, 256)])}
+    assert table["base_model_passkey"] == table["base_model_context"] == table["base_model_adaptation"] == "FAIL"
+
+
 def test_rows_of_another_step_budget_are_checked_on_their_own():
     longer = [{**row, "note": "steps=300"} for row in table1_rows(11.5)]
     table = {v[0]: v[2] for v in verdicts(table1_rows(10.5) + longer)}
