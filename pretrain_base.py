@@ -26,8 +26,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from longlora.corpora import REPO_ROOT, documents
+from longlora.corpora import REPO_ROOT, documents, corpus_sentences
+from longlora import synthetic
 from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
+from longlora.evaluation import passkey_accuracy
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 
@@ -36,18 +38,27 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--out", default=str(REPO_ROOT / "models" / "mini"), help="where the final model goes")
     p.add_argument("--work_dir", default=str(REPO_ROOT / "outputs" / "pretrain_mini"), help="checkpoints and log")
-    p.add_argument("--vocab_size", type=int, default=8192, help="BPE vocabulary size")
+    p.add_argument("--vocab_size", type=int, default=4096, help="BPE vocabulary size")
     p.add_argument("--context", type=int, default=256, help="pretraining context = the model's window")
     p.add_argument("--hidden", type=int, default=256, help="hidden size")
-    p.add_argument("--layers", type=int, default=4, help="decoder layers")
-    p.add_argument("--heads", type=int, default=4, help="query heads (head_dim = hidden / heads)")
-    p.add_argument("--kv_heads", type=int, default=2, help="key/value heads (grouped-query attention)")
-    p.add_argument("--intermediate", type=int, default=704, help="SwiGLU hidden size")
+    p.add_argument("--layers", type=int, default=6, help="decoder layers")
+    p.add_argument("--heads", type=int, default=8, help="query heads (head_dim = hidden / heads)")
+    p.add_argument("--kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
+    p.add_argument("--intermediate", type=int, default=688, help="SwiGLU hidden size")
     p.add_argument("--batch_size", type=int, default=16, help="sequences per step")
     p.add_argument("--max_steps", type=int, default=3000, help="optimizer steps")
     p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 10%%)")
     p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
-    p.add_argument("--books_fraction", type=float, default=0.6, help="share of blocks drawn from the book corpus")
+    p.add_argument("--books_fraction", type=float, default=0.35, help="share of blocks from the book corpus")
+    p.add_argument("--math_fraction", type=float, default=0.25, help="share of blocks from the math corpus")
+    p.add_argument("--copy_fraction", type=float, default=0.15,
+                   help="share of blocks of a repeated random-token span (longlora.synthetic)")
+    p.add_argument("--recall_fraction", type=float, default=0.25,
+                   help="share of blocks of facts in book text, then queries about them (longlora.synthetic)")
+    p.add_argument("--curriculum_steps", type=int, default=500,
+                   help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
+    p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
+                   help="books,math,copy,recall fractions during the curriculum steps")
     p.add_argument("--save_every", type=int, default=250, help="checkpoint (and validate) every N steps")
     p.add_argument("--seed", type=int, default=1337, help="random seed")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -55,13 +66,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def train_tokenizer(out: Path, vocab_size: int) -> PreTrainedTokenizerFast:
-    """BPE on the training documents only, so validation/test text stays unseen."""
+    """BPE on the training documents only, so validation/test text stays unseen; every digit
+    is its own token, so that a number is copied digit by digit (a BPE that merges digits
+    splits each number into arbitrary pieces: " 1", "23", "45")."""
     texts = []
     for corpus in ("books", "math"):
         docs = dict(documents(corpus)[0])
         texts += [docs[d] for d in split_documents(list(docs))["train"]]
     tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
+                                                       pre_tokenizers.ByteLevel(add_prefix_space=False)])
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=True,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -72,13 +86,39 @@ def train_tokenizer(out: Path, vocab_size: int) -> PreTrainedTokenizerFast:
     return fast
 
 
-def sample_blocks(streams: list[np.ndarray], weights: list[float], batch: int, context: int,
-                  rng: np.random.Generator) -> torch.Tensor:
-    rows = []
-    for source in rng.choice(len(streams), size=batch, p=weights):
-        start = rng.integers(0, len(streams[source]) - context - 1)
-        rows.append(np.asarray(streams[source][start:start + context], dtype=np.int64))
-    return torch.from_numpy(np.stack(rows))
+class BlockSampler:
+    """Training blocks of `context` tokens from the mixture: book text, math text, copy and
+    recall documents (longlora.synthetic), each row's kind drawn by the mixture's weights."""
+
+    KINDS = ("books", "math", "copy", "recall")
+
+    def __init__(self, streams: dict[str, np.ndarray], filler_sentences: list[str], tokenizer, context: int,
+                 rng: np.random.Generator):
+        self.streams, self.filler, self.tokenizer, self.context = streams, filler_sentences, tokenizer, context
+        self.rng = rng
+
+    def text_block(self, stream: np.ndarray) -> np.ndarray:
+        start = self.rng.integers(0, len(stream) - self.context - 1)
+        return np.asarray(stream[start:start + self.context], dtype=np.int64)
+
+    def recall_block(self) -> np.ndarray:
+        ids = []
+        while len(ids) < self.context:
+            text = synthetic.recall_text(self.rng, self.filler, num_facts=int(self.rng.integers(1, 7)),
+                                         num_queries=int(self.rng.integers(1, 4)))
+            ids += self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return np.asarray(ids[:self.context], dtype=np.int64)
+
+    def block(self, kind: str) -> np.ndarray:
+        if kind == "copy":
+            return synthetic.copy_document(self.rng, len(self.tokenizer), self.context)
+        if kind == "recall":
+            return self.recall_block()
+        return self.text_block(self.streams[kind])
+
+    def batch(self, size: int, weights: list[float]) -> torch.Tensor:
+        kinds = self.rng.choice(len(self.KINDS), size=size, p=np.asarray(weights) / sum(weights))
+        return torch.from_numpy(np.stack([self.block(self.KINDS[k]) for k in kinds]))
 
 
 @torch.no_grad()
@@ -89,6 +129,24 @@ def validation_loss(model, stream: np.ndarray, context: int, blocks: int = 16) -
     loss = model(x, labels=x).loss.item()
     model.train()
     return loss
+
+
+def mixture_weights(args, step: int) -> list[float]:
+    """books, math, copy and recall fractions at `step` (the curriculum's, then the main mixture)."""
+    try:
+        curriculum = [float(x) for x in args.curriculum_mixture.split(",")]
+    except ValueError:
+        raise SystemExit(f"error: --curriculum_mixture must be four numbers, got {args.curriculum_mixture!r}")
+    main_mixture = [args.books_fraction, args.math_fraction, args.copy_fraction, args.recall_fraction]
+    weights = curriculum if step < args.curriculum_steps else main_mixture
+    if len(weights) != 4 or min(weights) < 0 or sum(weights) <= 0:
+        raise SystemExit("error: the mixture fractions must be four numbers >= 0 with a positive sum")
+    return weights
+
+
+def filler_sentences() -> list[str]:
+    """Sentences of the book training split (never validation/test), for recall documents."""
+    return [s for s in corpus_sentences("books", "train") if not synthetic.contains_passkey_text(s)]
 
 
 def learning_rate(step: int, args) -> float:
@@ -121,39 +179,43 @@ def main() -> None:
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
-    step, elapsed, checkpoint = 0, 0.0, work / "checkpoint.pt"
+    step, elapsed, train_loss, checkpoint = 0, 0.0, float("nan"), work / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed = state["step"], state["elapsed"]
+        step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
         print(f"resuming at step {step}")
-    rng = np.random.default_rng(args.seed + step)
-    train_streams = [streams["books"][0], streams["math"][0]]
-    weights = [args.books_fraction, 1 - args.books_fraction]
+    mixture_weights(args, 0)  # bad fractions stop here, before any work
+    sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer, args.context,
+                           np.random.default_rng(args.seed + step))
     log = open(work / "log.txt", "a")
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
     model.train()
     while step < args.max_steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        x = sample_blocks(train_streams, weights, args.batch_size, args.context, rng)
+        x = sampler.batch(args.batch_size, mixture_weights(args, step))
         loss = model(x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        step += 1
+        step, train_loss = step + 1, loss.item()
         bar.update()
-        bar.set_postfix(loss=f"{loss.item():.3f}")
+        bar.set_postfix(loss=f"{train_loss:.3f}")
         if step % args.save_every == 0 or step == args.max_steps:
             val = {c: validation_loss(model, streams[c][1], args.context) for c in streams}
-            log.write(json.dumps({"step": step, "train_loss": loss.item(), "val_loss": val,
-                                  "seconds": time.time() - start}) + "\n")
+            passkey = passkey_accuracy(model, tokenizer, args.context, 10, np.random.default_rng(0))
+            model.train()
+            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val,
+                                  f"passkey@{args.context}": passkey, "seconds": time.time() - start}) + "\n")
             log.flush()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                        "elapsed": time.time() - start}, checkpoint)
-    save_final(model, tokenizer, out, args, val, loss.item(), time.time() - start)
+                        "train_loss": train_loss, "elapsed": time.time() - start}, checkpoint.with_suffix(".tmp"))
+            checkpoint.with_suffix(".tmp").replace(checkpoint)  # a kill while saving leaves the last one whole
+    val = {c: validation_loss(model, streams[c][1], args.context) for c in streams}
+    save_final(model, tokenizer, out, args, val, train_loss, time.time() - start)
 
 
 def save_final(model, tokenizer, out: Path, args, val: dict, train_loss: float, seconds: float) -> None:

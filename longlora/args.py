@@ -229,6 +229,7 @@ class EvalModelArguments:
     dtype: str = field(default="auto", metadata={
         "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 (float32, bfloat16, float16 "
                 "also accepted, as in merge_lora.py).", "choices": ("auto",) + tuple(DTYPES)})
+    base_window: int | None = base_window_field()
 
     def __post_init__(self) -> None:
         check_model_dir(self.model, "--model")

@@ -33,7 +33,7 @@ def load_for_evaluation(args, longest: int):
     from longlora.model import load_model
 
     target = None if args.no_pi else (args.rope_target or longest)
-    model, tokenizer = load_model(args.model, target_len=target, dtype=args.torch_dtype())
+    model, tokenizer = load_model(args.model, target_len=target, dtype=args.torch_dtype(), base_window=args.base_window)
     if args.attention != "full":
         enable_s2_attention(model, args.group_size_ratio, pattern=args.attention)
     if torch.cuda.is_available():

@@ -1,0 +1,68 @@
+"""Synthetic pretraining documents that teach a small model in-context retrieval.
+
+A few million tokens of books on two CPU cores do not make a 6M-parameter model form
+induction heads (measured: passkey 0% inside its own window after 24M tokens of text with
+recall documents, see README). Small transformers form them within a few thousand steps on
+sequences that can only be predicted by copying from the context (Olsson et al. 2022;
+Bietti et al. 2023, "Birth of a transformer"; Arora et al. 2023, Zoology's associative
+recall). Two kinds are mixed with text here:
+
+- copy: a span of random tokens repeated until the block is full: every repeat is
+  predictable only by looking back one period.
+- recall: facts "<subject> <relation> <number>" scattered in book text, several with the
+  same relation so that only the whole subject tells them apart, then queries that restate a
+  subject and its relation; the number is predictable only from the fact.
+
+The wordings share no sentence with the passkey test (longlora.evaluation), whose prompts
+must never be seen in training; `contains_passkey_text` checks a text for its wording.
+"""
+
+import numpy as np
+
+SUBJECT_ADJECTIVES = ["red", "blue", "green", "old", "new", "small", "large", "north", "south", "east", "west",
+                      "silver", "golden", "wooden", "iron", "hidden", "upper", "lower", "inner", "outer"]
+SUBJECT_NOUNS = ["door", "box", "gate", "room", "chest", "lamp", "tower", "garden", "bridge", "cellar", "locker",
+                 "drawer", "carriage", "library", "window", "cabinet", "safe", "stable", "attic", "hall"]
+RELATIONS = [("the number of the {s} is", "Tell me, what is the number of the {s}? Well, the number of the {s} is"),
+             ("the code for the {s} is", "And the code for the {s}? The code for the {s} is"),
+             ("the combination of the {s} is", "Now, recall that the combination of the {s} is"),
+             ("the {s} was marked with", "As we said, the {s} was marked with"),
+             ("the ticket for the {s} reads", "Once more: the ticket for the {s} reads")]
+PASSKEY_WORDS = ("pass key", "passkey", "important info", "irrelevant text", "The grass is green")
+
+
+def random_number(rng: np.random.Generator) -> int:
+    """1 to 5 digits, each length equally likely (the passkey test's keys have up to 5)."""
+    digits = int(rng.integers(1, 6))
+    return int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
+
+
+def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4) -> np.ndarray:
+    """A random span (8-64 tokens, ids >= first_id so no special token) repeated to `length`."""
+    period = int(rng.integers(8, 65))
+    span = rng.integers(first_id, vocab_size, size=period)
+    return np.resize(span, length)
+
+
+def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int) -> str:
+    """Facts of one relation about distinct subjects in filler text, then queries about some of them."""
+    statement, question = RELATIONS[int(rng.integers(len(RELATIONS)))]
+    subjects = set()
+    while len(subjects) < num_facts:
+        subjects.add(f"{SUBJECT_ADJECTIVES[rng.integers(len(SUBJECT_ADJECTIVES))]} "
+                     f"{SUBJECT_NOUNS[rng.integers(len(SUBJECT_NOUNS))]}")
+    facts = {s: random_number(rng) for s in sorted(subjects)}
+    pieces = []
+    for subject, number in facts.items():
+        pieces += [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=int(rng.integers(0, 4)))]
+        fact = f"{statement.format(s=subject)} {number}."
+        pieces.append(fact[0].upper() + fact[1:])
+    pieces += [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=int(rng.integers(0, 4)))]
+    asked = rng.choice(list(facts), size=num_queries, replace=num_queries > len(facts))
+    pieces += [f"{question.format(s=subject)} {facts[subject]}." for subject in asked]
+    return " ".join(pieces)
+
+
+def contains_passkey_text(text: str) -> bool:
+    """Whether `text` holds wording of the passkey test, which training data must never contain."""
+    return any(words.lower() in text.lower() for words in PASSKEY_WORDS)

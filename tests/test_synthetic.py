@@ -1,0 +1,48 @@
+"""Synthetic pretraining documents (longlora.synthetic): answerable from their context only,
+and free of the passkey test's wording."""
+
+import re
+
+import numpy as np
+
+from longlora import synthetic
+from longlora.evaluation import FILLER_SENTENCES, KEY_LINE, QUESTION, TASK
+
+FILLER = ["She walked to the window.", "Nothing was said for a while.", "It rained all day."]
+
+
+def question_start(question: str) -> str:
+    return question.split("{s}")[0]
+
+
+def test_every_query_repeats_the_number_of_its_fact():
+    """Parse each document with its relation's wording: every subject has one number, stated
+    once as a fact before the queries, and every query asks a stated subject."""
+    rng = np.random.default_rng(1)
+    for _ in range(300):
+        text = synthetic.recall_text(rng, FILLER, num_facts=5, num_queries=3)
+        statement, question = next((st, q) for st, q in synthetic.RELATIONS if question_start(q) in text)
+        pattern = re.escape(statement).replace(re.escape("{s}"), r"(\w+ \w+)") + r" (\d+)\."
+        stated = re.findall(pattern, text, flags=re.IGNORECASE)
+        numbers = {}
+        for subject, number in stated:
+            numbers.setdefault(subject.lower(), set()).add(number)
+        assert all(len(n) == 1 for n in numbers.values()), text
+        facts = re.findall(pattern, text[:text.index(question_start(question))], flags=re.IGNORECASE)
+        assert len(facts) == 5 and len(stated) == 5 + 3  # every query ends with its fact restated
+
+
+def test_copy_documents_repeat_one_span():
+    rng = np.random.default_rng(2)
+    for _ in range(50):
+        doc = synthetic.copy_document(rng, 4096, 256)
+        period = next(p for p in range(8, 65) if np.array_equal(doc[p:], doc[:-p]))
+        assert len(doc) == 256 and doc.min() >= 4 and period <= 64
+
+
+def test_no_passkey_wording_in_synthetic_documents():
+    rng = np.random.default_rng(3)
+    texts = [synthetic.recall_text(rng, FILLER, 6, 3) for _ in range(500)]
+    assert not any(synthetic.contains_passkey_text(t) for t in texts)
+    for line in (TASK, KEY_LINE.format(key=1), QUESTION, FILLER_SENTENCES[0]):
+        assert synthetic.contains_passkey_text(line)  # the check would catch the test's own lines
