@@ -9,20 +9,25 @@
 #   --dry_run                  print the commands instead of running them (try it with --scale paper).
 #   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
 #                              result rows carry the note steps=N (claims are checked per budget).
+#   --lengths "L1 L2 ..."      training lengths of Table 1 (default per scale); --target N: the extended length of
+#                              the other tables; --accumulation N: gradient accumulation steps (small: 8).
 #   --seeds "S1 S2 ..."        seeds of every trained setting (LoRA's initialisation and the data order; default
 #                              per scale: mini 42 43 44, small and paper 42); claims compare means over seeds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SCALE=mini SMOKE=0 DRY_RUN=0 STEPS_OVERRIDE="" SEEDS_OVERRIDE=""
+SCALE=mini SMOKE=0 DRY_RUN=0 STEPS_OVERRIDE="" SEEDS_OVERRIDE="" LENGTHS_OVERRIDE="" TARGET_OVERRIDE="" ACCUMULATION=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --scale) SCALE="${2:?--scale needs mini, small or paper}"; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
     --dry_run) DRY_RUN=1; shift ;;
     --steps) STEPS_OVERRIDE="${2:?--steps needs a number}"; shift 2 ;;
+    --lengths) LENGTHS_OVERRIDE="${2:?--lengths needs a list}"; shift 2 ;;
+    --target) TARGET_OVERRIDE="${2:?--target needs a number}"; shift 2 ;;
+    --accumulation) ACCUMULATION="${2:?--accumulation needs a number}"; shift 2 ;;
     --seeds) SEEDS_OVERRIDE="${2:?--seeds needs a list such as \"42 43 44\"}"; shift 2 ;;
-    -h|--help) sed -n '2,15p' ablations/common.sh; exit 0 ;;
+    -h|--help) sed -n '2,17p' ablations/common.sh; exit 0 ;;
     *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -45,6 +50,9 @@ case "$SCALE" in
   *) echo "error: --scale must be mini, small or paper, got '$SCALE'" >&2; exit 2 ;;
 esac
 [ -n "$SEEDS_OVERRIDE" ] && SEEDS="$SEEDS_OVERRIDE"
+[ -n "$LENGTHS_OVERRIDE" ] && LENGTHS="$LENGTHS_OVERRIDE"
+[ -n "$TARGET_OVERRIDE" ] && TARGET="$TARGET_OVERRIDE" GROUP_LENGTHS="$TARGET_OVERRIDE"
+[ -n "$ACCUMULATION" ] && TRAIN_FLAGS="${TRAIN_FLAGS/--gradient_accumulation_steps [0-9]*/} --gradient_accumulation_steps $ACCUMULATION"
 SEED=${SEEDS%% *}  # scripts loop `for SEED in $SEEDS`; evaluations outside a loop use the first
 OUT_ROOT="outputs/$SCALE" NOTE=""
 if [ -n "$STEPS_OVERRIDE" ] && [ "$STEPS_OVERRIDE" != "$STEPS" ]; then
