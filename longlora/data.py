@@ -75,7 +75,8 @@ def prepare(corpus: str, tokenizer_path: str, out: Path, seed: int = 0, val_frac
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     dtype = token_dtype(len(tokenizer))
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"corpus": corpus, "sources": licences, "tokenizer": str(tokenizer_path), "vocab_size": len(tokenizer),
+    manifest = {"corpus": corpus, "sources": licences, "tokenizer": str(tokenizer_path),
+                "tokenizer_sha256": tokenizer_checksum(tokenizer_path), "vocab_size": len(tokenizer),
                 "dtype": dtype.name, "eos_token_id": tokenizer.eos_token_id, "seed": seed,
                 "command": " ".join([os.path.basename(sys.argv[0])] + sys.argv[1:]), "splits": {}}
     for split in SPLITS:
@@ -118,13 +119,25 @@ def tokenizer_source(model_path: str) -> str:
     return run["model_name_or_path"] if run else model_path
 
 
+def tokenizer_checksum(tokenizer_path: str) -> str | None:
+    """sha256 of the tokenizer's files (tokenizer.json, tokenizer.model), None where it has neither."""
+    files = [Path(tokenizer_path) / name for name in ("tokenizer.json", "tokenizer.model")]
+    digests = [sha256(f) for f in files if f.is_file()]
+    return ":".join(digests) or None
+
+
 def default_data_path(model_path: str, corpus: str, split: str) -> str:
-    """`data/<model name>/<corpus>/<split>.bin`, prepared on first use."""
+    """`data/<model name>/<corpus>/<split>.bin`, prepared on first use, and again when the
+    model's tokenizer is no longer the one the streams were made with (a new base model under
+    the same name would otherwise read another tokenizer's ids)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     base = tokenizer_source(str(model_path))
     out = DATA_ROOT / Path(os.path.normpath(base)).name / corpus
     if not (out / MANIFEST).is_file():
         print(f"preparing the {corpus} corpus for {base} in {out} (first use)")
+        prepare(corpus, base, out)
+    elif json.loads((out / MANIFEST).read_text()).get("tokenizer_sha256") != tokenizer_checksum(base):
+        print(f"preparing the {corpus} corpus for {base} in {out} again: its tokenizer changed")
         prepare(corpus, base, out)
     return str(out / f"{split}.bin")

@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import run_script
+from conftest import make_tokenizer, run_script
 from transformers import AutoTokenizer
 
 from longlora.corpora import clean
@@ -63,3 +63,26 @@ def test_prepare_data_cli_errors_in_one_line(tmp_path, tiny_model_dir):
         f"error: corpus folder {str(tmp_path / 'missing')!r} does not exist"
     result = run_script("prepare_data.py", "--val_fraction", "1.5")
     assert result.returncode == 2 and "between 0 and 1" in result.stderr
+
+
+def test_streams_are_prepared_again_when_the_tokenizer_changes(tmp_path, monkeypatch):
+    """A new base model saved under the same name must not read the old tokenizer's streams."""
+    from longlora import data
+
+    model = tmp_path / "mini"
+    make_tokenizer().save_pretrained(model)
+    calls = []
+
+    def fake_prepare(corpus, tokenizer_path, out):
+        calls.append(corpus)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / data.MANIFEST).write_text(json.dumps({"tokenizer_sha256": data.tokenizer_checksum(tokenizer_path)}))
+
+    monkeypatch.setattr(data, "DATA_ROOT", tmp_path / "data")
+    monkeypatch.setattr(data, "prepare", fake_prepare)
+    data.default_data_path(str(model), "books", "test")
+    data.default_data_path(str(model), "books", "test")
+    assert calls == ["books"]  # prepared once, then reused
+    make_tokenizer(vocab_size=280).save_pretrained(model)
+    data.default_data_path(str(model), "books", "validation")
+    assert calls == ["books", "books"]
