@@ -1,14 +1,18 @@
 """Pretrain the mini base model: a small Llama at a SHORT context (256 tokens), so that it
-breaks beyond its window exactly like Llama-2 beyond 4k -- the setting LongLoRA repairs.
+breaks beyond its window exactly like Llama-2 beyond 4k -- the setting LongLoRA repairs --
+while retrieving from anywhere inside it, as Llama-2 does inside 4k.
 
-    python pretrain_base.py                      # ~30 min on 2 CPU cores, writes models/mini
+    python pretrain_base.py                      # about 2 s a step on 2 free CPU cores; writes models/mini
     python pretrain_base.py --max_steps 50 --out /tmp/mini   # a quick look
 
-Steps: (1) a byte-level BPE tokenizer (8192 tokens) trained on the training split of the
-book and math corpora; (2) both corpora tokenized with it (data/mini/<corpus>/); (3) a
-Llama (RoPE, RMSNorm, SwiGLU, grouped-query attention, untied head like Llama-2) trained on
-blocks of 256 tokens mixed from both training streams. Checkpoints every --save_every steps
-in --work_dir; rerunning resumes. The final model, tokenizer and PROVENANCE.json go to --out.
+Steps: (1) a byte-level BPE tokenizer (4096 tokens, one per digit) trained on the training
+split of the book and math corpora, unless --out already holds one (delete it to retrain);
+(2) both corpora tokenized with it (data/<out name>/<corpus>/); (3) a Llama (RoPE, RMSNorm,
+SwiGLU, grouped-query attention, untied head like Llama-2) trained on blocks of 256 tokens
+of book text, math text and synthetic copy and recall documents (longlora.synthetic), with a
+copy/recall-heavy curriculum first. Checkpoints every --save_every steps in --work_dir, with
+passkey accuracy at the window in its log.txt; rerunning resumes. The final model, tokenizer
+and PROVENANCE.json go to --out.
 """
 
 import argparse
