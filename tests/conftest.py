@@ -1,10 +1,15 @@
 """Shared fixtures: a tiny Llama with its own BPE tokenizer, a token stream on disk, and S2-Attn
 run as on a GPU."""
 
+import contextlib
+import importlib.util
+import io
 import json
 import os
+import runpy
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 import pytest
@@ -14,6 +19,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from longlora import attention
 
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # run_script runs scripts in this process
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEXT = ["The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. " * 4,
         "It is a truth universally acknowledged, that a single man in possession of a good fortune. " * 4,
@@ -83,7 +89,28 @@ def token_stream(tmp_path_factory, tiny_model_dir) -> str:
     return str(folder / "train.bin")
 
 
-def run_script(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
-    """Run a top-level script of the repo as a user would."""
-    return subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": REPO, "TOKENIZERS_PARALLELISM": "false"})
+def run_script(*args: str) -> subprocess.CompletedProcess:
+    """Run a top-level script of the repo (or `-m module`) as a user would, with its argv, in the
+    repo folder, and return its exit status, stdout and stderr. It runs in this process: a fresh
+    interpreter pays ~5 s of torch and transformers imports per call, which made the suite slow.
+    Tests that need a process of their own (signals, kills, several processes) start one."""
+    stdout, stderr, status = io.StringIO(), io.StringIO(), 0
+    threads, saved_argv, saved_cwd = torch.get_num_threads(), sys.argv, os.getcwd()
+    sys.argv = list(args[1:]) if args[0] == "-m" else [args[0], *args[1:]]
+    os.chdir(REPO)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            path = importlib.util.find_spec(args[1]).origin if args[0] == "-m" else os.path.join(REPO, args[0])
+            runpy.run_path(path, run_name="__main__")
+    except SystemExit as exit_:
+        if isinstance(exit_.code, str):
+            print(exit_.code, file=stderr)
+        status = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+    except Exception:  # what the interpreter would print for an uncaught error
+        stderr.write(traceback.format_exc())
+        status = 1
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+        torch.set_num_threads(threads)
+    return subprocess.CompletedProcess(list(args), status, stdout.getvalue(), stderr.getvalue())
