@@ -69,8 +69,7 @@ def main() -> None:
                             span_len=ppl_args.span_len or max(ppl_args.seq_len))
         print(f"{model_args.model} @ {seq_len}: perplexity {result['perplexity']:.3f} "
               f"({result['windows']} windows)")
-        rows = [{"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
-                 "setting": result_args.setting,
+        rows = [{"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
                  "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
                  "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
                  "value": round(result[metric], 4), "metric": metric, "note": result_args.note,

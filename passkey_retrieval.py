@@ -67,8 +67,8 @@ def main() -> None:
             note = " ".join(x for x in (result_args.note, "" if depth is None else f"depth={depth:.1f}",
                                         "" if pk_args.filler == "paper" else f"filler={pk_args.filler}") if x)
             print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")
-            row = {"table": result_args.table, "model": base_name, "train_ctx": result_args.train_ctx,
-                   "setting": result_args.setting, "dataset": "passkey", "split": "-", "eval_ctx": length,
+            row = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
+                   "dataset": "passkey", "split": "-", "eval_ctx": length,
                    "value": accuracy, "metric": "accuracy", "note": note, "scale": result_args.scale,
                    "seed": result_args.seed, "wall_seconds": round(time.time() - start, 1),
                    "samples": pk_args.num_tests}

@@ -1,7 +1,7 @@
 """Context extension by continued pre-training (LongLoRA §3): S2-Attn + LoRA+ + PI.
 
 Miniature (CPU, minutes): the committed mini model (256 tokens) extended 8x:
-    python train.py
+    python train.py          # ends with perplexity and passkey before and after
 Paper scale (Llama-2-7B, 8k, 8 GPUs; see README for 16k/32k and ZeRO-3):
     torchrun --nproc_per_node 8 train.py --model_name_or_path /path/to/Llama-2-7b-hf \
         --model_max_length 8192 --data data/llama-2-7b-hf/redpajama/train.bin \
@@ -9,11 +9,13 @@ Paper scale (Llama-2-7B, 8k, 8 GPUs; see README for 16k/32k and ZeRO-3):
         --deepspeed configs/ds_zero2.json --output_dir outputs/llama2-7b-8k
 """
 
+import os
 from dataclasses import dataclass, field
 
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
 from longlora.data import check_token_ids, default_data_path, load_token_stream
+from longlora.evaluation import extension_report, format_report
 from longlora.training import TokenBlocks, plan_run, prepare_model, run_training
 
 
@@ -24,9 +26,24 @@ class DataArguments:
                 "tokenized for the model (prepared on first use)."})
 
 
+@dataclass
+class EffectArguments:
+    show_effect: bool = field(default=True, metadata={
+        "help": "After training, print perplexity at the base window and at the target and passkey accuracy at the "
+                "target, for the base model with position interpolation alone and for the trained one (4 spans of "
+                "held-out text: validation.bin beside --data, else the book corpus's; 10 passkey prompts). "
+                "Single-process runs only; eval_perplexity.py and passkey_retrieval.py measure in full."})
+
+
+def held_out_tokens(data: str | None, model_path: str) -> str:
+    """validation.bin beside the training stream (prepare_data.py writes both), else the books' one."""
+    beside = os.path.join(os.path.dirname(data), "validation.bin") if data else ""
+    return beside if os.path.isfile(beside) else default_data_path(model_path, "books", "validation")
+
+
 def main() -> None:
-    model_args, attn_args, lora_args, data_args, training_args = parse_args(
-        ModelArguments, AttentionArguments, LoraArguments, DataArguments, LongLoRATrainingArguments,
+    model_args, attn_args, lora_args, data_args, effect_args, training_args = parse_args(
+        ModelArguments, AttentionArguments, LoraArguments, DataArguments, EffectArguments, LongLoRATrainingArguments,
         description=__doc__.split("\n")[0])
     configs = (model_args, attn_args, lora_args, data_args)
     plan = plan_run(training_args, configs)
@@ -39,6 +56,12 @@ def main() -> None:
     model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed)
     check_token_ids(tokens, saved_config.get_text_config().vocab_size, data)
     run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan)
+    if effect_args.show_effect and training_args.world_size == 1:
+        held_out = held_out_tokens(data_args.data, model_args.model_name_or_path)
+        rows = extension_report(model_args.model_name_or_path, training_args.output_dir, load_token_stream(held_out),
+                                model_args.model_max_length, model_args.base_window)
+        print(f"the extension, measured on {held_out}:\n{format_report(rows)}")
+    print(f"output: {training_args.output_dir}")
 
 
 if __name__ == "__main__":

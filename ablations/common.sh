@@ -85,7 +85,7 @@ train() {
   if [ -f "$out/config.json" ] && [ "$DRY_RUN" = 0 ]; then echo "= $name (seed $SEED) already trained"; return; fi
   run $LAUNCH train.py --model_name_or_path "$MODEL" --model_max_length "$ctx" --training "$training" \
     --max_steps "$STEPS" --learning_rate "$lr" --seed "$SEED" --output_dir "$out" \
-    --save_steps "$STEPS" $TRAIN_FLAGS "$@"
+    --save_steps "$STEPS" --show_effect false $TRAIN_FLAGS "$@"
 }
 
 # evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...] (a later --note wins)

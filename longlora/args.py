@@ -17,7 +17,7 @@ from transformers import HfArgumentParser, TrainingArguments
 from longlora.attention import PATTERNS
 from longlora.checks import check_model_dir, check_output_dir
 from longlora.data import DEFAULT_MODEL
-from longlora.model import TrainingMode
+from longlora.model import TrainingMode, read_run_config
 
 if not torch.accelerator.is_available():
     # accelerate imports DeepSpeed wherever it is installed, and DeepSpeed, left to guess the accelerator,
@@ -27,6 +27,9 @@ if not torch.accelerator.is_available():
 # One dtype vocabulary for every script (eval's short names; torch's, merge_lora.py's former ones, as aliases).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
           "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# published_results.csv's names of the --attention and --training values (its `setting` column).
+ATTENTION_LABELS = {"full": "full_attn", "short": "short_attn_no_shift", "s2": "s2_attn"}
+TRAINING_LABELS = {"full": "full_ft", "lora": "lora", "lora_plus": "lora_plus"}
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
@@ -246,8 +249,12 @@ class ResultArguments:
 
     experiment: str = field(default="perplexity", metadata={"help": "CSV name under the results folder."})
     table: str = field(default="-", metadata={"help": "Paper table or figure the row belongs to (e.g. table1)."})
-    setting: str = field(default="-", metadata={"help": "Setting label as in published_results.csv, e.g. s2_attn|lora_plus."})
-    train_ctx: int = field(default=0, metadata={"help": "Training context of the evaluated model (0: not fine-tuned)."})
+    setting: str | None = field(default=None, metadata={
+        "help": "Setting label as in published_results.csv, e.g. s2_attn|lora_plus. Default: a trained model's "
+                "own (attention|training from its longlora_config.json), '-' for a base model."})
+    train_ctx: int | None = field(default=None, metadata={
+        "help": "Training context of the evaluated model. Default: a trained model's --model_max_length, 0 for a "
+                "base model."})
     scale: str = field(default="mini", metadata={"help": "mini, small or paper.", "choices": ("mini", "small", "paper")})
     note: str = field(default="", metadata={"help": "Free note stored with the row (e.g. step=200)."})
     seed: int = field(default=42, metadata={"help": "Seed of window sampling / passkey draws."})
@@ -256,3 +263,16 @@ class ResultArguments:
     def __post_init__(self) -> None:
         if self.results_dir is not None:
             check_output_dir(self.results_dir, "--results_dir")
+
+    def model_columns(self, model: str) -> dict:
+        """setting, train_ctx and trained_by of a row about `model`: the flags where given, else
+        what a train.py / supervised_finetune.py output recorded, so that a row alone names the
+        training run behind its number (command, seed, commit) and how to repeat it."""
+        run = read_run_config(model) or {}
+        attention, training = run.get("attention", "-"), run.get("training", "-")
+        trained_by = (f"python {run['command']} (seed {run.get('seed')}, commit {run.get('git_commit', 'unrecorded')})"
+                      if run else "-")
+        return {"setting": self.setting or (f"{ATTENTION_LABELS.get(attention, attention)}|"
+                                            f"{TRAINING_LABELS.get(training, training)}" if run else "-"),
+                "train_ctx": self.train_ctx if self.train_ctx is not None else run.get("model_max_length", 0),
+                "trained_by": trained_by}

@@ -155,3 +155,43 @@ def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.ran
                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
         correct += answered(tokenizer.decode(output[0, len(ids):], skip_special_tokens=True), key)
     return correct / trials
+
+
+
+def extension_report(base: str, trained: str, tokens: np.ndarray, target: int, base_window: int | None = None,
+                     windows: int = 4, trials: int = 10) -> list[dict]:
+    """What a context extension did, measured as the paper measures it: perplexity at the base's
+    window and at `target`, and passkey accuracy at `target`, for the base model with position
+    interpolation alone and for the `trained` output. Both score the same `windows` spans of
+    `target` tokens (cut into windows of the shorter length) and the same passkey prompts
+    (seed 0; left out where `target` cannot hold a prompt). One dict per model: its name, path
+    and one value per measurement."""
+    from transformers import AutoConfig
+
+    from longlora.model import load_model, read_rope
+
+    window = read_rope(AutoConfig.from_pretrained(base), base_window).window
+    rows = []
+    for name, path in (("base + PI", base), ("trained", trained)):
+        model, tokenizer = load_model(path, target_len=target, base_window=base_window if path == base else None)
+        row = {"model": name, "path": path}
+        for length in dict.fromkeys((window, target)):
+            row[f"perplexity@{length}"] = perplexity(model.eval(), tokens, length, max_windows=windows,
+                                                     span_len=target, progress=False)["perplexity"]
+        try:
+            row[f"passkey@{target}"] = passkey_accuracy(model, tokenizer, target, trials, np.random.default_rng(0))
+        except ValueError:  # a target too short for one passkey prompt: perplexity only
+            pass
+        rows.append(row)
+    return rows
+
+
+def format_report(rows: list[dict]) -> str:
+    """The rows of extension_report as a small table, one column per model."""
+    names = [key for key in rows[0] if key not in ("model", "path")]
+    width = max(len(row["model"]) for row in rows) + 2
+    lines = [" " * 16 + "".join(f"{row['model']:>{width}}" for row in rows)]
+    for name in names:
+        cells = "".join(f"{row[name]:>{width}.{2 if name.startswith('passkey') else 1}f}" for row in rows)
+        lines.append(f"{name:<16}{cells}")
+    return "\n".join(lines)

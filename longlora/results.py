@@ -2,7 +2,8 @@
 
 The first columns are those of the paper's published_results.csv, so measured rows sit
 beside published ones; the rest say how to reproduce the number (scale, seed, commit,
-hardware, date, wall time, the exact command, number of windows or trials).
+hardware, date, wall time, the exact command, number of windows or trials, and the training
+run behind an evaluated model).
 """
 
 import csv
@@ -23,7 +24,8 @@ from longlora.corpora import REPO_ROOT
 RESULTS_DIR = REPO_ROOT / "results"
 PUBLISHED_SOURCE = REPO_ROOT.parent / "shared" / "paper" / "published_results.csv"
 PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]
-COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples"]
+COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples",
+                           "trained_by"]
 
 
 def git_commit() -> str:
@@ -52,9 +54,11 @@ def command_line() -> str:
 def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathLike | None = None) -> Path:
     """Append rows to <results_dir>/<experiment>.csv; provenance columns are filled here.
 
-    Each row must give every paper column plus scale, seed, wall_seconds and samples.
+    Each row must give every paper column plus scale, seed, wall_seconds and samples, and
+    `trained_by` where a trained model was measured (the training command, seed and commit).
+    A file written before a column was added is rewritten with it first (empty in old rows).
     """
-    provenance = {"git_commit": git_commit(), "hardware": hardware(), "command": command_line(),
+    provenance = {"git_commit": git_commit(), "hardware": hardware(), "command": command_line(), "trained_by": "-",
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = Path(results_dir or RESULTS_DIR) / f"{experiment}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -63,13 +67,18 @@ def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathL
         missing = [c for c in COLUMNS if c not in row]
         if missing:
             raise ValueError(f"result row for {experiment} lacks {missing}")
-    with open(path, "a", newline="") as f:
+    with open(path, "a+", newline="") as f:
         # Several evaluations may append to one CSV at once: the lock keeps each call's rows (and the
         # header of a new file) together, where buffered writes of two processes interleaved.
         fcntl.flock(f, fcntl.LOCK_EX)
         writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="raise")
-        if f.seek(0, os.SEEK_END) == 0:
+        f.seek(0)
+        earlier = csv.DictReader(f)
+        if earlier.fieldnames != COLUMNS:  # a new file, or one written before a column was added
+            kept = list(earlier) if earlier.fieldnames else []
+            f.truncate(0)
             writer.writeheader()
+            writer.writerows({c: row.get(c) or "" for c in COLUMNS} for row in kept)
         writer.writerows({c: row[c] for c in COLUMNS} for row in complete)  # closing flushes, then unlocks
     return path
 

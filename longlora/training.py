@@ -30,6 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
 from longlora.attention import enable_s2_attention
 from longlora.model import RUN_CONFIG, context_window, load_model, setup_training
+from longlora.results import git_commit
 
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint-N/ without it is incomplete
@@ -309,6 +310,7 @@ def run_training(model, tokenizer, saved_config, train_dataset, training_args, c
     trainable, total = count_parameters(model)
     resolved = run_config(*configs, training_args, extra={
         "world_size": training_args.world_size, "trainable_parameters": trainable, "total_parameters": total,
+        "git_commit": git_commit(),
         "rope_parameters": saved_config.rope_parameters,
         "untie_head": not getattr(model.config, "tie_word_embeddings", False)
         and getattr(saved_config, "tie_word_embeddings", False)})

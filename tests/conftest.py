@@ -80,11 +80,13 @@ def tiny_model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def token_stream(tmp_path_factory, tiny_model_dir) -> str:
-    """A flat uint16 token stream with its manifest, in prepare_data.py's format."""
+    """A flat uint16 token stream with its manifest, in prepare_data.py's format (its validation.bin
+    is the same text: train.py's report reads it)."""
     folder = tmp_path_factory.mktemp("stream")
     ids = PreTrainedTokenizerFast.from_pretrained(tiny_model_dir)(" ".join(TEXT * 20))["input_ids"]
     tokens = np.array(ids, dtype=np.uint16)
     tokens.tofile(folder / "train.bin")
+    tokens.tofile(folder / "validation.bin")
     (folder / "manifest.json").write_text(json.dumps({"dtype": "uint16", "eos_token_id": 2}))
     return str(folder / "train.bin")
 

@@ -1,5 +1,6 @@
 """Evaluation protocols against independent computations written here."""
 
+import csv
 import math
 from types import SimpleNamespace
 
@@ -12,7 +13,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from longlora.evaluation import (FILLER_SENTENCES, KEY_LINE, QUESTION, TASK, answered, passkey_accuracy,
                                  passkey_prompt, perplexity)
-from longlora.results import COLUMNS, append_result, read_results
+from longlora.results import COLUMNS, append_result, git_commit, read_results
 
 
 def tiny_model():
@@ -160,6 +161,7 @@ def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
     rows = read_results(tmp_path / "perplexity.csv")
     assert [(r["eval_ctx"], r["metric"]) for r in rows] == [("32", "perplexity"), ("32", "perplexity_token"),
                                                             ("64", "perplexity"), ("64", "perplexity_token")]
+    assert {(r["setting"], r["train_ctx"], r["trained_by"]) for r in rows} == {("base", "0", "-")}  # not trained
     result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "200", "--max_tokens",
                         "300", "--interval", "100", "--num_tests", "1", "--results_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -172,3 +174,35 @@ def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: 5 tokens cannot hold")
     result = run_script("passkey_retrieval.py", "--max_tokens", "10")
     assert result.returncode == 2 and "--min_tokens <= --max_tokens" in result.stderr.strip().splitlines()[-1]
+
+
+def test_rows_about_a_trained_output_name_the_training_run_behind_them(tiny_model_dir, token_stream, tmp_path):
+    """Without --setting/--train_ctx a row used to say setting '-', train_ctx 0 and nothing of the run."""
+    out = tmp_path / "run"
+    trained = run_script("train.py", "--model_name_or_path", tiny_model_dir, "--data", token_stream,
+                         "--model_max_length", "128", "--attention", "short", "--training", "lora", "--max_steps", "1",
+                         "--seed", "7", "--output_dir", str(out), "--show_effect", "false")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    for script, flags in (("eval_perplexity.py", ["--seq_len", "128", "--max_windows", "1"]),
+                          ("passkey_retrieval.py", ["--min_tokens", "200", "--max_tokens", "200", "--num_tests", "1"])):
+        result = run_script(script, "--model", str(out), *flags, "--results_dir", str(tmp_path), "--experiment", "x")
+        assert result.returncode == 0, result.stderr[-3000:]
+    rows = read_results(tmp_path / "x.csv")
+    assert len(rows) == 3
+    for row in rows:
+        assert (row["setting"], row["train_ctx"]) == ("short_attn_no_shift|lora", "128")
+        assert row["trained_by"].startswith(f"python train.py --model_name_or_path {tiny_model_dir} --data ")
+        assert row["trained_by"].endswith(f"(seed 7, commit {git_commit()})")
+
+
+def test_a_results_file_with_an_older_header_gets_the_new_column(tmp_path):
+    old = COLUMNS[:-1]
+    with open(tmp_path / "demo.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=old)
+        writer.writeheader()
+        writer.writerow({c: "old" for c in old})
+    row = {c: "new" for c in COLUMNS}
+    append_result("demo", [row], tmp_path)
+    rows = read_results(tmp_path / "demo.csv")
+    assert list(rows[0]) == COLUMNS and rows[0]["value"] == "old" and rows[0]["trained_by"] == ""
+    assert rows[1]["value"] == "new" and rows[1]["trained_by"] == "new"

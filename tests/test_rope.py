@@ -341,6 +341,6 @@ def test_sentencepiece_sharded_checkpoint_with_generation_config_loads_and_train
     np.array(tokenizer(" ".join(TEXT * 10))["input_ids"], dtype=np.uint16).tofile(stream)
     (tmp_path / "manifest.json").write_text(json.dumps({"dtype": "uint16", "eos_token_id": 2}))
     run_main(monkeypatch, "train", "--model_name_or_path", str(base), "--model_max_length", "256", "--data",
-             str(stream), "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none")
+             str(stream), "--output_dir", str(tmp_path / "out"), "--max_steps", "1", "--report_to", "none", "--show_effect", "false")
     trained, trained_tokenizer = load_model(str(tmp_path / "out"))
     assert trained_tokenizer(text)["input_ids"] == tokenizer(text)["input_ids"]

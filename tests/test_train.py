@@ -12,6 +12,7 @@ from transformers import HfArgumentParser
 
 from longlora.args import LongLoRATrainingArguments
 from longlora.model import load_model
+from longlora.results import read_results
 
 STEPS = ["--max_steps", "5", "--save_steps", "3", "--logging_steps", "1"]
 
@@ -94,3 +95,27 @@ def test_activation_checkpointing_is_on_by_default_and_the_deprecated_flag_still
     assert parsed("--activation_checkpointing", "false") is False
     with pytest.warns(FutureWarning, match="gradient_checkpointing"):
         assert parsed("--gradient_checkpointing", "false") is False  # the flag of the original LongLoRA commands
+
+
+def test_a_run_ends_with_the_effect_of_the_extension_and_names_its_output(tiny_model_dir, token_stream, tmp_path):
+    """train.py's closing table holds, for the base with PI alone and for the trained output, the
+    perplexities eval_perplexity.py measures on the same held-out spans."""
+    out = tmp_path / "run"
+    result = train(tiny_model_dir, token_stream, out)
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1] == f"output: {out}"
+    table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(next(
+        line for line in lines if line.startswith("the extension, measured on"))) + 2:-1]}
+    assert set(table) == {"perplexity@64", "perplexity@256", "passkey@256"}
+    held_out = os.path.join(os.path.dirname(token_stream), "validation.bin")
+    for column, model in enumerate((tiny_model_dir, str(out))):
+        evaluated = run_script("eval_perplexity.py", "--model", model, "--data", held_out, "--seq_len", "64", "256",
+                               "--max_windows", "4", "--results_dir", str(tmp_path / "results"),
+                               "--experiment", f"model{column}")
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        rows = read_results(tmp_path / "results" / f"model{column}.csv")
+        for row in rows:
+            if row["metric"] == "perplexity":
+                assert table[f"perplexity@{row['eval_ctx']}"][column] == f"{float(row['value']):.1f}"
+    assert table["perplexity@256"][0] != table["perplexity@256"][1]  # two models, not one twice
+    assert all(0 <= float(value) <= 1 for value in table["passkey@256"])
