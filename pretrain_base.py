@@ -211,8 +211,9 @@ def main() -> None:
         if step % args.save_every == 0 or step == args.max_steps:
             val = {c: validation_loss(model, streams[c][1], args.context) for c in streams}
             passkey = passkey_accuracy(model, tokenizer, args.context, 10, np.random.default_rng(0))
+            copy = synthetic.copy_accuracy(model, len(tokenizer), args.context, np.random.default_rng(0))
             model.train()
-            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val,
+            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copy,
                                   f"passkey@{args.context}": passkey, "seconds": time.time() - start}) + "\n")
             log.flush()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
