@@ -40,6 +40,7 @@ from longlora.args import exit_on_error, parse_args
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
                                 measure_alternating, random_model, shown, step_runner)
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
+from longlora.cli import description
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
 from longlora.results import append_result
 
@@ -151,7 +152,7 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
 
 
 def main() -> None:
-    (args,) = parse_args(AttentionBenchArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(AttentionBenchArguments, description=description(__doc__))
     device, dtype = bench_device(args)
     config = load_config(args.model, args.num_layers)
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)

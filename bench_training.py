@@ -34,6 +34,7 @@ from longlora.args import exit_on_error, parse_args
 from longlora.attention import enable_s2_attention
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
                                 memory_level, random_model, shown, step_runner)
+from longlora.cli import description
 from longlora.flops import load_config
 from longlora.model import TrainingMode, setup_training
 from longlora.results import append_result
@@ -110,7 +111,7 @@ def rows_for(result: dict, table: str, setting: str, n: int, base: dict, note: s
 
 
 def main() -> None:
-    (args,) = parse_args(TrainingBenchArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(TrainingBenchArguments, description=description(__doc__))
     device, dtype = bench_device(args)
     config = load_config(args.model, args.num_layers)
     base = base_row(args)

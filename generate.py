@@ -23,6 +23,7 @@ from transformers import TextStreamer
 
 from longlora.args import base_window_field, exit_on_error, parse_args
 from longlora.checks import check_model_dir
+from longlora.cli import description
 from longlora.model import context_window, load_model, read_run_config
 from longlora.sft import PROMPT_TEMPLATES, SYSTEM_PROMPT, document_question, format_prompt
 
@@ -60,7 +61,7 @@ class GenerateArguments:
 
 
 def main() -> None:
-    (args,) = parse_args(GenerateArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(GenerateArguments, description=description(__doc__))
     with open(args.material) as f:
         material = f.read()
     if not material.strip():

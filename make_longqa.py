@@ -26,6 +26,7 @@ import numpy as np
 from transformers import AutoTokenizer
 
 from longlora.args import exit_on_error, parse_args, save_run_config
+from longlora.cli import description
 from longlora.data import DEFAULT_MODEL, REPO_ROOT, default_data_path, load_token_stream
 from longlora.sft import document_question
 
@@ -122,7 +123,7 @@ def write_longqa(args: LongQAArguments) -> str:
 
 
 def main() -> None:
-    (args,) = parse_args(LongQAArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(LongQAArguments, description=description(__doc__))
     write_longqa(args)
 
 

@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from longlora.args import DTYPES, exit_on_error, parse_args, save_run_config
 from longlora.checks import check_model_dir, check_output_dir
+from longlora.cli import description
 from longlora.model import RUN_CONFIG, load_model, peft_quietly, read_run_config, untie_output_head
 
 # Training settings copied into the merged directory's longlora_config.json (provenance; eval and
@@ -102,7 +103,7 @@ def check_rope(config, path: str) -> None:
 
 
 def main() -> None:
-    (args,) = parse_args(MergeArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(MergeArguments, description=description(__doc__))
     run = read_run_config(args.model)
     if run is None:
         raise FileNotFoundError(f"no {RUN_CONFIG} in {args.model} or its parent: not a train.py or "

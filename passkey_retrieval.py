@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, parse_args
+from longlora.cli import description
 from longlora.data import tokenizer_source
 from longlora.corpora import corpus_sentences
 from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy
@@ -51,7 +52,7 @@ class PasskeyArguments:
 
 def main() -> None:
     pk_args, model_args, result_args = parse_args(PasskeyArguments, EvalModelArguments, ResultArguments,
-                                                  description=__doc__.split("\n")[0])
+                                                  description=description(__doc__))
     if result_args.experiment == "perplexity":
         result_args.experiment = "passkey"
     model, tokenizer = load_for_evaluation(model_args, pk_args.max_tokens)

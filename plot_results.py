@@ -19,6 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from longlora.claims import Measured, executed_ratio, note_device, note_value, verdicts  # noqa: E402
+from longlora.cli import description  # noqa: E402
 from longlora.results import RESULTS_DIR, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -297,7 +298,7 @@ def compare(measured: list[dict], published: list[dict]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--results_dir", default=str(RESULTS_DIR), help="folder of the CSVs")
     parser.add_argument("--readme", default=str(RESULTS_DIR.parent / "README.md"), help="README to update")
     parser.add_argument("--compare", action="store_true", help="print measured vs published and the claims")

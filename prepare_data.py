@@ -17,12 +17,13 @@ import argparse
 from pathlib import Path
 
 from longlora.args import exit_on_error
+from longlora.cli import description, HelpFormatter
 from longlora.data import DATA_ROOT, DEFAULT_MODEL, prepare
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=description(__doc__),
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--corpus", default="books", help="books, math, a folder of .txt/.jsonl, or a saved dataset")
     parser.add_argument("--model_name_or_path", "--tokenizer", default=str(DEFAULT_MODEL),
                         help="model (or tokenizer) directory whose tokenizer is used (--tokenizer: its former name)")

@@ -3,16 +3,16 @@ breaks beyond its window exactly like Llama-2 beyond 4k -- the setting LongLoRA 
 while retrieving from anywhere inside it, as Llama-2 does inside 4k.
 
     python pretrain_base.py                      # about 2 s a step on 2 free CPU cores; writes models/mini
-    python pretrain_base.py --max_steps 50 --out /tmp/mini   # a quick look
+    python pretrain_base.py --max_steps 50 --output_dir /tmp/mini   # a quick look
 
 Steps: (1) a byte-level BPE tokenizer (4096 tokens, one per digit) trained on the training
-split of the book and math corpora, unless --out already holds one (delete it to retrain);
-(2) both corpora tokenized with it (data/<out name>/<corpus>/); (3) a Llama (RoPE, RMSNorm,
+split of the book and math corpora, unless --output_dir already holds one (delete it to retrain);
+(2) both corpora tokenized with it (data/<output_dir name>/<corpus>/); (3) a Llama (RoPE, RMSNorm,
 SwiGLU, grouped-query attention, untied head like Llama-2) trained on blocks of 256 tokens
 of book text, math text and synthetic copy and recall documents (longlora.synthetic), with a
-copy/recall-heavy curriculum first. Checkpoints every --save_every steps in --work_dir, with
-passkey accuracy at the window in its log.txt; rerunning resumes. The final model, tokenizer
-and PROVENANCE.json go to --out.
+copy/recall-heavy curriculum first. Checkpoints every --save_steps steps in --work_dir, with
+copy accuracy and passkey accuracy at the window in its log.txt; rerunning resumes. The final model, tokenizer
+and PROVENANCE.json go to --output_dir.
 """
 
 import argparse
@@ -30,6 +30,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT, documents, corpus_sentences
 from longlora import synthetic
 from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
@@ -39,20 +40,21 @@ SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--out", default=str(REPO_ROOT / "models" / "mini"), help="where the final model goes")
+    p = argparse.ArgumentParser(description=description(__doc__), formatter_class=HelpFormatter)
+    p.add_argument("--output_dir", "--out", default=str(REPO_ROOT / "models" / "mini"), help="where the final model goes")
     p.add_argument("--work_dir", default=str(REPO_ROOT / "outputs" / "pretrain_mini"), help="checkpoints and log")
     p.add_argument("--vocab_size", type=int, default=4096, help="BPE vocabulary size")
-    p.add_argument("--context", type=int, default=256, help="pretraining context = the model's window")
+    p.add_argument("--model_max_length", "--context", type=int, default=256,
+                   help="pretraining context in tokens = the model's window")
     p.add_argument("--hidden", type=int, default=256, help="hidden size")
     p.add_argument("--layers", type=int, default=6, help="decoder layers")
     p.add_argument("--heads", type=int, default=8, help="query heads (head_dim = hidden / heads)")
     p.add_argument("--kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
     p.add_argument("--intermediate", type=int, default=688, help="SwiGLU hidden size")
-    p.add_argument("--batch_size", type=int, default=16, help="sequences per step")
-    p.add_argument("--max_steps", type=int, default=3000, help="optimizer steps")
-    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (cosine decay to 10%%)")
-    p.add_argument("--warmup", type=int, default=100, help="linear warm-up steps")
+    p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16, help="sequences per step")
+    p.add_argument("--max_steps", type=int, default=2000, help="optimizer steps")
+    p.add_argument("--learning_rate", "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 10%%)")
+    p.add_argument("--warmup_steps", "--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--books_fraction", type=float, default=0.35, help="share of blocks from the book corpus")
     p.add_argument("--math_fraction", type=float, default=0.25, help="share of blocks from the math corpus")
     p.add_argument("--copy_fraction", type=float, default=0.15,
@@ -63,7 +65,7 @@ def parse_args() -> argparse.Namespace:
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
                    help="books,math,copy,recall fractions during the curriculum steps")
-    p.add_argument("--save_every", type=int, default=250, help="checkpoint (and validate) every N steps")
+    p.add_argument("--save_steps", "--save_every", type=int, default=250, help="checkpoint (and validate) every N steps")
     p.add_argument("--seed", type=int, default=1337, help="random seed")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return p.parse_args()
@@ -154,17 +156,17 @@ def filler_sentences() -> list[str]:
 
 
 def learning_rate(step: int, args) -> float:
-    if step < args.warmup:
-        return args.lr * (step + 1) / args.warmup
-    progress = (step - args.warmup) / max(1, args.max_steps - args.warmup)
-    return args.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
+    if step < args.warmup_steps:
+        return args.learning_rate * (step + 1) / args.warmup_steps
+    progress = (step - args.warmup_steps) / max(1, args.max_steps - args.warmup_steps)
+    return args.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
 def main() -> None:
     args = parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
-    out, work = Path(args.out), Path(args.work_dir)
+    out, work = Path(args.output_dir), Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     if not (out / "tokenizer.json").is_file():
         train_tokenizer(out, args.vocab_size)
@@ -178,11 +180,11 @@ def main() -> None:
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.intermediate,
                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
-                         num_key_value_heads=args.kv_heads, max_position_embeddings=args.context,
+                         num_key_value_heads=args.kv_heads, max_position_embeddings=args.model_max_length,
                          rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95), weight_decay=0.1)
     step, elapsed, train_loss, checkpoint = 0, 0.0, float("nan"), work / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
@@ -191,7 +193,7 @@ def main() -> None:
         step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
         print(f"resuming at step {step}")
     mixture_weights(args, 0)  # bad fractions stop here, before any work
-    sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer, args.context,
+    sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer, args.model_max_length,
                            np.random.default_rng(args.seed + step))
     log = open(work / "log.txt", "a")
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
@@ -199,7 +201,7 @@ def main() -> None:
     while step < args.max_steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        x = sampler.batch(args.batch_size, mixture_weights(args, step))
+        x = sampler.batch(args.per_device_train_batch_size, mixture_weights(args, step))
         loss = model(x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -208,18 +210,18 @@ def main() -> None:
         step, train_loss = step + 1, loss.item()
         bar.update()
         bar.set_postfix(loss=f"{train_loss:.3f}")
-        if step % args.save_every == 0 or step == args.max_steps:
-            val = {c: validation_loss(model, streams[c][1], args.context) for c in streams}
-            passkey = passkey_accuracy(model, tokenizer, args.context, 10, np.random.default_rng(0))
-            copy = synthetic.copy_accuracy(model, len(tokenizer), args.context, np.random.default_rng(0))
+        if step % args.save_steps == 0 or step == args.max_steps:
+            val = {c: validation_loss(model, streams[c][1], args.model_max_length) for c in streams}
+            passkey = passkey_accuracy(model, tokenizer, args.model_max_length, 10, np.random.default_rng(0))
+            copy = synthetic.copy_accuracy(model, len(tokenizer), args.model_max_length, np.random.default_rng(0))
             model.train()
             log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copy,
-                                  f"passkey@{args.context}": passkey, "seconds": time.time() - start}) + "\n")
+                                  f"passkey@{args.model_max_length}": passkey, "seconds": time.time() - start}) + "\n")
             log.flush()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "train_loss": train_loss, "elapsed": time.time() - start}, checkpoint.with_suffix(".tmp"))
             checkpoint.with_suffix(".tmp").replace(checkpoint)  # a kill while saving leaves the last one whole
-    val = {c: validation_loss(model, streams[c][1], args.context) for c in streams}
+    val = {c: validation_loss(model, streams[c][1], args.model_max_length) for c in streams}
     save_final(model, tokenizer, out, args, val, train_loss, time.time() - start)
 
 
@@ -230,7 +232,7 @@ def save_final(model, tokenizer, out: Path, args, val: dict, train_loss: float, 
     provenance = {"command": " ".join(["python", "pretrain_base.py"] + sys.argv[1:]), "seed": args.seed,
                   "git_commit": commit.stdout.strip() or "uncommitted", "hardware": f"{platform.processor() or platform.machine()}, "
                   f"{torch.get_num_threads()} CPU threads", "wall_seconds": round(seconds, 1),
-                  "tokens_seen": args.max_steps * args.batch_size * args.context, "final_train_loss": train_loss,
+                  "tokens_seen": args.max_steps * args.per_device_train_batch_size * args.model_max_length, "final_train_loss": train_loss,
                   "final_validation_loss": val, "parameters": sum(p.numel() for p in model.parameters()),
                   "arguments": vars(args)}
     (out / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2))

@@ -23,6 +23,7 @@ import torch
 
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
+from longlora.cli import description
 from longlora.sft import (IGNORE_INDEX, PACKING_ATTENTION, PROMPT_TEMPLATES, SYSTEM_PROMPT, SupervisedCollator,
                           load_records, pack_examples, tokenize_records)
 from longlora.training import plan_run, prepare_model, run_training
@@ -76,7 +77,7 @@ def default_data() -> str:
 def main() -> None:
     model_args, attn_args, lora_args, sft_args, training_args = parse_args(
         ModelArguments, AttentionArguments, LoraArguments, SFTArguments, SFTTrainingArguments,
-        description=__doc__.split("\n")[0])
+        description=description(__doc__))
     if sft_args.packing and attn_args.attention not in PACKING_ATTENTION:
         raise ValueError(f"--packing needs --attention {'|'.join(PACKING_ATTENTION)}: with "
                          f"'{attn_args.attention}' attention packed records would attend to each other")

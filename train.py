@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
+from longlora.cli import description
 from longlora.data import check_token_ids, default_data_path, load_token_stream
 from longlora.evaluation import extension_report, format_report
 from longlora.training import TokenBlocks, plan_run, prepare_model, run_training
@@ -44,7 +45,7 @@ def held_out_tokens(data: str | None, model_path: str) -> str:
 def main() -> None:
     model_args, attn_args, lora_args, data_args, effect_args, training_args = parse_args(
         ModelArguments, AttentionArguments, LoraArguments, DataArguments, EffectArguments, LongLoRATrainingArguments,
-        description=__doc__.split("\n")[0])
+        description=description(__doc__))
     configs = (model_args, attn_args, lora_args, data_args)
     plan = plan_run(training_args, configs)
     if plan.finished:

@@ -16,6 +16,7 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from longlora.attention import PATTERNS
 from longlora.checks import check_model_dir, check_output_dir
+from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.model import TrainingMode, read_run_config
 
@@ -162,7 +163,7 @@ class _Parser(HfArgumentParser):
 
 def parse_args(*dataclass_types, description: str):
     """Parse CLI flags into the dataclasses; bad values end with one line, not a traceback."""
-    parser = _Parser(dataclass_types, description=description)
+    parser = _Parser(dataclass_types, description=description, formatter_class=HelpFormatter)
     for action in parser._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
         if action.option_strings and action.option_strings[0].startswith("--no_"):
             action.help = f"Turn {action.option_strings[0].removeprefix('--no_')} off."

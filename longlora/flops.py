@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
+from longlora.cli import description
 from longlora.corpora import REPO_ROOT
 from longlora.results import append_result
 
@@ -201,7 +202,7 @@ class FlopsArguments:
 
 
 def main() -> None:
-    (args,) = parse_args(FlopsArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(FlopsArguments, description=description(__doc__))
     if not 0 < args.group_size_ratio <= 1 or min(args.seq_len) < 1:
         raise ValueError("--group_size_ratio must be in (0, 1] and every --seq_len positive")
     config = load_config(args.model)

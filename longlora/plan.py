@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from transformers import PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
+from longlora.cli import description
 from longlora.flops import dims, load_config
 from longlora.model import TrainingMode
 
@@ -146,7 +147,7 @@ LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimize
 
 
 def main() -> None:
-    (args,) = parse_args(PlanArguments, description=__doc__.split("\n")[0])
+    (args,) = parse_args(PlanArguments, description=description(__doc__))
     config = load_config(args.model)
     counts = parameter_counts(config, TrainingMode(args.training, lora_r=args.lora_r))
     plan = plan_memory(config, args)

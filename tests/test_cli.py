@@ -3,6 +3,7 @@ former names still accepted (the ablation scripts and committed commands use the
 
 import glob
 import os
+import re
 
 import pytest
 import torch
@@ -18,6 +19,16 @@ def test_every_script_prints_its_help(script):
     result = run_script(script, "--help")
     assert result.returncode == 0 and "usage:" in result.stdout and "Traceback" not in result.stderr, \
         result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_help_says_each_default_once_and_describes_the_script_in_whole_sentences(script):
+    text = run_script(script, "--help").stdout
+    description = " ".join(text.split("\n\n")[1].split())
+    assert description.endswith((".", ")")), description  # the docstring's first line alone stopped mid-sentence
+    for option in re.split(r"\n  (?=-)", text.split("options:")[1]):
+        if "(default: " in option:  # argparse's own marker beside a default the help states was a contradiction
+            assert " ".join(option.split()).lower().count("default") == 1, option
 
 
 def test_the_no_flag_of_a_boolean_has_its_own_help():
