@@ -79,10 +79,18 @@ class LossLog(TrainerCallback):
         if not os.path.isfile(path):
             return
         with open(path) as f:
-            rows = [line for line in f if line.strip() and json.loads(line)["step"] <= step]
+            rows = [line for line in f if _logged_step(line) <= step]
         with open(path + ".tmp", "w") as f:
             f.writelines(rows)
         os.replace(path + ".tmp", path)
+
+
+def _logged_step(line: str) -> float:
+    """The step of a loss-log line; infinity for one a kill cut off mid-write (dropped on resume)."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
 
 
 class _AlreadyTrained(Exception):

@@ -32,6 +32,22 @@ def logged_steps(out) -> list[int]:
     return [json.loads(line)["step"] for line in (out / "loss_log.jsonl").read_text().splitlines()]
 
 
+def lines_in(path) -> int:
+    try:
+        return len(path.read_text().splitlines())
+    except FileNotFoundError:  # not written yet, or being replaced
+        return 0
+
+
+def being_saved(out) -> bool:
+    """Whether a checkpoint is being written (files in the staging folder) at this instant."""
+    try:
+        with os.scandir(out / STAGING) as entries:
+            return any(entries)
+    except FileNotFoundError:
+        return False
+
+
 def one_line_error(result) -> str:
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
     (line,) = result.stderr.strip().splitlines()
@@ -148,3 +164,27 @@ def test_a_checkpoint_cut_off_while_saving_never_appears(tiny_model_dir, token_s
     trainer(max_steps=3, save_total_limit=2).train()
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-2", "checkpoint-3"]  # leftovers cleared, oldest rotated
     assert all((tmp_path / name / "trainer_state.json").is_file() for name in ("checkpoint-2", "checkpoint-3"))
+
+
+def test_kill_9_at_any_moment_repeated_never_leaves_a_run_that_cannot_resume(tmp_path, tiny_model_dir, token_stream):
+    """SIGKILL while a checkpoint is being written and between saves, three times in a row: each
+    next run resumes, and the last one finishes with every step logged once."""
+    out = tmp_path / "out"
+    command = train_args(tiny_model_dir, token_stream, out, "--max_steps", "40", "--save_steps", "1",
+                         "--save_total_limit", "2", "--show_effect", "false")
+    for moment, extra_steps in (("saving", 2), ("between saves", 5), ("saving", 9)):
+        logged = lines_in(out / "loss_log.jsonl")
+        process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": REPO})
+        deadline = time.time() + 120
+        while time.time() < deadline and process.poll() is None:
+            if lines_in(out / "loss_log.jsonl") >= logged + extra_steps and being_saved(out) == (moment == "saving"):
+                break
+            time.sleep(0.001)
+        assert process.poll() is None, "the run ended before it could be killed"
+        process.kill()
+        process.wait()
+    result = run_script(*command)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert logged_steps(out) == list(range(1, 41))
+    assert json.loads((out / "longlora_config.json").read_text())["finished_step"] == 40
