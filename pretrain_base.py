@@ -7,12 +7,15 @@ while retrieving from anywhere inside it, as Llama-2 does inside 4k.
 
 Steps: (1) a byte-level BPE tokenizer (4096 tokens, one per digit) trained on the training
 split of the book and math corpora, unless --output_dir already holds one (delete it to retrain);
-(2) both corpora tokenized with it (data/<output_dir name>/<corpus>/); (3) a Llama (RoPE, RMSNorm,
-SwiGLU, grouped-query attention, untied head like Llama-2) trained on blocks of 256 tokens
-of book text, math text and synthetic copy and recall documents (longlora.synthetic), with a
-copy/recall-heavy curriculum first. Checkpoints every --save_steps steps in --work_dir, with
-copy accuracy and passkey accuracy at the window in its log.txt; rerunning resumes. The final model, tokenizer
-and PROVENANCE.json go to --output_dir.
+(2) both corpora tokenized with it (data/<output_dir name>/<corpus>/); (3) a Llama (RoPE,
+RMSNorm, SwiGLU, grouped-query attention, head tied to the embeddings) trained on book text,
+math text and synthetic copy and recall documents (longlora.synthetic): first a curriculum
+of 64-token blocks heavy in copy and recall documents, where induction heads form within a
+few hundred steps (on 256-token blocks, with as many tokens a step, they had not begun to
+form by then: attention at initialisation is spread over 4x more positions), then blocks of
+256 tokens. Checkpoints every --save_steps steps in --work_dir, with copy
+accuracy and passkey accuracy at the window in its log.txt; rerunning resumes. The final
+model, tokenizer and PROVENANCE.json go to --output_dir.
 """
 
 import argparse
@@ -52,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
     p.add_argument("--intermediate", type=int, default=688, help="SwiGLU hidden size")
     p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16, help="sequences per step")
-    p.add_argument("--max_steps", type=int, default=2000, help="optimizer steps")
+    p.add_argument("--max_steps", type=int, default=1800, help="optimizer steps")
     p.add_argument("--learning_rate", "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 10%%)")
     p.add_argument("--warmup_steps", "--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--books_fraction", type=float, default=0.35, help="share of blocks from the book corpus")
@@ -65,6 +68,13 @@ def parse_args() -> argparse.Namespace:
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
                    help="books,math,copy,recall fractions during the curriculum steps")
+    p.add_argument("--curriculum_length", type=int, default=64,
+                   help="tokens per block during the curriculum steps (as many tokens a step: more rows)")
+    p.add_argument("--tie_word_embeddings", action=argparse.BooleanOptionalAction, default=True,
+                   help="output head = input embeddings (as SmolLM2 and Llama-3.2-1B; LoRA+ then trains an untied "
+                        "copy's embeddings and keeps the head frozen): copying forms sooner and fewer parameters "
+                        "sit in embeddings")
+    p.add_argument("--weight_decay", type=float, default=0.1, help="AdamW weight decay")
     p.add_argument("--save_steps", "--save_every", type=int, default=250, help="checkpoint (and validate) every N steps")
     p.add_argument("--seed", type=int, default=1337, help="random seed")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -93,38 +103,37 @@ def train_tokenizer(out: Path, vocab_size: int) -> PreTrainedTokenizerFast:
 
 
 class BlockSampler:
-    """Training blocks of `context` tokens from the mixture: book text, math text, copy and
-    recall documents (longlora.synthetic), each row's kind drawn by the mixture's weights."""
+    """Training blocks from the mixture: book text, math text, copy and recall documents
+    (longlora.synthetic), each row's kind drawn by the mixture's weights."""
 
     KINDS = ("books", "math", "copy", "recall")
 
-    def __init__(self, streams: dict[str, np.ndarray], filler_sentences: list[str], tokenizer, context: int,
+    def __init__(self, streams: dict[str, np.ndarray], filler_sentences: list[str], tokenizer,
                  rng: np.random.Generator):
-        self.streams, self.filler, self.tokenizer, self.context = streams, filler_sentences, tokenizer, context
-        self.rng = rng
+        self.streams, self.filler, self.tokenizer, self.rng = streams, filler_sentences, tokenizer, rng
 
-    def text_block(self, stream: np.ndarray) -> np.ndarray:
-        start = self.rng.integers(0, len(stream) - self.context - 1)
-        return np.asarray(stream[start:start + self.context], dtype=np.int64)
+    def text_block(self, stream: np.ndarray, length: int) -> np.ndarray:
+        start = self.rng.integers(0, len(stream) - length - 1)
+        return np.asarray(stream[start:start + length], dtype=np.int64)
 
-    def recall_block(self) -> np.ndarray:
+    def recall_block(self, length: int) -> np.ndarray:
         ids = []
-        while len(ids) < self.context:
+        while len(ids) < length:
             text = synthetic.recall_text(self.rng, self.filler, num_facts=int(self.rng.integers(1, 7)),
                                          num_queries=int(self.rng.integers(1, 4)))
             ids += self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-        return np.asarray(ids[:self.context], dtype=np.int64)
+        return np.asarray(ids[:length], dtype=np.int64)
 
-    def block(self, kind: str) -> np.ndarray:
+    def block(self, kind: str, length: int) -> np.ndarray:
         if kind == "copy":
-            return synthetic.copy_document(self.rng, len(self.tokenizer), self.context)
+            return synthetic.copy_document(self.rng, len(self.tokenizer), length)
         if kind == "recall":
-            return self.recall_block()
-        return self.text_block(self.streams[kind])
+            return self.recall_block(length)
+        return self.text_block(self.streams[kind], length)
 
-    def batch(self, size: int, weights: list[float]) -> torch.Tensor:
-        kinds = self.rng.choice(len(self.KINDS), size=size, p=np.asarray(weights) / sum(weights))
-        return torch.from_numpy(np.stack([self.block(self.KINDS[k]) for k in kinds]))
+    def batch(self, rows: int, weights: list[float], length: int) -> torch.Tensor:
+        kinds = self.rng.choice(len(self.KINDS), size=rows, p=np.asarray(weights) / sum(weights))
+        return torch.from_numpy(np.stack([self.block(self.KINDS[k], length) for k in kinds]))
 
 
 @torch.no_grad()
@@ -148,6 +157,13 @@ def mixture_weights(args, step: int) -> list[float]:
     if len(weights) != 4 or min(weights) < 0 or sum(weights) <= 0:
         raise SystemExit("error: the mixture fractions must be four numbers >= 0 with a positive sum")
     return weights
+
+
+def block_shape(args, step: int) -> tuple[int, int]:
+    """(rows, tokens per row) at `step`: --curriculum_length blocks during the curriculum, as many
+    tokens a step as later: induction heads form far sooner on short blocks (see the docstring)."""
+    length = args.curriculum_length if step < args.curriculum_steps else args.model_max_length
+    return args.per_device_train_batch_size * args.model_max_length // length, length
 
 
 def filler_sentences() -> list[str]:
@@ -181,10 +197,11 @@ def main() -> None:
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.intermediate,
                          num_hidden_layers=args.layers, num_attention_heads=args.heads,
                          num_key_value_heads=args.kv_heads, max_position_embeddings=args.model_max_length,
-                         rope_theta=10000.0, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+                         rope_theta=10000.0, tie_word_embeddings=args.tie_word_embeddings, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     model = LlamaForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95), weight_decay=0.1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95),
+                                  weight_decay=args.weight_decay)
     step, elapsed, train_loss, checkpoint = 0, 0.0, float("nan"), work / "checkpoint.pt"
     if checkpoint.is_file():
         state = torch.load(checkpoint, weights_only=False)
@@ -193,7 +210,9 @@ def main() -> None:
         step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
         print(f"resuming at step {step}")
     mixture_weights(args, 0)  # bad fractions stop here, before any work
-    sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer, args.model_max_length,
+    if not 16 <= args.curriculum_length <= args.model_max_length or args.model_max_length % args.curriculum_length:
+        raise SystemExit("error: --curriculum_length must be at least 16 and divide --model_max_length")
+    sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
                            np.random.default_rng(args.seed + step))
     log = open(work / "log.txt", "a")
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
@@ -201,7 +220,8 @@ def main() -> None:
     while step < args.max_steps:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
-        x = sampler.batch(args.per_device_train_batch_size, mixture_weights(args, step))
+        rows, length = block_shape(args, step)
+        x = sampler.batch(rows, mixture_weights(args, step), length)
         loss = model(x, labels=x).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -39,8 +39,9 @@ def random_number(rng: np.random.Generator) -> int:
 
 
 def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4) -> np.ndarray:
-    """A random span (8-64 tokens, ids >= first_id so no special token) repeated to `length`."""
-    period = int(rng.integers(8, MAX_COPY_PERIOD + 1))
+    """A random span (8-64 tokens, at most half of `length`; ids >= first_id so no special token)
+    repeated to `length`."""
+    period = int(rng.integers(8, min(MAX_COPY_PERIOD, length // 2) + 1))
     span = rng.integers(first_id, vocab_size, size=period)
     return np.resize(span, length)
 
