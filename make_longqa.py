@@ -27,6 +27,7 @@ from transformers import AutoTokenizer
 
 from longlora.args import exit_on_error, parse_args, save_run_config
 from longlora.cli import description
+from longlora.corpora import read_text
 from longlora.data import DEFAULT_MODEL, REPO_ROOT, default_data_path, load_token_stream
 from longlora.sft import document_question
 
@@ -100,8 +101,7 @@ def make_record(tokens: np.ndarray, tokenizer, args: LongQAArguments, rng: rando
 def token_stream(args: LongQAArguments, tokenizer) -> np.ndarray:
     """Token ids of --text_file, or the model's books train stream (EOS between novels)."""
     if args.text_file:
-        with open(args.text_file) as f:
-            return np.asarray(tokenizer(f.read(), add_special_tokens=False, verbose=False)["input_ids"])
+        return np.asarray(tokenizer(read_text(args.text_file), add_special_tokens=False, verbose=False)["input_ids"])
     return np.asarray(load_token_stream(default_data_path(args.model_name_or_path, "books", "train")))
 
 

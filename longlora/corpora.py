@@ -85,6 +85,33 @@ def coq() -> Iterator[tuple[str, str]]:
     return _source_files(COQ_DIR, "*.v", "coq")
 
 
+def read_text(path: str) -> str:
+    """A UTF-8 text file; other bytes end with one line naming the file."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}: {error.reason})") from None
+
+
+def load_json(path: str):
+    """A JSON file; text that is not JSON or not UTF-8 ends with one line naming the file."""
+    try:
+        return json.loads(read_text(path))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}:{error.lineno} is not JSON ({error.msg})") from None
+
+
+def json_lines(path: str) -> Iterator[tuple[int, object]]:
+    """(line number, record) for each non-blank line of a JSON-lines file; a line that is not
+    JSON, or bytes that are not UTF-8, end with one line naming the file (and the line)."""
+    for number, line in enumerate(read_text(path).splitlines(), 1):
+        if line.strip():
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number} is not JSON ({error.msg})") from None
+
+
 def local_folder(folder: str) -> Iterator[tuple[str, str]]:
     """Every .txt file is a document; every line of a .jsonl file with a "text" field is one."""
     if not os.path.isdir(folder):
@@ -98,14 +125,10 @@ def local_folder(folder: str) -> Iterator[tuple[str, str]]:
         if path.endswith(".txt"):
             yield relative, clean(Path(path).read_text(encoding="utf-8", errors="replace"))
             continue
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f):
-                if not line.strip():
-                    continue
-                record = json.loads(line)
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise ValueError(f"{path}:{number + 1} has no \"text\" string field")
-                yield f"{relative}:{number}", clean(record["text"])
+        for number, record in json_lines(path):
+            if not isinstance(record, dict) or not isinstance(record.get("text"), str):
+                raise ValueError(f"{path}:{number} has no \"text\" string field")
+            yield f"{relative}:{number - 1}", clean(record["text"])
 
 
 def hf_disk(path: str) -> Iterator[tuple[str, str]]:

@@ -18,12 +18,12 @@ Groups are sized per record (ceil(group_size_ratio x record length), or a fixed
 `group_size`), so a packed record gets exactly the loss it has alone.
 """
 
-import json
 import os
 
 import torch
 
 from longlora.attention import GROUP_PATTERNS
+from longlora.corpora import json_lines, load_json
 
 IGNORE_INDEX = -100  # label value skipped by the transformers causal-LM loss
 PACKING_ATTENTION = GROUP_PATTERNS  # patterns that restart groups where position_ids reset
@@ -68,8 +68,9 @@ def load_records(path: str) -> list[dict]:
     `input` may be missing (LongAlpaca puts the whole document in `instruction`)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SFT data {path!r} does not exist")
-    with open(path) as f:
-        records = [json.loads(line) for line in f if line.strip()] if path.endswith(".jsonl") else json.load(f)
+    records = [record for _, record in json_lines(path)] if path.endswith(".jsonl") else load_json(path)
+    if not isinstance(records, list):
+        raise ValueError(f"{path} holds no list of records (LongAlpaca format: a JSON list)")
     for i, record in enumerate(records):
         if not isinstance(record, dict) or "instruction" not in record or "output" not in record:
             raise ValueError(f"record {i} of {path} is not an instruction/input/output record (LongAlpaca format)")

@@ -38,10 +38,16 @@ def inputs(tiny_model_dir, token_stream, tmp_path_factory) -> dict:
     (root / "file").write_text("not a directory")
     (root / "empty.txt").write_text("  \n")
     (root / "notes.txt").write_text("The secret color is teal.")
+    (root / "latin1").mkdir()
+    (root / "latin1" / "records.jsonl").write_bytes('{"text": "caf\u00e9"}\n'.encode("latin-1"))
+    (root / "broken").mkdir()
+    (root / "broken" / "records.jsonl").write_text('{"text": "one"}\n{"text": "two"\n')
+    (root / "sft.json").write_text('[{"instruction": "a", "output": "b"},]')
     return {"model": tiny_model_dir, "stream": token_stream, "no_tokenizer": str(no_tokenizer),
             "truncated": str(truncated), "adapter": str(adapter), "odd": str(root / "odd" / "train.bin"),
             "file": str(root / "file"), "empty_text": str(root / "empty.txt"), "notes": str(root / "notes.txt"),
-            "missing": str(root / "missing" / "model"), "out": str(root / "out"), **streams}
+            "missing": str(root / "missing" / "model"), "out": str(root / "out"), "latin1": str(root / "latin1"),
+            "broken": str(root / "broken"), "sft_json": str(root / "sft.json"), **streams}
 
 
 def train(model="model", stream="stream", *extra):
@@ -75,6 +81,15 @@ CASES = {
                                             "--question", "What?"], "empty.txt", "is empty"),
     "generate: negative temperature": (lambda i: ["generate.py", "--model", i["model"], "--material", i["notes"],
                                                   "--question", "What?", "--temperature", "-1"], "--temperature", "-1"),
+    "prepare: a corpus file that is not UTF-8": (lambda i: ["prepare_data.py", "--corpus", i["latin1"], "--tokenizer",
+                                                           i["model"], "--output_dir", i["out"]],
+                                                 "latin1/records.jsonl", "is not UTF-8"),
+    "prepare: a JSON line that is not JSON": (lambda i: ["prepare_data.py", "--corpus", i["broken"], "--tokenizer",
+                                                         i["model"], "--output_dir", i["out"]],
+                                              "broken/records.jsonl:2", "is not JSON"),
+    "sft: records that are not JSON": (lambda i: ["supervised_finetune.py", "--model_name_or_path", i["model"], "--data",
+                                                  i["sft_json"], "--output_dir", i["out"], "--max_steps", "1"],
+                                       "sft.json:1", "is not JSON"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }
