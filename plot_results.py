@@ -11,6 +11,7 @@ nothing in it is typed by hand.
 import argparse
 import glob
 import os
+import zlib
 from collections import defaultdict
 
 import matplotlib
@@ -31,6 +32,40 @@ TABLE_METRICS = ("perplexity", "accuracy", "attn_tflops_fwd", "total_tflops_fwd"
 # Our step time and memory beside the paper's (other units: hours per 1000 steps on 8 A100s, GB per GPU).
 PUBLISHED_METRIC = {"ms_per_step": "train_hours_1000it_8xA100", "peak_mem_mb": "peak_gpu_mem_gb"}
 COST_TABLES = {"table12", "table13"}
+
+
+# One colour per setting in every figure and panel: the paper's main settings fixed; a figure's
+# other settings (one table's own: Table 7's group sizes) take the rest of the palette in order.
+SETTING_COLOURS = {"full_attn|full_ft": "tab:blue", "short_attn_no_shift|full_ft": "tab:orange",
+                   "s2_attn|full_ft": "tab:green", "s2_attn|lora_plus": "tab:red", "full_attn|lora_plus": "tab:purple",
+                   "full_attn": "tab:blue", "s2_attn": "tab:green", "base|no_pi": "tab:gray", "base|pi": "tab:brown"}
+OTHER_COLOURS = [c for c in plt.get_cmap("tab20").colors if c not in [matplotlib.colors.to_rgb(v)
+                                                                       for v in SETTING_COLOURS.values()]]
+RATIO_COLOURS = ("black", "darkgray", "lightgray", "tan")  # ratios, never a setting's colour
+PAPER_MODEL = "Llama-2-7B"
+
+
+def fixed_colour(setting: str):
+    """The setting's colour, else its attention's (efficiency rows: 's2_attn|layer'), else None."""
+    for name in (setting, setting.split("|")[0]):
+        if name in SETTING_COLOURS:
+            return SETTING_COLOURS[name]
+    return None
+
+
+def palette(settings) -> dict:
+    """A colour for each of a figure's settings: fixed ones first, the others in sorted order."""
+    settings = set(settings)
+    others = sorted(s for s in settings if fixed_colour(s) is None)
+    return {s: fixed_colour(s) or OTHER_COLOURS[others.index(s) % len(OTHER_COLOURS)] for s in settings}
+
+
+def describe(rows: list[dict]) -> str:
+    """scale, model and data of the rows a panel draws, for its title."""
+    def values(column):
+        return "/".join(sorted({r[column] for r in rows if r.get(column) and r[column] != "-"}))
+    scale = f"{values('scale')} scale, " if values("scale") else ""
+    return f"{scale}{values('model')}, {values('dataset')} {values('split')}".strip()
 
 
 def load(results_dir: str) -> tuple[list[dict], list[dict]]:
@@ -71,46 +106,80 @@ def over_seeds(rows: list[dict]) -> list[dict]:
 
 
 def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
+    """One line per setting and training context (the paper's Tables 3/14 train several contexts and
+    evaluate each at every length), coloured by setting; the paper's values in a second panel."""
     metric = "accuracy" if table == "figure4" else "perplexity"
-    panels = [("ours", over_seeds(rows), "-")] + (
-        [("published (paper scale)", published, "--")] if published else [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    ours = [r for r in over_seeds(rows) if r["table"] == table and r["metric"] == metric and r["value"] not in ("OOM", "")]
+    theirs = [r for r in published if r["metric"] == metric and r["value"] not in ("OOM", "")]
+    panels = [("ours", ours, "-")] + [("published", [r for r in theirs if r["model"] == model], "--")
+                                      for model in sorted({r["model"] for r in theirs})]  # one panel per paper model
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
+    colours = palette(r["setting"] for r in ours + theirs)
     for ax, (title, source, style) in zip(axes[0], panels):
         curves = defaultdict(list)
+        contexts = sorted({int(r["train_ctx"]) for r in source})
         for r in source:
-            if r["table"] == table and r["metric"] == metric and r["value"] not in ("OOM", ""):
-                x = int(note_value(r["note"], "step")) if table == "figure5" else int(r["eval_ctx"])
-                budget = note_value(r["note"], "steps")
-                label = f"{r['setting']} ({r['model']}, {r['dataset']}{', steps=' + budget if budget else ''})"
-                curves[label].append((x, float(r["value"]), r.get("spread", 0.0)))
-        for label, points in sorted(curves.items()):
+            x = int(note_value(r["note"], "step")) if table == "figure5" else int(r["eval_ctx"])
+            curves[(r["setting"], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "")].append(
+                (x, float(r["value"]), r.get("spread", 0.0)))
+        for (setting, train_ctx, dataset, budget), points in sorted(curves.items()):
             xs, ys, spreads = zip(*sorted(points))
-            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=style, marker="o", capsize=3, label=label)
-        ax.set_title(f"{table}: {title}")
+            label = f"{setting}" + (f", trained at {train_ctx}" if train_ctx else "") + \
+                (f", {dataset}" if len({k[2] for k in curves}) > 1 else "") + (f", steps={budget}" if budget else "")
+            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=":" if budget else style, capsize=3,
+                        label=label, color=colours[setting], marker="os^vD"[contexts.index(train_ctx) % 5])
+        ax.set_title(f"{table} {title}: {describe(source)}", fontsize=9)
         ax.set_xlabel("training step" if table == "figure5" else "evaluation length (tokens)")
         ax.set_ylabel(metric)
         if table != "figure5":
             ax.set_xscale("log", base=2)
+            lengths = sorted({x for points in curves.values() for x, _, _ in points})
+            ax.set_xticks(lengths, lengths, rotation=45 if len(lengths) > 6 else 0)
+            ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
     plt.close(fig)
 
 
-def bar_figure(table: str, rows: list[dict], out: str) -> None:
-    def label(r):
-        budget = note_value(r["note"], "steps")
-        return f"{r['setting']}\n@{r['eval_ctx']}" + (f"\nsteps={budget}" if budget else "")
-    points = [(label(r), float(r["value"]), r["spread"]) for r in over_seeds(rows)
-              if r["table"] == table and r["metric"] == "perplexity"]
-    if not points:
+def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
+    """Perplexity per training length (groups) and setting (bars, one colour each), with seed
+    error bars: a panel per step budget, then the paper's values; each panel's y axis spans its
+    values (the claims are about differences of a few percent)."""
+    ours = [r for r in over_seeds(rows)
+            if r["table"] == table and r["metric"] == "perplexity" and r["eval_ctx"] == r["train_ctx"]]
+    if not ours:
         return
-    fig, ax = plt.subplots(figsize=(max(6, len(points) * 1.1), 4))
-    spreads = [e for _, _, e in points]
-    ax.bar(range(len(points)), [v for _, v, _ in points], yerr=spreads if any(spreads) else None, capsize=3)
-    ax.set_xticks(range(len(points)), [label for label, _, _ in points], rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("perplexity (ours)")
-    ax.set_title(table)
+    budgets = sorted({note_value(r["note"], "steps") or "" for r in ours}, key=lambda b: int(b or 0))
+    panels = [(f"ours, {'steps=' + b if b else 'default steps'}",
+               [r for r in ours if (note_value(r["note"], "steps") or "") == b]) for b in budgets]
+    theirs = [r for r in published if r["metric"] == "perplexity" and r["eval_ctx"] == r["train_ctx"]]
+    if theirs:
+        panels.append((f"published ({PAPER_MODEL})", theirs))
+    settings = sorted({r["setting"] for _, source in panels for r in source})
+    colours = palette(settings)
+    bars = max(len({r["train_ctx"] for r in source}) for _, source in panels) * len(settings)
+    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * max(4.5, 0.3 * bars + 2), 4.5), squeeze=False)
+    for ax, (title, source) in zip(axes[0], panels):
+        contexts = sorted({int(r["train_ctx"]) for r in source})
+        present = [s for s in settings if any(r["setting"] == s for r in source)]
+        width = 0.8 / len(present)
+        values = []
+        for i, setting in enumerate(present):
+            cells = {int(r["train_ctx"]): r for r in source if r["setting"] == setting}
+            xs = [j + (i - (len(present) - 1) / 2) * width for j, n in enumerate(contexts) if n in cells]
+            ys = [float(cells[n]["value"]) for n in contexts if n in cells]
+            spreads = [cells[n].get("spread", 0.0) for n in contexts if n in cells]
+            ax.bar(xs, ys, width, yerr=spreads if any(spreads) else None, capsize=2, color=colours[setting],
+                   label=setting)
+            values += [y + e for y, e in zip(ys, spreads)] + [y - e for y, e in zip(ys, spreads)]
+        low, high = min(values), max(values)
+        ax.set_ylim(low - 0.15 * (high - low or low * 0.05), high + 0.15 * (high - low or low * 0.05))
+        ax.set_xticks(range(len(contexts)), contexts)
+        ax.set_xlabel("training length (tokens), evaluated at it")
+        ax.set_ylabel("perplexity")
+        ax.set_title(f"{table} {title}:\n{describe(source)}", fontsize=9)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
     plt.close(fig)
@@ -130,12 +199,12 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
         return {int(r["eval_ctx"]): float(r["value"]) for r in rows
                 if r["note"] == note and r["setting"] == setting and r["metric"] == metric and r["value"] != "OOM"}
 
-    def bars(ax, named: dict, ylabel: str):
+    def bars(ax, named: dict, ylabel: str, colours=None):
         lengths = sorted({n for values in named.values() for n in values})
         width = 0.8 / len(named)
         for i, (label, values) in enumerate(named.items()):
             ax.bar([j + i * width for j in range(len(lengths))], [values.get(n, 0) for n in lengths], width,
-                   label=label)
+                   label=label, color=colours[i] if colours else fixed_colour(label))
         ax.set_xticks([j + width * (len(named) - 1) / 2 for j in range(len(lengths))], lengths)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
@@ -151,11 +220,14 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
             executed = {int(r["eval_ctx"]): executed_ratio(r["model"], int(r["eval_ctx"]), note) for r in rows
                         if r["note"] == note and r["setting"] == s2 and r["metric"] == "speedup_vs_full"}
             ratios["executed FLOP ratio"] = {n: ratio for n, ratio in executed.items() if ratio is not None}
-        bars(axes[0][col], ratios, "ratio full / S2")
+        bars(axes[0][col], ratios, "ratio full / S2", RATIO_COLOURS)
         bars(axes[1][col], {s: series(note, s, "ms_median") for s in (full, s2)}, "median ms (forward + backward)")
         bars(axes[2][col], {s: series(note, s, "peak_mem_mb") for s in (full, s2)}, "peak memory (MB)")
-        axes[0][col].set_title(f"{level}: {' '.join(note.split()[:3])}", fontsize=9)
+        models = "/".join(sorted({r["model"] for r in rows if r["note"] == note}))
+        axes[0][col].set_title(f"{models}, {level}: {' '.join(note.split()[:3])}", fontsize=9)
         axes[2][col].set_xlabel("sequence length N")
+    fig.suptitle("efficiency (bench_attention.py): S2-Attn against full attention, per model, level and kernel; "
+                 + describe(rows).split(",")[0])
     fig.tight_layout()
     fig.savefig(os.path.join(out, "efficiency.png"), dpi=120)
     plt.close(fig)
@@ -321,7 +393,7 @@ def main() -> None:
         elif table.endswith("_heatmap"):
             heatmap_figure(table, measured, out)
         else:
-            bar_figure(table, measured, out)
+            bar_figure(table, measured, [r for r in published if r["table"] == table], out)
     text = markdown(measured, published, out)
     print(f"figures in {out}; README " + ("updated" if write_readme(text, args.readme) else "markers not found:\n" + text))
 
