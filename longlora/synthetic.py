@@ -51,15 +51,16 @@ MAX_COPY_PERIOD = 64
 
 @torch.no_grad()
 def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16) -> float:
-    """Share of tokens after the longest period (64) of copy documents that the model predicts
-    (greedy): about 1/vocab_size without an induction head, near 1 with one -- the skill the
-    passkey test needs, measured on data where nothing else helps."""
+    """Share of tokens after the longest period (64, or half of `length`) of copy documents that
+    the model predicts (greedy): about 1/vocab_size without an induction head, near 1 with one --
+    the skill the passkey test needs, measured on data where nothing else helps."""
     was_training = model.training
     model.eval()
     ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length) for _ in range(rows)]))
     predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
     model.train(was_training)
-    return (predicted[:, MAX_COPY_PERIOD - 1:-1] == ids[:, MAX_COPY_PERIOD:]).float().mean().item()
+    period = min(MAX_COPY_PERIOD, length // 2)
+    return (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
 
 
 def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int) -> str:

@@ -35,7 +35,8 @@ def test_smoke_run_writes_complete_rows_and_the_figure(tmp_path):
 
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    plot = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme))
+    plot = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
+                      "--results_page", str(tmp_path / "RESULTS.md"))
     assert plot.returncode == 0, plot.stderr[-2000:]
     assert (tmp_path / "figures" / "efficiency.png").is_file()
 

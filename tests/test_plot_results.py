@@ -173,12 +173,16 @@ def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
         "table1,llama2-7b,1024,s2_attn|full_ft,pg19,validation,1024,8.04,perplexity,\n")
     readme = tmp_path / "README.md"
     readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
-    result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme))
+    page = tmp_path / "RESULTS.md"
+    result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
+                        "--results_page", str(page))
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "figures")) == ["table1.png", "table14.png"]
     text = readme.read_text()
     assert "old" not in text and text.endswith("<!-- results:end -->\ntail\n")
-    assert "| table1 |" in text and "| s2_attn\\|full_ft |" in text and "8.04" in text and "PASS" in text
+    assert "| table1 |" in text and "PASS" in text and "(results/figures/table1.png)" in text
+    page = page.read_text()
+    assert "## table1" in page and "| s2_attn\\|full_ft |" in page and "8.04" in page and "PASS" in page
     result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--compare")
     assert "ratio" in result.stdout and "PASS" in result.stdout
 
@@ -192,6 +196,24 @@ def test_the_readme_lists_the_latest_row_of_each_measurement_and_every_dataset(t
     append_result("base_model", [base_row("books", 33.33)], tmp_path)  # a rerun replaces the books row
     readme = tmp_path / "README.md"
     readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
-    assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme)).returncode == 0
-    text = readme.read_text()
+    assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
+                      "--results_page", str(tmp_path / "RESULTS.md")).returncode == 0
+    text = (tmp_path / "RESULTS.md").read_text()
     assert "| books |" in text and "33.33" in text and "22.22" in text and "11.11" not in text
+
+
+def test_efficiency_verdicts_are_summarised_one_row_per_check_with_the_lengths_in_columns():
+    from plot_results import efficiency_summary
+
+    def rows(n, speedup):
+        values = (("s2_attn|layer", "speedup_vs_full", speedup), ("s2_attn|layer", "flop_ratio", 4.0),
+                  ("s2_attn|layer", "peak_mem_mb", 40.0), ("full_attn|layer", "peak_mem_mb", 50.0))
+        return [{**BASE, "table": "efficiency", "train_ctx": n, "eval_ctx": n, "setting": s, "metric": m, "value": v,
+                 "note": "kernel=sdpa"} for s, m, v in values]
+
+    efficiency = [v for v in verdicts(rows(8192, 3.7) + rows(16384, 3.5)) if v[0] == "efficiency"]
+    assert len(efficiency) == 4  # a time and a memory verdict per length
+    header, _, memory, speed = efficiency_summary(efficiency)
+    assert header == "| model and level | kernel | check | 8192 | 16384 |"
+    assert memory.endswith("| kernel=sdpa | memory: peak MB S2 / full | PASS 40 / 50 | PASS 40 / 50 |")
+    assert speed.endswith("| kernel=sdpa | speedup / FLOP ratio | PASS 3.7 / 4 | FAIL 3.5 / 4 |")
