@@ -5,7 +5,7 @@ import os
 from conftest import run_script
 
 from longlora.claims import verdicts
-from longlora.results import append_result
+from longlora.results import RESULTS_DIR, append_result
 
 BASE = {"model": "mini", "dataset": "books", "split": "validation", "metric": "perplexity", "note": "",
         "scale": "mini", "seed": 1, "wall_seconds": 1, "samples": 4}
@@ -217,3 +217,14 @@ def test_efficiency_verdicts_are_summarised_one_row_per_check_with_the_lengths_i
     assert header == "| model and level | kernel | check | 8192 | 16384 |"
     assert memory.endswith("| kernel=sdpa | memory: peak MB S2 / full | PASS 40 / 50 | PASS 40 / 50 |")
     assert speed.endswith("| kernel=sdpa | speedup / FLOP ratio | PASS 3.7 / 4 | FAIL 3.5 / 4 |")
+
+
+def test_the_committed_readme_verdicts_and_results_page_are_current_with_the_csvs():
+    """Rows added without `python plot_results.py` (or a page edited by hand) fail here."""
+    from plot_results import END, START, glance, load, results_page
+
+    measured, published = load(str(RESULTS_DIR))
+    readme = (RESULTS_DIR.parent / "README.md").read_text()
+    assert readme.split(START)[1].split(END)[0].strip("\n") == glance(measured)
+    page = results_page(measured, published, str(RESULTS_DIR / "figures"))
+    assert (RESULTS_DIR.parent / "RESULTS.md").read_text() == page
