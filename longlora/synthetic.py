@@ -38,12 +38,13 @@ def random_number(rng: np.random.Generator) -> int:
     return int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
 
 
-def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4) -> np.ndarray:
+def copy_document(rng: np.random.Generator, vocab_size: int, length: int,
+                  first_id: int = 4) -> tuple[np.ndarray, int]:
     """A random span (8-64 tokens, at most half of `length`; ids >= first_id so no special token)
-    repeated to `length`."""
+    repeated to `length`, and its period: the first period cannot be predicted, only its repeats."""
     period = int(rng.integers(8, min(MAX_COPY_PERIOD, length // 2) + 1))
     span = rng.integers(first_id, vocab_size, size=period)
-    return np.resize(span, length)
+    return np.resize(span, length), period
 
 
 MAX_COPY_PERIOD = 64
@@ -56,7 +57,7 @@ def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator,
     the skill the passkey test needs, measured on data where nothing else helps."""
     was_training = model.training
     model.eval()
-    ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length) for _ in range(rows)]))
+    ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length)[0] for _ in range(rows)]))
     predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
     model.train(was_training)
     period = min(MAX_COPY_PERIOD, length // 2)
