@@ -10,6 +10,7 @@ is written whole, the README's section between `<!-- results:start -->` and
 
 import argparse
 import glob
+import math
 import os
 import re
 import zlib
@@ -107,35 +108,43 @@ def over_seeds(rows: list[dict]) -> list[dict]:
 
 
 def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
-    """One line per setting and training context (the paper's Tables 3/14 train several contexts and
-    evaluate each at every length), coloured by setting; the paper's values in a second panel."""
+    """One line per series and training context (the paper's Tables 3/14 train several contexts
+    and evaluate each at every length), coloured by series: the setting, or for the paper's rows
+    of one setting per model (Figure 4's passkey curves) the model. The paper's values in their
+    own panels, one per model where its models share settings (Llama-2-7B and 13B)."""
     metric = "accuracy" if table == "figure4" else "perplexity"
     ours = [r for r in over_seeds(rows) if r["table"] == table and r["metric"] == metric and r["value"] not in ("OOM", "")]
     theirs = [r for r in published if r["metric"] == metric and r["value"] not in ("OOM", "")]
-    panels = [("ours", ours, "-")] + [("published", [r for r in theirs if r["model"] == model], "--")
-                                      for model in sorted({r["model"] for r in theirs})]  # one panel per paper model
+    models = sorted({r["model"] for r in theirs})
+    by_model = len({r["setting"] for r in theirs}) > 1
+    panels = [("ours", ours, "-", "setting")] + (
+        [("published", [r for r in theirs if r["model"] == m], "--", "setting") for m in models] if by_model
+        else [("published", theirs, "--", "model")] if theirs else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
-    colours = palette(r["setting"] for r in ours + theirs)
-    for ax, (title, source, style) in zip(axes[0], panels):
+    colours = palette([r["setting"] for r in ours] + [r[series] for _, source, _, series in panels[1:] for r in source])
+    for ax, (title, source, style, series) in zip(axes[0], panels):
         curves = defaultdict(list)
         contexts = sorted({int(r["train_ctx"]) for r in source})
         for r in source:
             x = int(note_value(r["note"], "step")) if table == "figure5" else int(r["eval_ctx"])
-            curves[(r["setting"], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "")].append(
+            curves[(r[series], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "")].append(
                 (x, float(r["value"]), r.get("spread", 0.0)))
-        for (setting, train_ctx, dataset, budget), points in sorted(curves.items()):
+        for (name, train_ctx, dataset, budget), points in sorted(curves.items()):
             xs, ys, spreads = zip(*sorted(points))
-            label = f"{setting}" + (f", trained at {train_ctx}" if train_ctx else "") + \
+            label = f"{name}" + (f", trained at {train_ctx}" if train_ctx else "") + \
                 (f", {dataset}" if len({k[2] for k in curves}) > 1 else "") + (f", steps={budget}" if budget else "")
             ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=":" if budget else style, capsize=3,
-                        label=label, color=colours[setting], marker="os^vD"[contexts.index(train_ctx) % 5])
+                        label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5])
         ax.set_title(f"{table} {title}: {describe(source)}", fontsize=9)
         ax.set_xlabel("training step" if table == "figure5" else "evaluation length (tokens)")
         ax.set_ylabel(metric)
+        if metric == "accuracy":
+            ax.set_ylim(-0.05, 1.05)
         if table != "figure5":
             ax.set_xscale("log", base=2)
             lengths = sorted({x for points in curves.values() for x, _, _ in points})
-            ax.set_xticks(lengths, lengths, rotation=45 if len(lengths) > 6 else 0)
+            shown = lengths[::math.ceil(len(lengths) / 8)]  # at most 8 labels: more overlap
+            ax.set_xticks(shown, shown, rotation=45 if len(shown) > 5 else 0)
             ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -347,12 +356,27 @@ def efficiency_summary(rows: list[tuple[str, str, str, str]]) -> list[str]:
     return lines
 
 
-def verdict_tables(measured: list[dict]) -> list[str]:
-    """The claims, one row each, then the efficiency claims summarised (lengths in columns)."""
+def paper_evidence(published: list[dict]) -> dict[str, str]:
+    """Each claim checked on the paper's own numbers (Llama-2-7B/13B): its evidence by table."""
+    rows = [{"seed": "", "scale": "paper", **r} for r in published]
+    found = defaultdict(list)
+    for table, _, verdict, evidence in verdicts(rows):
+        if verdict != "NOT RUN":
+            found[table].append(f"{verdict}: {evidence}")
+    return {table: found[table][0] + (f" (and {len(found[table]) - 1} more: "
+                                      f"{', '.join(sorted({e.split(':')[0] for e in found[table]}))})"
+                                      if len(found[table]) > 1 else "") for table in found}
+
+
+def verdict_tables(measured: list[dict], published: list[dict]) -> list[str]:
+    """The claims, one row each with the same check on the paper's numbers beside ours, then the
+    efficiency claims summarised (lengths in columns)."""
     rows = verdicts(measured)
+    paper = paper_evidence(published)
     claims = [r for r in rows if not r[0].startswith("efficiency") or r[2] == "NOT RUN"]
-    lines = ["| table | claim | verdict | evidence |", "| --- | --- | --- | --- |"]
-    lines += [f"| {t} | {cell(c)} | {v} | {cell(e)} |" for t, c, v, e in claims]
+    lines = ["| table | claim | the paper's numbers | verdict (ours) | evidence (ours) |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {t} | {cell(c)} | {cell(paper.get(t.split(' (')[0], ''))} | {v} | {cell(e)} |"
+              for t, c, v, e in claims]
     summary = efficiency_summary([r for r in rows if r not in claims])
     if summary:
         lines += ["", "Efficiency: S2 speedup >= 0.9 x the FLOP ratio (Table 11's; for a step also the "
@@ -360,14 +384,14 @@ def verdict_tables(measured: list[dict]) -> list[str]:
     return lines
 
 
-def glance(measured: list[dict]) -> str:
+def glance(measured: list[dict], published: list[dict]) -> str:
     """The README's results section: every claim's verdict and the most telling figures."""
     figures = [f"![{t}](results/figures/{t}.png)" for t in ("table1", "table14", "figure4")
                if any(r["table"] == t for r in measured)]
     return "\n".join(["Generated by `python plot_results.py` from `results/*.csv`; each table's numbers beside "
                       "the paper's, and its figure, are in [RESULTS.md](RESULTS.md). A comparison of trained "
                       "models is judged over seeds: PASS or FAIL only when the margin exceeds the spread.", ""]
-                     + verdict_tables(measured) + ([""] + figures if figures else []))
+                     + verdict_tables(measured, published) + ([""] + figures if figures else []))
 
 
 def results_page(measured: list[dict], published: list[dict], figures_dir: str) -> str:
@@ -377,7 +401,7 @@ def results_page(measured: list[dict], published: list[dict], figures_dir: str) 
              "command, seed, commit, hardware and wall time that made it, and for a trained model the training "
              "run behind it); do not edit. Values over seeds are `mean ± sd (n=seeds)`. The published column "
              "gives Llama-2-7B's number at the same multiple of the base window (mini x8: 2048 <-> 32768), or "
-             "at the paper's own length where it has no such row (`@length`).", ""] + verdict_tables(measured)
+             "at the paper's own length where it has no such row (`@length`).", ""] + verdict_tables(measured, published)
     by_table = defaultdict(list)
     for r in over_seeds(measured):
         if r["metric"] in TABLE_METRICS and not r["table"].endswith("_heatmap"):
@@ -452,7 +476,7 @@ def main() -> None:
                                                           "RESULTS.md")
     with open(args.results_page, "w") as f:
         f.write(results_page(measured, published, out))
-    text = glance(measured)
+    text = glance(measured, published)
     print(f"figures in {out}; {args.results_page} written; README " +
           ("updated" if write_readme(text, args.readme) else "markers not found:\n" + text))
 
