@@ -13,7 +13,6 @@ import glob
 import math
 import os
 import re
-import zlib
 from collections import defaultdict
 
 import matplotlib

@@ -38,16 +38,21 @@ def random_number(rng: np.random.Generator) -> int:
     return int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
 
 
+MAX_COPY_PERIOD = 64
+
+
+def longest_period(length: int) -> int:
+    """The longest period of a copy document of `length` tokens: 64, or half of a shorter block."""
+    return min(MAX_COPY_PERIOD, length // 2)
+
+
 def copy_document(rng: np.random.Generator, vocab_size: int, length: int,
                   first_id: int = 4) -> tuple[np.ndarray, int]:
     """A random span (8-64 tokens, at most half of `length`; ids >= first_id so no special token)
     repeated to `length`, and its period: the first period cannot be predicted, only its repeats."""
-    period = int(rng.integers(8, min(MAX_COPY_PERIOD, length // 2) + 1))
+    period = int(rng.integers(8, longest_period(length) + 1))
     span = rng.integers(first_id, vocab_size, size=period)
     return np.resize(span, length), period
-
-
-MAX_COPY_PERIOD = 64
 
 
 @torch.no_grad()
@@ -60,7 +65,7 @@ def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator,
     ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length)[0] for _ in range(rows)]))
     predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
     model.train(was_training)
-    period = min(MAX_COPY_PERIOD, length // 2)
+    period = longest_period(length)
     return (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
 
 
