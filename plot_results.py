@@ -455,6 +455,10 @@ def main() -> None:
     if not os.path.isdir(args.results_dir):
         parser.exit(2, f"{parser.prog}: error: --results_dir {args.results_dir!r} is not a folder (of the "
                        "results/<experiment>.csv files the evaluation scripts write)\n")
+    args.results_page = args.results_page or os.path.join(os.path.dirname(os.path.abspath(args.results_dir)),
+                                                          "RESULTS.md")
+    if not os.path.isdir(os.path.dirname(os.path.abspath(args.results_page))):
+        parser.exit(2, f"{parser.prog}: error: --results_page {args.results_page!r}: its folder does not exist\n")
     measured, published = load(args.results_dir)
     if args.compare:
         return compare(measured, published)
@@ -471,8 +475,6 @@ def main() -> None:
             heatmap_figure(table, measured, out)
         else:
             bar_figure(table, measured, [r for r in published if r["table"] == table], out)
-    args.results_page = args.results_page or os.path.join(os.path.dirname(os.path.abspath(args.results_dir)),
-                                                          "RESULTS.md")
     with open(args.results_page, "w") as f:
         f.write(results_page(measured, published, out))
     text = glance(measured, published)

@@ -36,9 +36,10 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from tqdm import tqdm
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
+from longlora import synthetic
+from longlora.args import exit_on_error
 from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT, documents, corpus_sentences
-from longlora import synthetic
 from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
 from longlora.evaluation import passkey_accuracy
 
@@ -157,20 +158,27 @@ def validation_loss(model, stream: np.ndarray, context: int, blocks: int = 16) -
     return loss
 
 
-def mixture_weights(args, step: int) -> list[float]:
-    """books, math, copy and recall fractions at `step`: copy documents alone during the copy
-    warm-up, then the curriculum's mixture, then the main one."""
+def mixtures(args) -> tuple[list[float], list[float]]:
+    """The curriculum's and the main books, math, copy and recall fractions, checked."""
     try:
         curriculum = [float(x) for x in args.curriculum_mixture.split(",")]
     except ValueError:
-        raise SystemExit(f"error: --curriculum_mixture must be four numbers, got {args.curriculum_mixture!r}")
+        raise ValueError(f"--curriculum_mixture must be four numbers, got {args.curriculum_mixture!r}") from None
     main_mixture = [args.books_fraction, args.math_fraction, args.copy_fraction, args.recall_fraction]
+    for weights, flags in ((curriculum, "--curriculum_mixture"),
+                           (main_mixture, "--books_fraction, --math_fraction, --copy_fraction, --recall_fraction")):
+        if len(weights) != 4 or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(f"{flags}: the mixture fractions must be four numbers >= 0 with a positive sum")
+    return curriculum, main_mixture
+
+
+def mixture_weights(args, step: int) -> list[float]:
+    """books, math, copy and recall fractions at `step`: copy documents alone during the copy
+    warm-up, then the curriculum's mixture, then the main one."""
     if step < args.copy_warmup_steps:
         return [0.0, 0.0, 1.0, 0.0]
-    weights = curriculum if step < args.curriculum_steps else main_mixture
-    if len(weights) != 4 or min(weights) < 0 or sum(weights) <= 0:
-        raise SystemExit("error: the mixture fractions must be four numbers >= 0 with a positive sum")
-    return weights
+    curriculum, main_mixture = mixtures(args)
+    return curriculum if step < args.curriculum_steps else main_mixture
 
 
 def block_shape(args, step: int) -> tuple[int, int]:
@@ -194,8 +202,18 @@ def learning_rate(step: int, args) -> float:
     return args.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
+def check_args(args) -> None:
+    """Bad values stop here, in one line, before a tokenizer or a stream is written."""
+    mixtures(args)
+    if not 16 <= args.curriculum_length <= args.model_max_length or args.model_max_length % args.curriculum_length:
+        raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
+    if args.weight_decay < 0 or args.copy_warmup_steps < 0:
+        raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
+
+
 def main() -> None:
     args = parse_args()
+    check_args(args)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     out, work = Path(args.output_dir), Path(args.work_dir)
@@ -225,9 +243,6 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
         print(f"resuming at step {step}")
-    mixture_weights(args, 0)  # bad fractions stop here, before any work
-    if not 16 <= args.curriculum_length <= args.model_max_length or args.model_max_length % args.curriculum_length:
-        raise SystemExit("error: --curriculum_length must be at least 16 and divide --model_max_length")
     sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
                            np.random.default_rng(args.seed + step))
     log = open(work / "log.txt", "a")
@@ -277,4 +292,4 @@ def save_final(model, tokenizer, out: Path, args, val: dict, train_loss: float, 
 
 
 if __name__ == "__main__":
-    main()
+    exit_on_error(main)

@@ -90,6 +90,17 @@ CASES = {
     "sft: records that are not JSON": (lambda i: ["supervised_finetune.py", "--model_name_or_path", i["model"], "--data",
                                                   i["sft_json"], "--output_dir", i["out"], "--max_steps", "1"],
                                        "sft.json:1", "is not JSON"),
+    "plot: results page in a missing folder": (lambda i: ["plot_results.py", "--results_page",
+                                                           i["missing"] + "/RESULTS.md"], "--results_page",
+                                                "its folder does not exist"),
+    "pretrain: a curriculum length that does not divide the window": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--curriculum_length", "100"],
+        "--curriculum_length", "divide --model_max_length"),
+    "pretrain: a main mixture of negative fractions": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--books_fraction", "-1"], "--books_fraction",
+        ">= 0"),
+    "pretrain: negative weight decay": (lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--weight_decay", "-1"],
+                                        "--weight_decay", ">= 0"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }
