@@ -54,11 +54,24 @@ def fixed_colour(setting: str):
     return None
 
 
+def trained_setting(setting: str) -> str:
+    """The setting without its evaluation mode (Table 6: 'dilated|lora_plus|eval=full_attn')."""
+    return setting.split("|eval=")[0]
+
+
 def palette(settings) -> dict:
-    """A colour for each of a figure's settings: fixed ones first, the others in sorted order."""
+    """A colour for each of a figure's settings: fixed ones first, the others in sorted order;
+    the evaluation modes of one trained setting share its colour (hatches() tells them apart)."""
     settings = set(settings)
-    others = sorted(s for s in settings if fixed_colour(s) is None)
-    return {s: fixed_colour(s) or OTHER_COLOURS[others.index(s) % len(OTHER_COLOURS)] for s in settings}
+    others = sorted({trained_setting(s) for s in settings if fixed_colour(trained_setting(s)) is None})
+    return {s: fixed_colour(trained_setting(s)) or OTHER_COLOURS[others.index(trained_setting(s)) % len(OTHER_COLOURS)]
+            for s in settings}
+
+
+def hatches(settings) -> dict:
+    """A hatch per evaluation mode ('eval=...' in the setting), none for the first or without one."""
+    modes = sorted({s.partition("|eval=")[2] for s in settings})
+    return {s: ("", "//", "..", "xx")[modes.index(s.partition("|eval=")[2]) % 4] for s in settings}
 
 
 def describe(rows: list[dict]) -> str:
@@ -166,7 +179,7 @@ def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) ->
     if theirs:
         panels.append((f"published ({PAPER_MODEL})", theirs))
     settings = sorted({r["setting"] for _, source in panels for r in source})
-    colours = palette(settings)
+    colours, hatch = palette(settings), hatches(settings)
     bars = max(len({r["train_ctx"] for r in source}) for _, source in panels) * len(settings)
     fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * max(4.5, 0.3 * bars + 2), 4.5), squeeze=False)
     for ax, (title, source) in zip(axes[0], panels):
@@ -180,7 +193,7 @@ def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) ->
             ys = [float(cells[n]["value"]) for n in contexts if n in cells]
             spreads = [cells[n].get("spread", 0.0) for n in contexts if n in cells]
             ax.bar(xs, ys, width, yerr=spreads if any(spreads) else None, capsize=2, color=colours[setting],
-                   label=setting)
+                   hatch=hatch[setting], edgecolor="white", label=setting)
             values += [y + e for y, e in zip(ys, spreads)] + [y - e for y, e in zip(ys, spreads)]
         low, high = min(values), max(values)
         ax.set_ylim(low - 0.15 * (high - low or low * 0.05), high + 0.15 * (high - low or low * 0.05))

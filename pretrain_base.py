@@ -22,6 +22,7 @@ tokenizer and PROVENANCE.json go to --output_dir.
 """
 
 import argparse
+import copy
 import json
 import math
 import platform
@@ -71,6 +72,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--copy_warmup_steps", type=int, default=1000,
                    help="first steps of copy documents alone (their repeats the only targets); a 2-layer probe "
                         "on such documents began to copy between steps 750 and 1000, not by 300")
+    p.add_argument("--copy_warmup_layers", type=int, default=2,
+                   help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
+                        "top as identity maps (zero output projections), so the induction heads the warm-up formed "
+                        "carry over unchanged (fewer layers form them sooner)")
     p.add_argument("--curriculum_steps", type=int, default=1300,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
@@ -202,6 +207,11 @@ def learning_rate(step: int, args) -> float:
     return args.learning_rate * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
+def adamw(model, args) -> torch.optim.AdamW:
+    return torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95),
+                             weight_decay=args.weight_decay)
+
+
 def check_args(args) -> None:
     """Bad values stop here, in one line, before a tokenizer or a stream is written."""
     mixtures(args)
@@ -209,6 +219,29 @@ def check_args(args) -> None:
         raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
+    if not 1 <= args.copy_warmup_layers <= args.layers:
+        raise ValueError("--copy_warmup_layers must be between 1 and --layers")
+
+
+def layers_at(args, step: int) -> int:
+    """Decoder layers the model has at `step`: --copy_warmup_layers during the copy warm-up."""
+    return args.copy_warmup_layers if step < args.copy_warmup_steps else args.layers
+
+
+def grown(model: LlamaForCausalLM, layers: int) -> LlamaForCausalLM:
+    """`model` with decoder layers added on top whose attention and MLP output projections are
+    zero: each new layer adds nothing to the residual stream, so the grown model computes
+    exactly what `model` did, and gradient descent then trains the new layers from there
+    (progressive stacking, as in Gong et al. 2019 for BERT)."""
+    config = copy.deepcopy(model.config)
+    config.num_hidden_layers = layers
+    bigger = LlamaForCausalLM(config)
+    missing, unexpected = bigger.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(".layers." in key for key in missing), (missing, unexpected)
+    for layer in bigger.model.layers[model.config.num_hidden_layers:]:
+        torch.nn.init.zeros_(layer.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(layer.mlp.down_proj.weight)
+    return bigger
 
 
 def main() -> None:
@@ -233,15 +266,16 @@ def main() -> None:
                          num_key_value_heads=args.kv_heads, max_position_embeddings=args.model_max_length,
                          rope_theta=10000.0, tie_word_embeddings=args.tie_word_embeddings, bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, betas=(0.9, 0.95),
-                                  weight_decay=args.weight_decay)
     step, elapsed, train_loss, checkpoint = 0, 0.0, float("nan"), work / "checkpoint.pt"
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
+    state = torch.load(checkpoint, weights_only=False) if checkpoint.is_file() else None
+    if state:
+        step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
+    config.num_hidden_layers = layers_at(args, step)
+    model = LlamaForCausalLM(config)
+    optimizer = adamw(model, args)
+    if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
         print(f"resuming at step {step}")
     sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
                            np.random.default_rng(args.seed + step))
@@ -249,6 +283,10 @@ def main() -> None:
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
     model.train()
     while step < args.max_steps:
+        if layers_at(args, step) > model.config.num_hidden_layers:
+            model = grown(model, layers_at(args, step))
+            optimizer = adamw(model, args)
+            print(f"step {step}: grown to {model.config.num_hidden_layers} layers")
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
         rows, length = block_shape(args, step)

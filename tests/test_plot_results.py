@@ -240,3 +240,17 @@ def test_every_claim_holds_on_the_papers_own_numbers():
     assert {"table1", "table2", "table3", "table14", "table4", "table15", "table6", "table7", "table8",
             "figure5"} <= set(evidence)
     assert all(e.startswith("PASS") and "FAIL" not in e for e in evidence.values()), evidence
+
+
+def test_evaluation_modes_share_their_trained_settings_colour_and_differ_in_hatch():
+    import plot_results
+
+    patterns = ["dilated", "stride_sparse", "block_sparse", "s2_cross_heads", "s2_cross_layers", "s2_only_pattern1",
+                "s2_only_pattern2"]
+    settings = [f"{p}|lora_plus|eval={mode}" for p in patterns for mode in ("full_attn", "train_pattern")]
+    colours, hatch = plot_results.palette(settings), plot_results.hatches(settings)
+    assert len({colours[s] for s in settings}) == len(patterns)  # 14 settings, one colour per pattern
+    for p in patterns:
+        assert colours[f"{p}|lora_plus|eval=full_attn"] == colours[f"{p}|lora_plus|eval=train_pattern"]
+        assert hatch[f"{p}|lora_plus|eval=full_attn"] != hatch[f"{p}|lora_plus|eval=train_pattern"]
+    assert plot_results.palette(["s2_attn|full_ft"])["s2_attn|full_ft"] == "tab:green"  # fixed colours stay

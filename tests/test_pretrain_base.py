@@ -1,0 +1,46 @@
+"""pretrain_base.py's depth growth after the copy warm-up: the grown model must compute what the
+small one did (the induction heads formed in the warm-up carry over), and then train every layer."""
+
+from types import SimpleNamespace
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+
+def small_llama(layers: int) -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=32,
+                         tie_word_embeddings=True)
+    return LlamaForCausalLM(config)
+
+
+def test_grown_model_computes_what_the_small_one_did():
+    import pretrain_base
+
+    small = small_llama(2).eval()
+    ids = torch.randint(0, 64, (3, 16))
+    big = pretrain_base.grown(small, 5).eval()
+    assert big.config.num_hidden_layers == 5 and small.config.num_hidden_layers == 2
+    with torch.no_grad():
+        torch.testing.assert_close(big(ids).logits, small(ids).logits)
+    assert big.lm_head.weight.data_ptr() == big.model.embed_tokens.weight.data_ptr()  # still tied
+
+
+def test_grown_layers_receive_gradient_after_one_step():
+    import pretrain_base
+
+    big = pretrain_base.grown(small_llama(1), 3)
+    optimizer = pretrain_base.adamw(big, SimpleNamespace(learning_rate=1e-2, weight_decay=0.0))
+    ids = torch.randint(0, 64, (4, 16))
+    big(ids, labels=ids).loss.backward()
+    optimizer.step()
+    assert big.model.layers[2].mlp.down_proj.weight.abs().sum() > 0
+    assert big.model.layers[2].self_attn.o_proj.weight.abs().sum() > 0
+
+
+def test_layers_follow_the_warm_up():
+    import pretrain_base
+
+    args = SimpleNamespace(copy_warmup_layers=2, layers=6, copy_warmup_steps=1000)
+    assert [pretrain_base.layers_at(args, s) for s in (0, 999, 1000, 2000)] == [2, 2, 6, 6]
