@@ -60,12 +60,23 @@ def trained_setting(setting: str) -> str:
 
 
 def palette(settings) -> dict:
-    """A colour for each of a figure's settings: fixed ones first, the others in sorted order;
-    the evaluation modes of one trained setting share its colour (hatches() tells them apart)."""
-    settings = set(settings)
-    others = sorted({trained_setting(s) for s in settings if fixed_colour(trained_setting(s)) is None})
-    return {s: fixed_colour(trained_setting(s)) or OTHER_COLOURS[others.index(trained_setting(s)) % len(OTHER_COLOURS)]
-            for s in settings}
+    """A colour for each of a figure's settings: the paper's main settings their fixed colour;
+    another its attention's colour ('s2_attn|lora_plus|no_fa2': s2_attn's) when it is the
+    figure's only setting of that attention and the colour is still free; the rest the
+    palette's others in sorted order. The evaluation modes of one trained setting share its
+    colour (hatches() tells them apart)."""
+    trained = {trained_setting(s) for s in settings}
+    colours = {t: SETTING_COLOURS[t] for t in trained if t in SETTING_COLOURS}
+    rest = sorted(trained - set(colours))
+    for t in rest:
+        attention = t.split("|")[0]
+        alone = sum(r.split("|")[0] == attention for r in rest) == 1
+        if alone and attention in SETTING_COLOURS and SETTING_COLOURS[attention] not in colours.values():
+            colours[t] = SETTING_COLOURS[attention]
+    free = [c for c in OTHER_COLOURS if c not in colours.values()]
+    for i, t in enumerate(t for t in rest if t not in colours):
+        colours[t] = free[i % len(free)]
+    return {s: colours[trained_setting(s)] for s in settings}
 
 
 def hatches(settings) -> dict:
@@ -255,27 +266,36 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
     plt.close(fig)
 
 
-def cost_figure(table: str, rows: list[dict], out: str) -> None:
-    """bench_training.py rows: step time and peak memory against N, one line per setting, a
-    column per model and device; settings that ran out of memory stop where they did."""
+def cost_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
+    """bench_training.py rows: step time and peak memory against N, one line per setting (the
+    colours of every other figure), a column per model and device, then the paper's hours per
+    1000 steps and GB per GPU; settings that ran out of memory stop where they did."""
     rows = [r for r in over_seeds(rows) if r["table"] == table]
-    panels = sorted({(r["model"], note_device(r["note"])) for r in rows})
-    if not panels:
+    columns = [(f"{model}, {device}", [r for r in rows if (r["model"], note_device(r["note"])) == (model, device)],
+                ("ms_per_step", "peak_mem_mb"), ("ms per step", "peak memory (MB)"))
+               for model, device in sorted({(r["model"], note_device(r["note"])) for r in rows})]
+    if not columns:
         return
-    fig, axes = plt.subplots(2, len(panels), figsize=(6 * len(panels), 8), squeeze=False)
-    for col, (model, device) in enumerate(panels):
-        for ax, metric, ylabel in zip(axes[:, col], ("ms_per_step", "peak_mem_mb"), ("ms per step", "peak memory (MB)")):
+    if published:
+        columns.append((f"published ({PAPER_MODEL}, 8 x A100)", published, tuple(PUBLISHED_METRIC.values()),
+                        ("hours per 1000 steps", "peak memory per GPU (GB)")))
+    colours = palette({r["setting"] for _, source, _, _ in columns for r in source})
+    fig, axes = plt.subplots(2, len(columns), figsize=(5 * len(columns), 7.5), squeeze=False)
+    for col, (title, source, metrics, ylabels) in enumerate(columns):
+        for ax, metric, ylabel in zip(axes[:, col], metrics, ylabels):
             lines = defaultdict(list)
-            for r in rows:
-                if (r["model"], note_device(r["note"]), r["metric"]) == (model, device, metric) and r["value"] != "OOM":
+            for r in source:
+                if r["metric"] == metric and r["value"] != "OOM":
                     lines[r["setting"]].append((int(r["eval_ctx"]), float(r["value"])))
             for setting, points in sorted(lines.items()):
-                ax.plot(*zip(*sorted(points)), marker="o", label=setting)
+                ax.plot(*zip(*sorted(points)), marker="o", color=colours[setting], label=setting)
             ax.set_xscale("log", base=2)
             ax.set_ylabel(ylabel)
             ax.set_xlabel("sequence length N (one sequence per step)")
-            ax.set_title(f"{table}: {model}, {device}", fontsize=9)
+            ax.set_title(title, fontsize=9)
             ax.legend(fontsize=7)
+    fig.suptitle(f"{table}: training cost per step against length, by setting (ours per model and device; "
+                 "points missing where a setting ran out of memory)", fontsize=10)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
     plt.close(fig)
@@ -483,7 +503,7 @@ def main() -> None:
         elif table == "efficiency":
             efficiency_figure(measured, out)
         elif table in COST_TABLES:
-            cost_figure(table, measured, out)
+            cost_figure(table, measured, [r for r in published if r["table"] == table], out)
         elif table.endswith("_heatmap"):
             heatmap_figure(table, measured, out)
         else:

@@ -254,3 +254,11 @@ def test_evaluation_modes_share_their_trained_settings_colour_and_differ_in_hatc
         assert colours[f"{p}|lora_plus|eval=full_attn"] == colours[f"{p}|lora_plus|eval=train_pattern"]
         assert hatch[f"{p}|lora_plus|eval=full_attn"] != hatch[f"{p}|lora_plus|eval=train_pattern"]
     assert plot_results.palette(["s2_attn|full_ft"])["s2_attn|full_ft"] == "tab:green"  # fixed colours stay
+
+
+def test_two_settings_of_one_attention_get_two_colours():
+    import plot_results
+
+    colours = plot_results.palette(["full_attn|full_ft", "full_attn|lora", "s2_attn|lora_plus"])
+    assert len(set(colours.values())) == 3 and colours["full_attn|full_ft"] == "tab:blue"
+    assert plot_results.palette(["s2_attn|lora_plus|no_fa2"])["s2_attn|lora_plus|no_fa2"] == "tab:green"
