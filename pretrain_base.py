@@ -10,12 +10,13 @@ split of the book and math corpora, unless --output_dir already holds one (delet
 (2) both corpora tokenized with it (data/<output_dir name>/<corpus>/); (3) a Llama (RoPE,
 RMSNorm, SwiGLU, grouped-query attention, head tied to the embeddings) trained on book text,
 math text and synthetic copy and recall documents (longlora.synthetic), in three phases:
-copy documents alone (their repeats the only targets), then a copy- and recall-heavy mixture,
-both on 64-token blocks, then the main mixture on 256-token blocks. The copy documents need
-induction heads (attending to what followed the current token's previous occurrence): their
-periods vary, so no fixed look-back distance predicts them. They form late and suddenly: a
-2-layer probe on such documents copied 6% of the repeats at step 750 and 58% at step 1000
-(issue 14's notes), hence a copy warm-up of 1000 steps.
+copy documents alone (their repeats the only targets) on a 2-layer model, then the other
+layers stacked on top as identity maps and a copy- and recall-heavy mixture, both on 64-token
+blocks, then the main mixture on 256-token blocks. The copy documents need induction heads
+(attending to what followed the current token's previous occurrence): their periods vary, so
+no fixed look-back distance predicts them. They form late and suddenly, and sooner in fewer
+layers: 6 layers copied 4% of the repeats after 900 steps; 2 layers (this warm-up) 10% at
+step 400 and 99.8% at step 500 (issue 14's notes), hence 800 warm-up steps on 2 layers.
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window in its log.txt; rerunning resumes. The final model,
 tokenizer and PROVENANCE.json go to --output_dir.
@@ -60,7 +61,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
     p.add_argument("--intermediate", type=int, default=688, help="SwiGLU hidden size")
     p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16, help="sequences per step")
-    p.add_argument("--max_steps", type=int, default=2500, help="optimizer steps")
+    p.add_argument("--max_steps", type=int, default=2600, help="optimizer steps")
     p.add_argument("--learning_rate", "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 10%%)")
     p.add_argument("--warmup_steps", "--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--books_fraction", type=float, default=0.35, help="share of blocks from the book corpus")
@@ -69,14 +70,14 @@ def parse_args() -> argparse.Namespace:
                    help="share of blocks of a repeated random-token span (longlora.synthetic)")
     p.add_argument("--recall_fraction", type=float, default=0.25,
                    help="share of blocks of facts in book text, then queries about them (longlora.synthetic)")
-    p.add_argument("--copy_warmup_steps", type=int, default=1000,
-                   help="first steps of copy documents alone (their repeats the only targets); a 2-layer probe "
-                        "on such documents began to copy between steps 750 and 1000, not by 300")
+    p.add_argument("--copy_warmup_steps", type=int, default=800,
+                   help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
+                        "warm-up began to copy between steps 400 and 500")
     p.add_argument("--copy_warmup_layers", type=int, default=2,
                    help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
                         "top as identity maps (zero output projections), so the induction heads the warm-up formed "
                         "carry over unchanged (fewer layers form them sooner)")
-    p.add_argument("--curriculum_steps", type=int, default=1300,
+    p.add_argument("--curriculum_steps", type=int, default=1100,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
                    help="books,math,copy,recall fractions during the curriculum steps")
@@ -228,6 +229,10 @@ def layers_at(args, step: int) -> int:
     return args.copy_warmup_layers if step < args.copy_warmup_steps else args.layers
 
 
+def saved_layers(state_dict: dict) -> int:
+    return 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("model.layers."))
+
+
 def grown(model: LlamaForCausalLM, layers: int) -> LlamaForCausalLM:
     """`model` with decoder layers added on top whose attention and MLP output projections are
     zero: each new layer adds nothing to the residual stream, so the grown model computes
@@ -270,8 +275,8 @@ def main() -> None:
     state = torch.load(checkpoint, weights_only=False) if checkpoint.is_file() else None
     if state:
         step, elapsed, train_loss = state["step"], state["elapsed"], state.get("train_loss", train_loss)
-    config.num_hidden_layers = layers_at(args, step)
-    model = LlamaForCausalLM(config)
+    config.num_hidden_layers = saved_layers(state["model"]) if state else layers_at(args, step)
+    model = LlamaForCausalLM(config)  # a checkpoint of the warm-up's last step is grown below
     optimizer = adamw(model, args)
     if state:
         model.load_state_dict(state["model"])

@@ -44,3 +44,11 @@ def test_layers_follow_the_warm_up():
 
     args = SimpleNamespace(copy_warmup_layers=2, layers=6, copy_warmup_steps=1000)
     assert [pretrain_base.layers_at(args, s) for s in (0, 999, 1000, 2000)] == [2, 2, 6, 6]
+
+
+def test_a_checkpoint_is_rebuilt_with_the_layers_it_was_saved_with():
+    import pretrain_base
+
+    # the warm-up's last checkpoint has the small model's layers; growth happens after loading it
+    assert pretrain_base.saved_layers(small_llama(2).state_dict()) == 2
+    assert pretrain_base.saved_layers(pretrain_base.grown(small_llama(2), 6).state_dict()) == 6
