@@ -15,8 +15,11 @@ layers stacked on top as identity maps and a copy- and recall-heavy mixture, bot
 blocks, then the main mixture on 256-token blocks. The copy documents need induction heads
 (attending to what followed the current token's previous occurrence): their periods vary, so
 no fixed look-back distance predicts them. They form late and suddenly, and sooner in fewer
-layers: 6 layers copied 4% of the repeats after 900 steps; 2 layers (this warm-up) 10% at
-step 400 and 99.8% at step 500 (issue 14's notes), hence 800 warm-up steps on 2 layers.
+layers: 6 layers copied 4% of the repeats after 900 steps, 2 layers (this warm-up) 10% at
+step 400 and 99.8% at step 500. After the warm-up, half of the copy documents draw from 4-16
+distinct tokens, so that the next token follows from the last two or three: without them the
+model copied random spans perfectly at 256 tokens but answered no passkey prompt, whose
+"key is" must be told from the filler's "grass is" (issue 14's notes).
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window in its log.txt; rerunning resumes. The final model,
 tokenizer and PROVENANCE.json go to --output_dir.
@@ -46,6 +49,7 @@ from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
 from longlora.evaluation import passkey_accuracy
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
+NGRAM_ALPHABETS = (4, 17)  # distinct tokens of a small-alphabet copy document: 4 to 16
 
 
 def parse_args() -> argparse.Namespace:
@@ -61,7 +65,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
     p.add_argument("--intermediate", type=int, default=688, help="SwiGLU hidden size")
     p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16, help="sequences per step")
-    p.add_argument("--max_steps", type=int, default=2600, help="optimizer steps")
+    p.add_argument("--max_steps", type=int, default=2200, help="optimizer steps")
     p.add_argument("--learning_rate", "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 10%%)")
     p.add_argument("--warmup_steps", "--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--books_fraction", type=float, default=0.35, help="share of blocks from the book corpus")
@@ -70,14 +74,18 @@ def parse_args() -> argparse.Namespace:
                    help="share of blocks of a repeated random-token span (longlora.synthetic)")
     p.add_argument("--recall_fraction", type=float, default=0.25,
                    help="share of blocks of facts in book text, then queries about them (longlora.synthetic)")
-    p.add_argument("--copy_warmup_steps", type=int, default=800,
+    p.add_argument("--copy_warmup_steps", type=int, default=700,
                    help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
                         "warm-up began to copy between steps 400 and 500")
     p.add_argument("--copy_warmup_layers", type=int, default=2,
                    help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
                         "top as identity maps (zero output projections), so the induction heads the warm-up formed "
                         "carry over unchanged (fewer layers form them sooner)")
-    p.add_argument("--curriculum_steps", type=int, default=1100,
+    p.add_argument("--ngram_copy_share", type=float, default=0.5,
+                   help="share of the copy documents after the warm-up whose span draws from 4-16 distinct tokens: "
+                        "their next token follows from the last two or three, as a passkey answer does (after the "
+                        "warm-up alone the model copied random spans perfectly but answered passkey prompts 0/10)")
+    p.add_argument("--curriculum_steps", type=int, default=1000,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
                    help="books,math,copy,recall fractions during the curriculum steps")
@@ -137,20 +145,22 @@ class BlockSampler:
             ids += self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
         return np.asarray(ids[:length], dtype=np.int64)
 
-    def block(self, kind: str, length: int) -> tuple[np.ndarray, np.ndarray]:
+    def block(self, kind: str, length: int, ngram_share: float) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and labels of one row: a copy document's first period, unpredictable by
-        construction, is not a target (its loss would only push towards uniform predictions)."""
+        construction, is not a target (its loss would only push towards uniform predictions);
+        `ngram_share` of them draw from a small alphabet (NGRAM_ALPHABETS)."""
         if kind == "copy":
-            ids, period = synthetic.copy_document(self.rng, len(self.tokenizer), length)
+            alphabet = int(self.rng.integers(*NGRAM_ALPHABETS)) if self.rng.random() < ngram_share else None
+            ids, period = synthetic.copy_document(self.rng, len(self.tokenizer), length, alphabet=alphabet)
             labels = ids.copy()
             labels[:period] = -100
             return ids, labels
         ids = self.recall_block(length) if kind == "recall" else self.text_block(self.streams[kind], length)
         return ids, ids
 
-    def batch(self, rows: int, weights: list[float], length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, rows: int, weights: list[float], length: int, ngram_share: float) -> tuple[torch.Tensor, torch.Tensor]:
         kinds = self.rng.choice(len(self.KINDS), size=rows, p=np.asarray(weights) / sum(weights))
-        ids, labels = zip(*(self.block(self.KINDS[k], length) for k in kinds))
+        ids, labels = zip(*(self.block(self.KINDS[k], length, ngram_share) for k in kinds))
         return torch.from_numpy(np.stack(ids)), torch.from_numpy(np.stack(labels))
 
 
@@ -218,6 +228,8 @@ def check_args(args) -> None:
     mixtures(args)
     if not 16 <= args.curriculum_length <= args.model_max_length or args.model_max_length % args.curriculum_length:
         raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
+    if not 0 <= args.ngram_copy_share <= 1:
+        raise ValueError("--ngram_copy_share must be between 0 and 1")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
     if not 1 <= args.copy_warmup_layers <= args.layers:
@@ -295,7 +307,8 @@ def main() -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
         rows, length = block_shape(args, step)
-        x, labels = sampler.batch(rows, mixture_weights(args, step), length)
+        ngram_share = 0.0 if step < args.copy_warmup_steps else args.ngram_copy_share
+        x, labels = sampler.batch(rows, mixture_weights(args, step), length, ngram_share)
         loss = model(x, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -309,6 +322,8 @@ def main() -> None:
             passkey = passkey_accuracy(model, tokenizer, args.model_max_length, 10, np.random.default_rng(0))
             copy = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
                     for n in sorted({args.curriculum_length, args.model_max_length})}
+            copy[f"alphabet8@{args.model_max_length}"] = synthetic.copy_accuracy(
+                model, len(tokenizer), args.model_max_length, np.random.default_rng(0), alphabet=8)
             model.train()
             log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copy,
                                   f"passkey@{args.model_max_length}": passkey, "seconds": time.time() - start}) + "\n")

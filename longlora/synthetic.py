@@ -46,23 +46,29 @@ def longest_period(length: int) -> int:
     return min(MAX_COPY_PERIOD, length // 2)
 
 
-def copy_document(rng: np.random.Generator, vocab_size: int, length: int,
-                  first_id: int = 4) -> tuple[np.ndarray, int]:
+def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4,
+                  alphabet: int | None = None) -> tuple[np.ndarray, int]:
     """A random span (8-64 tokens, at most half of `length`; ids >= first_id so no special token)
-    repeated to `length`, and its period: the first period cannot be predicted, only its repeats."""
+    repeated to `length`, and its period: the first period cannot be predicted, only its repeats.
+    With `alphabet`, the span draws from that many distinct tokens, so that a token recurs within
+    it and the next one follows only from the last two or three (a passkey question needs that:
+    its "key is" against the filler's "grass is")."""
     period = int(rng.integers(8, longest_period(length) + 1))
-    span = rng.integers(first_id, vocab_size, size=period)
+    symbols = rng.choice(np.arange(first_id, vocab_size), size=alphabet, replace=False) if alphabet else None
+    span = rng.choice(symbols, size=period) if alphabet else rng.integers(first_id, vocab_size, size=period)
     return np.resize(span, length), period
 
 
 @torch.no_grad()
-def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16) -> float:
+def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16,
+                  alphabet: int | None = None) -> float:
     """Share of tokens after the longest period (64, or half of `length`) of copy documents that
     the model predicts (greedy): about 1/vocab_size without an induction head, near 1 with one --
     the skill the passkey test needs, measured on data where nothing else helps."""
     was_training = model.training
     model.eval()
-    ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length)[0] for _ in range(rows)]))
+    ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length, alphabet=alphabet)[0]
+                                     for _ in range(rows)]))
     predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
     model.train(was_training)
     period = longest_period(length)

@@ -101,6 +101,12 @@ CASES = {
         ">= 0"),
     "pretrain: negative weight decay": (lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--weight_decay", "-1"],
                                         "--weight_decay", ">= 0"),
+    "pretrain: more warm-up layers than layers": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--copy_warmup_layers", "9"], "--copy_warmup_layers",
+        "between 1 and --layers"),
+    "pretrain: a small-alphabet share above 1": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--ngram_copy_share", "1.5"], "--ngram_copy_share",
+        "between 0 and 1"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }

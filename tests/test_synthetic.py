@@ -40,6 +40,20 @@ def test_copy_documents_repeat_one_span():
         assert len(doc) == 256 and doc.min() >= 4 and period == stated <= 64
 
 
+def test_small_alphabet_copy_documents_need_more_than_the_last_token():
+    rng = np.random.default_rng(4)
+    ambiguous = 0
+    for _ in range(50):
+        doc, period = synthetic.copy_document(rng, 4096, 256, alphabet=6)
+        assert np.array_equal(doc[period:], doc[:-period]) and len(set(doc[:period].tolist())) <= 6
+        span = doc[:period].tolist()
+        followers = {}
+        for i, token in enumerate(span):  # what follows each token's occurrences within one period
+            followers.setdefault(token, set()).add(span[(i + 1) % period])
+        ambiguous += any(len(f) > 1 for f in followers.values())
+    assert ambiguous >= 45  # the last token alone rarely tells the next one
+
+
 def test_no_passkey_wording_in_synthetic_documents():
     rng = np.random.default_rng(3)
     texts = [synthetic.recall_text(rng, FILLER, 6, 3) for _ in range(500)]
