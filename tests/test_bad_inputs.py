@@ -106,7 +106,7 @@ CASES = {
         "between 1 and --layers"),
     "pretrain: a small-alphabet share above 1": (
         lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--ngram_copy_share", "1.5"], "--ngram_copy_share",
-        "between 0 and 1"),
+        "sum to at most 1"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }

@@ -3,6 +3,7 @@ small one did (the induction heads formed in the warm-up carry over), and then t
 
 from types import SimpleNamespace
 
+import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -52,3 +53,35 @@ def test_a_checkpoint_is_rebuilt_with_the_layers_it_was_saved_with():
     # the warm-up's last checkpoint has the small model's layers; growth happens after loading it
     assert pretrain_base.saved_layers(small_llama(2).state_dict()) == 2
     assert pretrain_base.saved_layers(pretrain_base.grown(small_llama(2), 6).state_dict()) == 6
+
+
+class SizedTokenizer:
+    """What BlockSampler.copy_block asks of a tokenizer: its size."""
+
+    def __len__(self):
+        return 4096
+
+
+def test_copy_variants_repeat_their_span_and_text_spans_come_from_the_stream():
+    import numpy as np
+    import pretrain_base
+
+    stream = np.arange(10_000, 20_000, dtype=np.uint16)
+    sampler = pretrain_base.BlockSampler({"books": stream, "math": stream}, [], SizedTokenizer(),
+                                         np.random.default_rng(0))
+    for variant in pretrain_base.COPY_VARIANTS:
+        for _ in range(20):
+            ids, period = sampler.copy_block(256, variant)
+            assert len(ids) == 256 and 8 <= period <= 64 and np.array_equal(ids[period:], ids[:-period])
+            if variant == "text":  # consecutive stream tokens
+                assert np.array_equal(np.diff(ids[:period]), np.ones(period - 1))
+            if variant == "small_alphabet":
+                assert len(set(ids[:period].tolist())) <= 16
+
+
+def test_copy_documents_are_random_spans_alone_during_the_warm_up():
+    import pretrain_base
+
+    args = SimpleNamespace(copy_warmup_steps=700, ngram_copy_share=0.3, text_copy_share=0.4)
+    assert pretrain_base.copy_weights(args, 699) == [1.0, 0.0, 0.0]
+    assert pretrain_base.copy_weights(args, 700) == pytest.approx([0.3, 0.3, 0.4])
