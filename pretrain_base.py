@@ -155,7 +155,7 @@ class BlockSampler:
     def copy_block(self, length: int, variant: str) -> tuple[np.ndarray, int]:
         """A copy document (COPY_VARIANTS) of `length` tokens and its period."""
         if variant == "text":
-            period = int(self.rng.integers(8, synthetic.longest_period(length) + 1))
+            period = synthetic.copy_period(self.rng, length)
             stream = self.streams[("books", "math")[int(self.rng.integers(2))]]
             return np.resize(self.text_block(stream, period), length), period
         alphabet = int(self.rng.integers(*NGRAM_ALPHABETS)) if variant == "small_alphabet" else None
@@ -341,12 +341,12 @@ def main() -> None:
         if step % args.save_steps == 0 or step == args.max_steps:
             val = {c: validation_loss(model, streams[c][1], args.model_max_length) for c in streams}
             passkey = passkey_accuracy(model, tokenizer, args.model_max_length, 10, np.random.default_rng(0))
-            copy = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
-                    for n in sorted({args.curriculum_length, args.model_max_length})}
-            copy[f"alphabet8@{args.model_max_length}"] = synthetic.copy_accuracy(
+            copying = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
+                       for n in sorted({args.curriculum_length, args.model_max_length})}
+            copying[f"alphabet8@{args.model_max_length}"] = synthetic.copy_accuracy(
                 model, len(tokenizer), args.model_max_length, np.random.default_rng(0), alphabet=8)
             model.train()
-            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copy,
+            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copying,
                                   f"passkey@{args.model_max_length}": passkey, "seconds": time.time() - start}) + "\n")
             log.flush()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,

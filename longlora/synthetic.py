@@ -46,6 +46,11 @@ def longest_period(length: int) -> int:
     return min(MAX_COPY_PERIOD, length // 2)
 
 
+def copy_period(rng: np.random.Generator, length: int) -> int:
+    """A copy document's period: 8 tokens up to longest_period(length)."""
+    return int(rng.integers(8, longest_period(length) + 1))
+
+
 def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4,
                   alphabet: int | None = None) -> tuple[np.ndarray, int]:
     """A random span (8-64 tokens, at most half of `length`; ids >= first_id so no special token)
@@ -53,9 +58,11 @@ def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_
     With `alphabet`, the span draws from that many distinct tokens, so that a token recurs within
     it and the next one follows only from the last two or three (a passkey question needs that:
     its "key is" against the filler's "grass is")."""
-    period = int(rng.integers(8, longest_period(length) + 1))
-    symbols = rng.choice(np.arange(first_id, vocab_size), size=alphabet, replace=False) if alphabet else None
-    span = rng.choice(symbols, size=period) if alphabet else rng.integers(first_id, vocab_size, size=period)
+    period = copy_period(rng, length)
+    if alphabet:
+        span = rng.choice(rng.choice(np.arange(first_id, vocab_size), size=alphabet, replace=False), size=period)
+    else:
+        span = rng.integers(first_id, vocab_size, size=period)
     return np.resize(span, length), period
 
 
