@@ -21,7 +21,11 @@ step 400 and 99.8% at step 500. After the warm-up, a third of the copy documents
 "key is" must be told from the filler's "grass is") and two fifths repeat a span of training
 text: with random spans alone, or with small-alphabet ones added, the model copied them (99.7%
 at 256 tokens; 84% on an 8-token alphabet) but answered no passkey prompt, continuing the text
-instead of copying from it (issue 14's notes).
+instead of copying from it (issue 14's notes). Copy periods reach half the block and a recall
+document's filler grows with the room left in its block, so that look-backs of every distance
+are trained (with periods of at most 64 a base copied 99% at distance 64 but 34% at 240); half
+of the recall blocks repeat earlier book sentences verbatim instead of stating facts
+(--repeat_share), which made passkey answers appear in a continued run of the previous recipe.
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window in its log.txt; rerunning resumes. The final model,
 tokenizer and PROVENANCE.json go to --output_dir.
@@ -72,12 +76,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--max_steps", type=int, default=2200, help="optimizer steps")
     p.add_argument("--learning_rate", "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 10%%)")
     p.add_argument("--warmup_steps", "--warmup", type=int, default=100, help="linear warm-up steps")
-    p.add_argument("--books_fraction", type=float, default=0.35, help="share of blocks from the book corpus")
-    p.add_argument("--math_fraction", type=float, default=0.25, help="share of blocks from the math corpus")
+    p.add_argument("--books_fraction", type=float, default=0.3, help="share of blocks from the book corpus")
+    p.add_argument("--math_fraction", type=float, default=0.2, help="share of blocks from the math corpus")
     p.add_argument("--copy_fraction", type=float, default=0.15,
                    help="share of blocks of a repeated random-token span (longlora.synthetic)")
-    p.add_argument("--recall_fraction", type=float, default=0.25,
-                   help="share of blocks of facts in book text, then queries about them (longlora.synthetic)")
+    p.add_argument("--recall_fraction", type=float, default=0.35,
+                   help="share of blocks of facts in book text, then queries about them, or of repeated book "
+                        "sentences (--repeat_share; longlora.synthetic)")
+    p.add_argument("--repeat_share", type=float, default=0.5,
+                   help="share of the recall blocks whose documents repeat earlier sentences of their book text "
+                        "verbatim instead of stating facts: the rest of a repeat follows from its first words only "
+                        "by copying (longlora.synthetic.repeat_text)")
     p.add_argument("--copy_warmup_steps", type=int, default=700,
                    help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
                         "warm-up began to copy between steps 400 and 500")
@@ -137,19 +146,37 @@ class BlockSampler:
     KINDS = ("books", "math", "copy", "recall")
 
     def __init__(self, streams: dict[str, np.ndarray], filler_sentences: list[str], tokenizer,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, repeat_share: float = 0.0):
         self.streams, self.filler, self.tokenizer, self.rng = streams, filler_sentences, tokenizer, rng
+        self.repeat_share = repeat_share
+        sample = filler_sentences[:200]
+        self.sentence_tokens = max(1, round(np.mean([len(tokenizer(s, add_special_tokens=False)["input_ids"])
+                                                     for s in sample]))) if sample else 1
 
     def text_block(self, stream: np.ndarray, length: int) -> np.ndarray:
         start = self.rng.integers(0, len(stream) - length - 1)
         return np.asarray(stream[start:start + length], dtype=np.int64)
 
+    def recall_document(self, room: int, repeats: bool = False) -> list[int]:
+        """One recall document (`repeats`: a repeat document) of at most `room` tokens where it
+        can be (queries and facts of a shorter one are kept whole, not cut off), its filler as
+        long as the room allows."""
+        facts, queries = int(self.rng.integers(1, 7)), int(self.rng.integers(1, 4))
+        num_filler = int(self.rng.integers(repeats, max(repeats, room // self.sentence_tokens) + 1))
+        while True:
+            text = (synthetic.repeat_text(self.rng, self.filler, num_filler, min(queries, 1 + num_filler // 3)) if repeats else
+                    synthetic.recall_text(self.rng, self.filler, facts, queries, num_filler))
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+            if len(ids) <= room or num_filler <= repeats:
+                return ids
+            num_filler //= 2
+
     def recall_block(self, length: int) -> np.ndarray:
-        ids = []
+        """Recall documents (repeat documents in --repeat_share of the blocks) packed to `length`
+        tokens: queries look back at every distance up to it."""
+        repeats, ids = bool(self.rng.random() < self.repeat_share), []
         while len(ids) < length:
-            text = synthetic.recall_text(self.rng, self.filler, num_facts=int(self.rng.integers(1, 7)),
-                                         num_queries=int(self.rng.integers(1, 4)))
-            ids += self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+            ids += self.recall_document(length - len(ids), repeats)
         return np.asarray(ids[:length], dtype=np.int64)
 
     def copy_block(self, length: int, variant: str) -> tuple[np.ndarray, int]:
@@ -252,6 +279,8 @@ def check_args(args) -> None:
         raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
     if min(args.ngram_copy_share, args.text_copy_share) < 0 or args.ngram_copy_share + args.text_copy_share > 1:
         raise ValueError("--ngram_copy_share and --text_copy_share must be >= 0 and sum to at most 1")
+    if not 0 <= args.repeat_share <= 1:
+        raise ValueError("--repeat_share must be between 0 and 1")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
     if not 1 <= args.copy_warmup_layers <= args.layers:
@@ -317,7 +346,7 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         print(f"resuming at step {step}")
     sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
-                           np.random.default_rng(args.seed + step))
+                           np.random.default_rng(args.seed + step), args.repeat_share)
     log = open(work / "log.txt", "a")
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
     model.train()

@@ -5,13 +5,15 @@ induction heads (measured: passkey 0% inside its own window after 24M tokens of 
 recall documents, see README). Small transformers form them within a few thousand steps on
 sequences that can only be predicted by copying from the context (Olsson et al. 2022;
 Bietti et al. 2023, "Birth of a transformer"; Arora et al. 2023, Zoology's associative
-recall). Two kinds are mixed with text here:
+recall). Three kinds are mixed with text here:
 
 - copy: a span of random tokens repeated until the block is full: every repeat is
   predictable only by looking back one period.
 - recall: facts "<subject> <relation> <number>" scattered in book text, several with the
   same relation so that only the whole subject tells them apart, then queries that restate a
   subject and its relation; the number is predictable only from the fact.
+- repeat: book sentences, some of which recur verbatim later; a repeat is predictable, after
+  its first words, only from the earlier sentence.
 
 The wordings share no sentence with the passkey test (longlora.evaluation), whose prompts
 must never be seen in training; `contains_passkey_text` checks a text for its wording.
@@ -38,12 +40,11 @@ def random_number(rng: np.random.Generator) -> int:
     return int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
 
 
-MAX_COPY_PERIOD = 64
-
-
 def longest_period(length: int) -> int:
-    """The longest period of a copy document of `length` tokens: 64, or half of a shorter block."""
-    return min(MAX_COPY_PERIOD, length // 2)
+    """The longest period of a copy document of `length` tokens: half of it, so that every
+    look-back distance up to half the window is trained (periods of at most 64 left a base
+    copying 99% at distance 64 but 68% at 128 and 34% at 240, and missing passkeys at 256)."""
+    return length // 2
 
 
 def copy_period(rng: np.random.Generator, length: int) -> int:
@@ -53,7 +54,7 @@ def copy_period(rng: np.random.Generator, length: int) -> int:
 
 def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4,
                   alphabet: int | None = None) -> tuple[np.ndarray, int]:
-    """A random span (8-64 tokens, at most half of `length`; ids >= first_id so no special token)
+    """A random span (8 tokens to half of `length`; ids >= first_id so no special token)
     repeated to `length`, and its period: the first period cannot be predicted, only its repeats.
     With `alphabet`, the span draws from that many distinct tokens, so that a token recurs within
     it and the next one follows only from the last two or three (a passkey question needs that:
@@ -69,7 +70,7 @@ def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_
 @torch.no_grad()
 def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16,
                   alphabet: int | None = None) -> float:
-    """Share of tokens after the longest period (64, or half of `length`) of copy documents that
+    """Share of tokens after the longest period (half of `length`) of copy documents that
     the model predicts (greedy): about 1/vocab_size without an induction head, near 1 with one --
     the skill the passkey test needs, measured on data where nothing else helps."""
     was_training = model.training
@@ -82,22 +83,35 @@ def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator,
     return (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
 
 
-def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int) -> str:
-    """Facts of one relation about distinct subjects in filler text, then queries about some of them."""
+def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int,
+                num_filler: int) -> str:
+    """Facts of one relation about distinct subjects, each at a random place among `num_filler`
+    filler sentences, then queries about some of them: the more filler, the farther back a
+    query looks, up to a whole window as a passkey question does."""
     statement, question = RELATIONS[int(rng.integers(len(RELATIONS)))]
     subjects = set()
     while len(subjects) < num_facts:
         subjects.add(f"{SUBJECT_ADJECTIVES[rng.integers(len(SUBJECT_ADJECTIVES))]} "
                      f"{SUBJECT_NOUNS[rng.integers(len(SUBJECT_NOUNS))]}")
     facts = {s: random_number(rng) for s in sorted(subjects)}
-    pieces = []
-    for subject, number in facts.items():
-        pieces += [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=int(rng.integers(0, 4)))]
+    pieces = [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=num_filler)]
+    for place, (subject, number) in zip(sorted(rng.integers(0, num_filler + 1, size=num_facts), reverse=True),
+                                        facts.items()):
         fact = f"{statement.format(s=subject)} {number}."
-        pieces.append(fact[0].upper() + fact[1:])
-    pieces += [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=int(rng.integers(0, 4)))]
+        pieces.insert(int(place), fact[0].upper() + fact[1:])
     asked = rng.choice(list(facts), size=num_queries, replace=num_queries > len(facts))
     pieces += [f"{question.format(s=subject)} {facts[subject]}." for subject in asked]
+    return " ".join(pieces)
+
+
+def repeat_text(rng: np.random.Generator, filler_sentences: list[str], num_filler: int, num_repeats: int) -> str:
+    """`num_filler` filler sentences, `num_repeats` of which recur verbatim somewhere later: once a
+    repeat's first words match, the rest is predictable only by copying the earlier sentence,
+    over what the text alone would predict, as a passkey answer continues its key line."""
+    pieces = [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=num_filler)]
+    for _ in range(num_repeats if pieces else 0):
+        source = int(rng.integers(len(pieces)))
+        pieces.insert(int(rng.integers(source + 1, len(pieces) + 1)), pieces[source])
     return " ".join(pieces)
 
 

@@ -107,6 +107,9 @@ CASES = {
     "pretrain: a small-alphabet share above 1": (
         lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--ngram_copy_share", "1.5"], "--ngram_copy_share",
         "sum to at most 1"),
+    "pretrain: a repeat share above 1": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--repeat_share", "2"], "--repeat_share",
+        "between 0 and 1"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }

@@ -72,7 +72,7 @@ def test_copy_variants_repeat_their_span_and_text_spans_come_from_the_stream():
     for variant in pretrain_base.COPY_VARIANTS:
         for _ in range(20):
             ids, period = sampler.copy_block(256, variant)
-            assert len(ids) == 256 and 8 <= period <= 64 and np.array_equal(ids[period:], ids[:-period])
+            assert len(ids) == 256 and 8 <= period <= 128 and np.array_equal(ids[period:], ids[:-period])
             if variant == "text":  # consecutive stream tokens
                 assert np.array_equal(np.diff(ids[:period]), np.ones(period - 1))
             if variant == "small_alphabet":
@@ -85,3 +85,38 @@ def test_copy_documents_are_random_spans_alone_during_the_warm_up():
     args = SimpleNamespace(copy_warmup_steps=700, ngram_copy_share=0.3, text_copy_share=0.4)
     assert pretrain_base.copy_weights(args, 699) == [1.0, 0.0, 0.0]
     assert pretrain_base.copy_weights(args, 700) == pytest.approx([0.3, 0.3, 0.4])
+
+
+class WordTokenizer:
+    """One token per word, and an end-of-text id: enough for BlockSampler's recall documents."""
+
+    eos_token_id = 2
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [4 + len(word) for word in text.split()]}
+
+
+def test_recall_documents_fit_their_room_and_some_fill_a_block():
+    """A recall document is cut to its room only where even no filler would not fit; its filler
+    grows with the room, so that queries look back over most of a block, as a passkey's does."""
+    import numpy as np
+    import pretrain_base
+
+    filler = ["It rained all day and the roads were flooded.", "Nobody came to the door that evening."]
+    sampler = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(0))
+    lengths = [len(sampler.recall_document(256)) for _ in range(300)]
+    assert max(lengths) <= 256 and max(lengths) > 200 and min(lengths) < 100
+    assert len(sampler.recall_block(256)) == 256
+
+
+def test_repeat_share_picks_repeat_documents_for_whole_blocks():
+    """With --repeat_share 1 a recall block holds repeats and no fact; with 0, facts."""
+    import numpy as np
+    import pretrain_base
+
+    filler = ["It rained all day and the roads were flooded.", "Nobody came to the door that evening."]
+    for share, expect_facts in ((1.0, False), (0.0, True)):
+        sampler = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(1), share)
+        words = {4 + len(w) for s in filler for w in s.split()}
+        blocks = [sampler.recall_block(128) for _ in range(20)]
+        assert any(set(b.tolist()) - words - {2} for b in blocks) == expect_facts

@@ -20,7 +20,7 @@ def test_every_query_repeats_the_number_of_its_fact():
     once as a fact before the queries, and every query asks a stated subject."""
     rng = np.random.default_rng(1)
     for _ in range(300):
-        text = synthetic.recall_text(rng, FILLER, num_facts=5, num_queries=3)
+        text = synthetic.recall_text(rng, FILLER, num_facts=5, num_queries=3, num_filler=int(rng.integers(0, 9)))
         statement, question = next((st, q) for st, q in synthetic.RELATIONS if question_start(q) in text)
         pattern = re.escape(statement).replace(re.escape("{s}"), r"(\w+ \w+)") + r" (\d+)\."
         stated = re.findall(pattern, text, flags=re.IGNORECASE)
@@ -36,8 +36,45 @@ def test_copy_documents_repeat_one_span():
     rng = np.random.default_rng(2)
     for _ in range(50):
         doc, stated = synthetic.copy_document(rng, 4096, 256)
-        period = next(p for p in range(8, 65) if np.array_equal(doc[p:], doc[:-p]))
-        assert len(doc) == 256 and doc.min() >= 4 and period == stated <= 64
+        period = next(p for p in range(8, 129) if np.array_equal(doc[p:], doc[:-p]))
+        assert len(doc) == 256 and doc.min() >= 4 and period == stated <= 128
+
+
+def test_copy_periods_reach_half_the_block():
+    """Look-back distances up to half the window are trained, not only short ones."""
+    rng = np.random.default_rng(5)
+    periods = [synthetic.copy_document(rng, 4096, 256)[1] for _ in range(400)]
+    assert min(periods) >= 8 and max(periods) == 128 and np.mean(np.array(periods) > 64) > 0.4
+
+
+def test_recall_facts_spread_over_the_filler():
+    """Every filler sentence is used once in place, and facts stand anywhere among them: first
+    (a query's longest look-back) as well as last."""
+    rng = np.random.default_rng(6)
+    filler = [f"Sentence number {chr(97 + i)} ends here." for i in range(26)]
+    first = last = 0
+    for _ in range(200):
+        text = synthetic.recall_text(rng, filler, num_facts=1, num_queries=1, num_filler=10)
+        sentences = re.split(r"(?<=\.) ", text)
+        assert sum(s in filler for s in sentences) == 10 and len(sentences) == 12
+        fact_at = next(i for i, s in enumerate(sentences) if s not in filler)
+        first, last = first + (fact_at == 0), last + (fact_at == 10)
+    assert first > 5 and last > 5
+
+
+def test_repeats_recur_verbatim_and_far_back():
+    """A repeat is a whole filler sentence said again: 8 drawn + 3 repeats = 11 sentences, at
+    least 3 of them a sentence already said; some repeats come many sentences after the first."""
+    rng = np.random.default_rng(7)
+    filler = [f"Sentence number {chr(97 + i)} ends here." for i in range(26)]
+    farthest = 0
+    for _ in range(200):
+        sentences = re.split(r"(?<=\.) ", synthetic.repeat_text(rng, filler, num_filler=8, num_repeats=3))
+        assert len(sentences) == 11 and all(s in filler for s in sentences)
+        assert len(sentences) - len(set(sentences)) >= 3
+        farthest = max(farthest, max(len(sentences) - 1 - sentences[::-1].index(s) - sentences.index(s)
+                                     for s in sentences))
+    assert farthest >= 8
 
 
 def test_small_alphabet_copy_documents_need_more_than_the_last_token():
@@ -56,7 +93,7 @@ def test_small_alphabet_copy_documents_need_more_than_the_last_token():
 
 def test_no_passkey_wording_in_synthetic_documents():
     rng = np.random.default_rng(3)
-    texts = [synthetic.recall_text(rng, FILLER, 6, 3) for _ in range(500)]
+    texts = [synthetic.recall_text(rng, FILLER, 6, 3, num_filler=4) for _ in range(500)]
     assert not any(synthetic.contains_passkey_text(t) for t in texts)
     for line in (TASK, KEY_LINE.format(key=1), QUESTION, FILLER_SENTENCES[0]):
         assert synthetic.contains_passkey_text(line)  # the check would catch the test's own lines
