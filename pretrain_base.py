@@ -55,6 +55,8 @@ from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
 from longlora.evaluation import passkey_accuracy
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
+CYCLE_SENTENCES = (2, 7)  # sentences of a cycled filler: 2 to 6, each of at most SHORT_SENTENCE_CHARS
+SHORT_SENTENCE_CHARS = 60
 NGRAM_ALPHABETS = (4, 17)  # distinct tokens of a small-alphabet copy document: 4 to 16
 # random tokens; random tokens from a small alphabet; a span of book or math training text
 COPY_VARIANTS = ("random", "small_alphabet", "text")
@@ -87,6 +89,10 @@ def parse_args() -> argparse.Namespace:
                    help="share of the recall blocks whose documents repeat earlier sentences of their book text "
                         "verbatim instead of stating facts: the rest of a repeat follows from its first words only "
                         "by copying (longlora.synthetic.repeat_text)")
+    p.add_argument("--cycled_filler_share", type=float, default=0.5,
+                   help="share of the fact documents whose filler is 2-6 book sentences said over and over: the "
+                        "query's last word then recurs all through the filler, as a passkey question's \"is\" "
+                        "does in \"the grass is green\", and only its whole prefix finds the fact")
     p.add_argument("--copy_warmup_steps", type=int, default=700,
                    help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
                         "warm-up began to copy between steps 400 and 500")
@@ -146,12 +152,16 @@ class BlockSampler:
     KINDS = ("books", "math", "copy", "recall")
 
     def __init__(self, streams: dict[str, np.ndarray], filler_sentences: list[str], tokenizer,
-                 rng: np.random.Generator, repeat_share: float = 0.0):
-        self.streams, self.filler, self.tokenizer, self.rng = streams, filler_sentences, tokenizer, rng
-        self.repeat_share = repeat_share
-        sample = filler_sentences[:200]
-        self.sentence_tokens = max(1, round(np.mean([len(tokenizer(s, add_special_tokens=False)["input_ids"])
-                                                     for s in sample]))) if sample else 1
+                 rng: np.random.Generator, repeat_share: float = 0.0, cycled_filler_share: float = 0.0):
+        self.streams, self.tokenizer, self.rng = streams, tokenizer, rng
+        self.repeat_share, self.cycled_filler_share = repeat_share, cycled_filler_share
+        short = [s for s in filler_sentences if len(s) <= SHORT_SENTENCE_CHARS] or filler_sentences
+        # (sentences, their mean length in tokens): any filler, and the short sentences a cycle says over and over
+        self.filler, self.cycle_filler = ((f, self.mean_tokens(f)) for f in (filler_sentences, short))
+
+    def mean_tokens(self, sentences: list[str]) -> int:
+        return max(1, round(np.mean([len(self.tokenizer(s, add_special_tokens=False)["input_ids"])
+                                     for s in sentences[:200]]))) if sentences else 1
 
     def text_block(self, stream: np.ndarray, length: int) -> np.ndarray:
         start = self.rng.integers(0, len(stream) - length - 1)
@@ -160,12 +170,14 @@ class BlockSampler:
     def recall_document(self, room: int, repeats: bool = False) -> list[int]:
         """One recall document (`repeats`: a repeat document) of at most `room` tokens where it
         can be (queries and facts of a shorter one are kept whole, not cut off), its filler as
-        long as the room allows."""
+        long as the room allows; --cycled_filler_share of the fact documents cycle their filler."""
         facts, queries = int(self.rng.integers(1, 7)), int(self.rng.integers(1, 4))
-        num_filler = int(self.rng.integers(repeats, max(repeats, room // self.sentence_tokens) + 1))
+        cycle = 0 if repeats or self.rng.random() >= self.cycled_filler_share else int(self.rng.integers(*CYCLE_SENTENCES))
+        filler, sentence_tokens = self.cycle_filler if cycle else self.filler
+        num_filler = int(self.rng.integers(repeats, max(repeats, room // sentence_tokens) + 1))
         while True:
-            text = (synthetic.repeat_text(self.rng, self.filler, num_filler, min(queries, 1 + num_filler // 3)) if repeats else
-                    synthetic.recall_text(self.rng, self.filler, facts, queries, num_filler))
+            text = (synthetic.repeat_text(self.rng, filler, num_filler, min(queries, 1 + num_filler // 3)) if repeats else
+                    synthetic.recall_text(self.rng, filler, facts, queries, num_filler, cycle))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
             if len(ids) <= room or num_filler <= repeats:
                 return ids
@@ -279,8 +291,8 @@ def check_args(args) -> None:
         raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
     if min(args.ngram_copy_share, args.text_copy_share) < 0 or args.ngram_copy_share + args.text_copy_share > 1:
         raise ValueError("--ngram_copy_share and --text_copy_share must be >= 0 and sum to at most 1")
-    if not 0 <= args.repeat_share <= 1:
-        raise ValueError("--repeat_share must be between 0 and 1")
+    if not (0 <= args.repeat_share <= 1 and 0 <= args.cycled_filler_share <= 1):
+        raise ValueError("--repeat_share and --cycled_filler_share must be between 0 and 1")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
     if not 1 <= args.copy_warmup_layers <= args.layers:
@@ -346,7 +358,7 @@ def main() -> None:
         optimizer.load_state_dict(state["optimizer"])
         print(f"resuming at step {step}")
     sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
-                           np.random.default_rng(args.seed + step), args.repeat_share)
+                           np.random.default_rng(args.seed + step), args.repeat_share, args.cycled_filler_share)
     log = open(work / "log.txt", "a")
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
     model.train()

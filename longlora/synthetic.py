@@ -84,17 +84,20 @@ def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator,
 
 
 def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int,
-                num_filler: int) -> str:
+                num_filler: int, cycle: int = 0) -> str:
     """Facts of one relation about distinct subjects, each at a random place among `num_filler`
     filler sentences, then queries about some of them: the more filler, the farther back a
-    query looks, up to a whole window as a passkey question does."""
+    query looks, up to a whole window as a passkey question does. With `cycle`, the filler is
+    that many sentences said over and over: a query's last word then recurs all through it
+    (the passkey's "is" recurs in "the grass is green"), and only its whole prefix finds the fact."""
     statement, question = RELATIONS[int(rng.integers(len(RELATIONS)))]
     subjects = set()
     while len(subjects) < num_facts:
         subjects.add(f"{SUBJECT_ADJECTIVES[rng.integers(len(SUBJECT_ADJECTIVES))]} "
                      f"{SUBJECT_NOUNS[rng.integers(len(SUBJECT_NOUNS))]}")
     facts = {s: random_number(rng) for s in sorted(subjects)}
-    pieces = [filler_sentences[i] for i in rng.integers(len(filler_sentences), size=num_filler)]
+    drawn = rng.integers(len(filler_sentences), size=cycle or num_filler)
+    pieces = [filler_sentences[drawn[i % len(drawn)]] for i in range(num_filler)]
     for place, (subject, number) in zip(sorted(rng.integers(0, num_filler + 1, size=num_facts), reverse=True),
                                         facts.items()):
         fact = f"{statement.format(s=subject)} {number}."

@@ -120,3 +120,19 @@ def test_repeat_share_picks_repeat_documents_for_whole_blocks():
         words = {4 + len(w) for s in filler for w in s.split()}
         blocks = [sampler.recall_block(128) for _ in range(20)]
         assert any(set(b.tolist()) - words - {2} for b in blocks) == expect_facts
+
+
+def test_cycled_filler_documents_use_short_sentences():
+    import numpy as np
+    import pretrain_base
+
+    long_one = "This sentence is far longer than any sentence a cycled filler may say over and over again."
+    filler = [long_one, "It rained.", "Nobody came."]
+    sampler = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(2), 0.0, 1.0)
+    assert len(long_one) > pretrain_base.SHORT_SENTENCE_CHARS
+    blocks = [sampler.recall_block(128) for _ in range(10)]
+    sampler_any = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(2), 0.0, 0.0)
+    long_ids = WordTokenizer()(long_one)["input_ids"]
+    contains = lambda block: any(block[i:i + len(long_ids)].tolist() == long_ids for i in range(len(block)))
+    assert not any(contains(b) for b in blocks)
+    assert any(contains(sampler_any.recall_block(128)) for _ in range(10))

@@ -62,6 +62,15 @@ def test_recall_facts_spread_over_the_filler():
     assert first > 5 and last > 5
 
 
+def test_a_cycled_filler_says_its_sentences_over_and_over_in_order():
+    rng = np.random.default_rng(8)
+    filler = [f"Sentence number {chr(97 + i)} ends here." for i in range(26)]
+    for cycle in (2, 3, 5):
+        text = synthetic.recall_text(rng, filler, num_facts=2, num_queries=1, num_filler=12, cycle=cycle)
+        said = [s for s in re.split(r"(?<=\.) ", text) if s in filler]
+        assert len(said) == 12 and said == [said[i % cycle] for i in range(12)] and len(set(said)) <= cycle
+
+
 def test_repeats_recur_verbatim_and_far_back():
     """A repeat is a whole filler sentence said again: 8 drawn + 3 repeats = 11 sentences, at
     least 3 of them a sentence already said; some repeats come many sentences after the first."""
