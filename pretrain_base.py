@@ -25,9 +25,12 @@ instead of copying from it (issue 14's notes). Copy periods reach half the block
 document's filler grows with the room left in its block, so that look-backs of every distance
 are trained (with periods of at most 64 a base copied 99% at distance 64 but 34% at 240); half
 of the recall blocks repeat earlier book sentences verbatim instead of stating facts
-(--repeat_share), which made passkey answers appear in a continued run of the previous recipe.
+(--repeat_share): such a base found a passkey hidden in book sentences, not in the paper's
+filler, where the filler's "The grass is green" won; so half of the fact documents now cycle a
+few short sentences as their filler (--cycled_filler_share), the query's last word recurring
+all through it.
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
-and passkey accuracy at the window in its log.txt; rerunning resumes. The final model,
+and passkey accuracy at the window (the paper's filler, and book test sentences) in its log.txt; rerunning resumes. The final model,
 tokenizer and PROVENANCE.json go to --output_dir.
 """
 
@@ -52,7 +55,7 @@ from longlora.args import exit_on_error
 from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT, documents, corpus_sentences
 from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
-from longlora.evaluation import passkey_accuracy
+from longlora.evaluation import FILLER_SENTENCES, passkey_accuracy
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 CYCLE_SENTENCES = (2, 7)  # sentences of a cycled filler: 2 to 6, each of at most SHORT_SENTENCE_CHARS
@@ -357,6 +360,7 @@ def main() -> None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         print(f"resuming at step {step}")
+    test_sentences = corpus_sentences("books", "test")  # passkey filler of the log's second score, never trained on
     sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
                            np.random.default_rng(args.seed + step), args.repeat_share, args.cycled_filler_share)
     log = open(work / "log.txt", "a")
@@ -381,14 +385,16 @@ def main() -> None:
         bar.set_postfix(loss=f"{train_loss:.3f}")
         if step % args.save_steps == 0 or step == args.max_steps:
             val = {c: validation_loss(model, streams[c][1], args.model_max_length) for c in streams}
-            passkey = passkey_accuracy(model, tokenizer, args.model_max_length, 10, np.random.default_rng(0))
+            passkey = {f"passkey{name}@{args.model_max_length}": passkey_accuracy(
+                model, tokenizer, args.model_max_length, 10, np.random.default_rng(0), filler=filler)
+                for name, filler in (("", FILLER_SENTENCES), ("_books", test_sentences))}
             copying = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
                        for n in sorted({args.curriculum_length, args.model_max_length})}
             copying[f"alphabet8@{args.model_max_length}"] = synthetic.copy_accuracy(
                 model, len(tokenizer), args.model_max_length, np.random.default_rng(0), alphabet=8)
             model.train()
             log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copying,
-                                  f"passkey@{args.model_max_length}": passkey, "seconds": time.time() - start}) + "\n")
+                                  **passkey, "seconds": time.time() - start}) + "\n")
             log.flush()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "train_loss": train_loss, "elapsed": time.time() - start}, checkpoint.with_suffix(".tmp"))

@@ -88,16 +88,21 @@ def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts
     """Facts of one relation about distinct subjects, each at a random place among `num_filler`
     filler sentences, then queries about some of them: the more filler, the farther back a
     query looks, up to a whole window as a passkey question does. With `cycle`, the filler is
-    that many sentences said over and over: a query's last word then recurs all through it
-    (the passkey's "is" recurs in "the grass is green"), and only its whole prefix finds the fact."""
+    that many sentences said over and over, drawn among those holding the relation's last word
+    where there are any: that word then recurs all through the filler followed by something
+    else (the passkey's "is" recurs in "the grass is green"), and only the query's whole prefix
+    finds the fact (associative recall with colliding keys)."""
     statement, question = RELATIONS[int(rng.integers(len(RELATIONS)))]
     subjects = set()
     while len(subjects) < num_facts:
         subjects.add(f"{SUBJECT_ADJECTIVES[rng.integers(len(SUBJECT_ADJECTIVES))]} "
                      f"{SUBJECT_NOUNS[rng.integers(len(SUBJECT_NOUNS))]}")
     facts = {s: random_number(rng) for s in sorted(subjects)}
-    drawn = rng.integers(len(filler_sentences), size=cycle or num_filler)
-    pieces = [filler_sentences[drawn[i % len(drawn)]] for i in range(num_filler)]
+    last_word = statement.split()[-1]
+    sources = [s for s in filler_sentences if f" {last_word} " in f" {s} "] if cycle else []
+    sources = sources or filler_sentences
+    drawn = rng.integers(len(sources), size=cycle or num_filler)
+    pieces = [sources[drawn[i % len(drawn)]] for i in range(num_filler)]
     for place, (subject, number) in zip(sorted(rng.integers(0, num_filler + 1, size=num_facts), reverse=True),
                                         facts.items()):
         fact = f"{statement.format(s=subject)} {number}."

@@ -71,6 +71,17 @@ def test_a_cycled_filler_says_its_sentences_over_and_over_in_order():
         assert len(said) == 12 and said == [said[i % cycle] for i in range(12)] and len(set(said)) <= cycle
 
 
+def test_a_cycled_filler_holds_the_relations_last_word_where_it_can():
+    """The query's last word must recur in the filler followed by other words (colliding keys)."""
+    rng = np.random.default_rng(9)
+    filler = FILLER + ["The river is cold.", "He waited with care.", "The sign reads north."]
+    for _ in range(100):
+        text = synthetic.recall_text(rng, filler, num_facts=1, num_queries=1, num_filler=6, cycle=2)
+        statement = next(st for st, q in synthetic.RELATIONS if question_start(q) in text)
+        said = [s for s in re.split(r"(?<=[.?]) ", text) if s in filler]
+        assert all(f" {statement.split()[-1]} " in f" {s} " for s in said), text
+
+
 def test_repeats_recur_verbatim_and_far_back():
     """A repeat is a whole filler sentence said again: 8 drawn + 3 repeats = 11 sentences, at
     least 3 of them a sentence already said; some repeats come many sentences after the first."""
