@@ -30,8 +30,8 @@ filler, where the filler's "The grass is green" won; so half of the fact documen
 few short sentences as their filler (--cycled_filler_share), the query's last word recurring
 all through it.
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
-and passkey accuracy at the window (the paper's filler, and book test sentences) in its log.txt; rerunning resumes. The final model,
-tokenizer and PROVENANCE.json go to --output_dir.
+and passkey accuracy at the window (the paper's filler, and book test sentences) in its
+log.txt; rerunning resumes. The final model, tokenizer and PROVENANCE.json go to --output_dir.
 """
 
 import argparse
@@ -93,9 +93,10 @@ def parse_args() -> argparse.Namespace:
                         "verbatim instead of stating facts: the rest of a repeat follows from its first words only "
                         "by copying (longlora.synthetic.repeat_text)")
     p.add_argument("--cycled_filler_share", type=float, default=0.5,
-                   help="share of the fact documents whose filler is 2-6 book sentences said over and over: the "
-                        "query's last word then recurs all through the filler, as a passkey question's \"is\" "
-                        "does in \"the grass is green\", and only its whole prefix finds the fact")
+                   help="share of the fact documents whose filler is 2-6 short book sentences said over and over, "
+                        "drawn among those holding the relation's last word: that word then recurs all through the "
+                        "filler, as a passkey question's \"is\" does in \"the grass is green\", and only the "
+                        "query's whole prefix finds the fact")
     p.add_argument("--copy_warmup_steps", type=int, default=700,
                    help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
                         "warm-up began to copy between steps 400 and 500")
@@ -177,12 +178,13 @@ class BlockSampler:
         facts, queries = int(self.rng.integers(1, 7)), int(self.rng.integers(1, 4))
         cycle = 0 if repeats or self.rng.random() >= self.cycled_filler_share else int(self.rng.integers(*CYCLE_SENTENCES))
         filler, sentence_tokens = self.cycle_filler if cycle else self.filler
-        num_filler = int(self.rng.integers(repeats, max(repeats, room // sentence_tokens) + 1))
+        fewest = 1 if repeats else 0  # a repeat document needs a sentence to repeat
+        num_filler = int(self.rng.integers(fewest, max(fewest, room // sentence_tokens) + 1))
         while True:
             text = (synthetic.repeat_text(self.rng, filler, num_filler, min(queries, 1 + num_filler // 3)) if repeats else
                     synthetic.recall_text(self.rng, filler, facts, queries, num_filler, cycle))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
-            if len(ids) <= room or num_filler <= repeats:
+            if len(ids) <= room or num_filler <= fewest:
                 return ids
             num_filler //= 2
 
