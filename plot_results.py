@@ -150,14 +150,15 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) 
         contexts = sorted({int(r["train_ctx"]) for r in source})
         for r in source:
             x = int(note_value(r["note"], "step")) if table == "figure5" else int(r["eval_ctx"])
-            curves[(r[series], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "")].append(
-                (x, float(r["value"]), r.get("spread", 0.0)))
-        for (name, train_ctx, dataset, budget), points in sorted(curves.items()):
+            curves[(r[series], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "",
+                    note_value(r["note"], "filler") or "")].append((x, float(r["value"]), r.get("spread", 0.0)))
+        for (name, train_ctx, dataset, budget, filler), points in sorted(curves.items()):
             xs, ys, spreads = zip(*sorted(points))
             label = f"{name}" + (f", trained at {train_ctx}" if train_ctx else "") + \
-                (f", {dataset}" if len({k[2] for k in curves}) > 1 else "") + (f", steps={budget}" if budget else "")
-            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=":" if budget else style, capsize=3,
-                        label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5])
+                (f", {dataset}" if len({k[2] for k in curves}) > 1 else "") + (f", steps={budget}" if budget else "") + \
+                (f", filler {filler}" if filler else "")
+            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=":" if budget or filler else style,
+                        capsize=3, label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5])
         ax.set_title(f"{table} {title}: {describe(source)}", fontsize=9)
         ax.set_xlabel("training step" if table == "figure5" else "evaluation length (tokens)")
         ax.set_ylabel(metric)
@@ -302,21 +303,27 @@ def cost_figure(table: str, rows: list[dict], published: list[dict], out: str) -
 
 
 def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
-    """Passkey accuracy by depth (rows, from the note depth=D) and prompt length (columns)."""
-    cells = {(float(note_value(r["note"], "depth")), int(r["eval_ctx"])): float(r["value"])
-             for r in over_seeds(rows) if r["table"] == table and note_value(r["note"], "depth") is not None}
+    """Passkey accuracy by depth (rows, from the note depth=D) and prompt length (columns), one
+    panel per filler (the paper's unless the note says filler=F)."""
+    cells = defaultdict(dict)
+    for r in over_seeds(rows):
+        if r["table"] == table and note_value(r["note"], "depth") is not None:
+            filler = note_value(r["note"], "filler") or "paper"
+            cells[filler][(float(note_value(r["note"], "depth")), int(r["eval_ctx"]))] = float(r["value"])
     if not cells:
         return
-    depths, lengths = sorted({d for d, _ in cells}), sorted({n for _, n in cells})
-    grid = [[cells.get((d, n), float("nan")) for n in lengths] for d in depths]
-    fig, ax = plt.subplots(figsize=(max(5, 0.6 * len(lengths)), 4))
-    image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
-    ax.set_xticks(range(len(lengths)), lengths, rotation=45)
-    ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
-    ax.set_xlabel("prompt length (tokens)")
-    ax.set_ylabel("depth of the passkey")
-    ax.set_title(f"{table}: passkey accuracy (ours)")
-    fig.colorbar(image, ax=ax)
+    lengths = sorted({n for panel in cells.values() for _, n in panel})
+    fig, axes = plt.subplots(1, len(cells), figsize=(len(cells) * max(5, 0.6 * len(lengths)), 4), squeeze=False)
+    for ax, (filler, panel) in zip(axes[0], sorted(cells.items(), reverse=True)):
+        depths = sorted({d for d, _ in panel})
+        grid = [[panel.get((d, n), float("nan")) for n in lengths] for d in depths]
+        image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")
+        ax.set_xticks(range(len(lengths)), lengths, rotation=45)
+        ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
+        ax.set_xlabel("prompt length (tokens)")
+        ax.set_ylabel("depth of the passkey")
+        ax.set_title(f"{table}: passkey accuracy (ours), {filler} filler")
+        fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
     plt.close(fig)

@@ -4,10 +4,11 @@
 #   perplexity at W/4, W, 2W, 4W, 8W without position interpolation, and with PI for each longer length
 #   (factor ceil(L / W)), book and math test splits: it uses its window (W below W/4) and breaks beyond it,
 #   and PI alone does not repair it;
-#   passkey retrieval inside its window (every W/8 from the shortest prompt to W) with the paper's filler
-#   and with book test sentences, and at 4W and 8W without and with PI alone: >= 0.9 inside, <= 0.2 beyond;
-#   continued pretraining at W for the ablations' step budget (full fine-tuning and LoRA+, each seed):
-#   held-out perplexity moves by less than 3%, so that fine-tuning measures adaptation, not pretraining.
+#   passkey retrieval inside its window (every W/8 from the shortest prompt to W) and at 4W and 8W without
+#   and with PI alone, with the paper's filler and with book test sentences: >= 0.9 inside, <= 0.2 beyond;
+#   continued pretraining at W for the ablations' step budget and tokens per step (TARGET / W sequences of W
+#   tokens a step; full fine-tuning and LoRA+, each seed): held-out perplexity moves by less than 3%, so that
+#   fine-tuning measures adaptation, not pretraining.
 source "$(dirname "$0")/common.sh" "$@"
 window_note="window=$BASE_CTX${NOTE:+ $NOTE}"
 lengths="$(( BASE_CTX / 4 )) $BASE_CTX"; for f in 2 4 8; do lengths="$lengths $(( BASE_CTX * f ))"; done
@@ -32,14 +33,16 @@ step=$(( BASE_CTX / 8 )); shortest=$(( step < 128 ? 128 : step ))
 for filler in paper books; do
   passkey "base|no_pi" "$shortest" "$BASE_CTX" "$step" --no_pi --filler "$filler"
 done
-for length in $beyond; do
-  passkey "base|no_pi" "$length" "$length" 1 --no_pi
-  passkey "base|pi" "$length" "$length" 1 --rope_target "$length"
+for filler in paper books; do
+  for length in $beyond; do
+    passkey "base|no_pi" "$length" "$length" 1 --no_pi --filler "$filler"
+    passkey "base|pi" "$length" "$length" 1 --rope_target "$length" --filler "$filler"
+  done
 done
 for SEED in $SEEDS; do
   for training in $(first_settings full lora_plus); do
     name="continued_${training}_$BASE_CTX"
-    train "$name" "$BASE_CTX" "$training" --attention full
+    train "$name" "$BASE_CTX" "$training" --attention full --per_device_train_batch_size "$(( TARGET / BASE_CTX ))"
     for corpus in books math; do
       evaluate "$(run_dir "$name")" base_model "continued|$training" "$BASE_CTX" "$BASE_CTX" --corpus "$corpus" \
         --split test --span_len "${lengths##* }" --note "$window_note"

@@ -86,6 +86,25 @@ def test_base_model_preconditions():
     assert table["base_model_passkey"] == table["base_model_context"] == table["base_model_adaptation"] == "FAIL"
 
 
+def test_figure4_is_judged_per_filler_and_its_heatmap_has_a_panel_per_filler(tmp_path):
+    import plot_results
+
+    def passkey(table, length, value, filler, depth=None):
+        note = " ".join(x for x in ("" if depth is None else f"depth={depth}",
+                                    "" if filler == "paper" else f"filler={filler}") if x)
+        return {**BASE, "table": table, "dataset": "passkey", "metric": "accuracy", "train_ctx": 2048,
+                "eval_ctx": length, "setting": "longlora", "value": value, "note": note}
+
+    rows = [passkey("figure4", n, v, f) for f, v in (("paper", 0.3), ("books", 1.0)) for n in (1024, 2048)]
+    figure4 = [v for v in verdicts(rows) if v[0] == "figure4"]
+    assert [(v[2], v[3].split(":")[0]) for v in figure4] == [("FAIL", "filler paper"), ("PASS", "filler books")]
+    heat = [passkey("figure4_heatmap", n, 1.0, f, d) for f in ("paper", "books") for n in (1024, 2048) for d in (0.1, 0.9)]
+    plot_results.heatmap_figure("figure4_heatmap", heat, str(tmp_path))
+    from PIL import Image
+    width, height = Image.open(tmp_path / "figure4_heatmap.png").size
+    assert width > 1.8 * height  # two panels side by side (one panel is about 5 x 4 inches)
+
+
 def test_rows_of_another_step_budget_are_checked_on_their_own():
     longer = [{**row, "note": "steps=300"} for row in table1_rows(11.5)]
     table = {v[0]: v[2] for v in verdicts(table1_rows(10.5) + longer)}
