@@ -77,15 +77,22 @@ run() {  # print, then run unless --dry_run
 run_dir() { echo "$OUT_ROOT/seed$SEED/$1"; }
 
 # train NAME CTX TRAINING [train.py flags...]: one fine-tuning run with $SEED into `run_dir NAME`, skipped
-# when that directory already holds a finished output (config.json is written last).
+# when that directory already holds a finished output (config.json is written last) trained after every file
+# of $MODEL; an output older than its base (a base replaced since) is moved aside and trained again.
 train() {
   local name=$1 ctx=$2 training=$3; shift 3
   local lr=$LR_LORA; [ "$training" = full ] && lr=$LR_FULL
-  local out; out=$(run_dir "$name")
-  if [ -f "$out/config.json" ] && [ "$DRY_RUN" = 0 ]; then echo "= $name (seed $SEED) already trained"; return; fi
+  local out fresh=""; out=$(run_dir "$name")
+  if [ -f "$out/config.json" ] && [ "$DRY_RUN" = 0 ]; then
+    if [ -z "$(find -L "$MODEL" -maxdepth 1 -type f -newer "$out/config.json" -print -quit)" ]; then
+      echo "= $name (seed $SEED) already trained"; return
+    fi
+    echo "= $name (seed $SEED): $MODEL changed after it was trained; training again (the old output moves aside)"
+    fresh="--resume false"
+  fi
   run $LAUNCH train.py --model_name_or_path "$MODEL" --model_max_length "$ctx" --training "$training" \
     --max_steps "$STEPS" --learning_rate "$lr" --seed "$SEED" --output_dir "$out" \
-    --save_steps "$STEPS" --show_effect false $TRAIN_FLAGS "$@"
+    --save_steps "$STEPS" --show_effect false $TRAIN_FLAGS $fresh "$@"
 }
 
 # evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...] (a later --note wins)

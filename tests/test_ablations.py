@@ -88,3 +88,25 @@ def test_small_device_job_prints_its_commands():
                             capture_output=True, text=True, timeout=60)
     assert [line for line in result.stdout.splitlines() if line.startswith("+ ")] == [
         "+ bash ablations/table1.sh --smoke ", "+ bash ablations/figure4.sh --smoke "]  # each smoke-tested above
+
+
+def test_a_finished_run_is_reused_only_while_its_base_is_older(tmp_path):
+    """train() in common.sh skips a finished output trained after every file of the base, and trains
+    again (moving the old output aside) once the base has been replaced after it."""
+    base, out = tmp_path / "base", tmp_path / "outputs"
+    base.mkdir()
+    finished = out / "seed42" / "x"
+    finished.mkdir(parents=True)
+    (base / "model.safetensors").write_text("weights")
+    (finished / "config.json").write_text("{}")
+
+    def train_commands(base_age: int, output_age: int) -> str:
+        os.utime(base / "model.safetensors", (base_age, base_age))
+        os.utime(finished / "config.json", (output_age, output_age))
+        script = (f"source ablations/common.sh; run() {{ echo \"+ $*\"; }}; MODEL={base} OUT_ROOT={out}; "
+                  "train x 512 full")
+        return subprocess.run(["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60).stdout
+
+    assert "already trained" in train_commands(1_000, 2_000) and "train.py" not in train_commands(1_000, 2_000)
+    replaced = train_commands(3_000, 2_000)
+    assert "changed after it was trained" in replaced and "train.py" in replaced and "--resume false" in replaced
