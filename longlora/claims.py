@@ -44,9 +44,11 @@ def executed_ratio(model: str, n: int, note: str) -> float | None:
 
 @dataclass(frozen=True)
 class Measured:
-    """One measurement over seeds: mean and sample standard deviation (0 for one seed)."""
+    """One measurement over seeds: mean and sample standard deviation (0 for one seed); `seeds`
+    names the seed of each value where known, so that two settings can be compared seed by seed."""
 
     values: tuple[float, ...]
+    seeds: tuple[str, ...] = ()
 
     @property
     def mean(self) -> float:
@@ -70,6 +72,14 @@ def below(a: Measured, b: Measured, factor: float = 1.0) -> bool | None:
     return margin > 0
 
 
+def seeds_below(a: Measured, b: Measured) -> str:
+    """In how many of the seeds both were run with a is below b ("2/3"): runs of one seed share
+    their data order, so a consistent sign can show where the means' spreads overlap (evidence
+    beside a verdict, not a verdict)."""
+    pairs = [(x, dict(zip(b.seeds, b.values))[seed]) for x, seed in zip(a.values, a.seeds) if seed in b.seeds]
+    return f"{sum(x < y for x, y in pairs)}/{len(pairs)}"
+
+
 def all_hold(*conditions: bool | None) -> bool | None:
     """False if any fails; else None if any is inside the spread; else True."""
     if False in conditions:
@@ -88,7 +98,7 @@ def _ppl(rows, table):
     for r in rows:
         if r["table"] == table and r["metric"] == "perplexity":
             by_seed[(r["setting"], int(r["train_ctx"]), int(r["eval_ctx"]))][r.get("seed", "")] = float(r["value"])
-    return {k: Measured(tuple(v.values())) for k, v in by_seed.items()}
+    return {k: Measured(tuple(v.values()), tuple(v)) for k, v in by_seed.items()}
 
 
 def base_model(rows):
@@ -115,8 +125,9 @@ def table1(rows):
         full, short, s2 = (p.get((f"{a}|full_ft", ctx, ctx)) for a in ("full_attn", "short_attn_no_shift", "s2_attn"))
         if None in (full, short, s2):
             continue
+        paired = f"; S2 below short in {seeds_below(s2, short)} seeds" if len(s2.values) > 1 else ""
         verdicts.append((all_hold(below(s2, full, 1 + CLOSE), below(s2, short)),
-                         f"{ctx}: full {full:.2f}, short {short:.2f}, S2 {s2:.2f}"))
+                         f"{ctx}: full {full:.2f}, short {short:.2f}, S2 {s2:.2f}{paired}"))
     return verdicts, f"S2-Attn within {CLOSE:.0%} of full attention and short-without-shift worse than S2"
 
 

@@ -52,6 +52,18 @@ def test_claims_over_seeds_pass_only_beyond_the_spread():
     assert {v[0]: v[2] for v in verdicts(fail)}["table1"] == "FAIL"  # S2 12.1 vs full 10.0: 21% worse, spread 0.2
 
 
+def test_table1_evidence_counts_the_seeds_where_s2_is_below_short():
+    """Seed by seed (S2, short): (10.0, 11.0), (12.0, 12.5), (11.0, 10.5): S2 is below in 2 of 3,
+    counted by hand here, although the means' spreads overlap."""
+    rows = []
+    for seed, (s2, short) in zip((1, 2, 3), ((10.0, 11.0), (12.0, 12.5), (11.0, 10.5))):
+        for row in table1_rows(s2):
+            rows.append({**row, "seed": seed, "value": short if row["setting"].startswith("short") else row["value"]})
+    table1 = next(v for v in verdicts(rows) if v[0] == "table1")
+    assert table1[2] == "NOT DISTINGUISHABLE" and table1[3].endswith("S2 below short in 2/3 seeds")
+    assert "seeds" not in next(v for v in verdicts(table1_rows(10.5)) if v[0] == "table1")[3]  # one seed: no count
+
+
 def test_figures_and_tables_show_the_mean_over_seeds():
     import plot_results
 
