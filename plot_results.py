@@ -20,7 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from longlora.claims import Measured, executed_ratio, note_device, note_value, verdicts  # noqa: E402
+from longlora.claims import Measured, executed_ratio, note_device, note_filler, note_value, verdicts  # noqa: E402
 from longlora.cli import description  # noqa: E402
 from longlora.results import RESULTS_DIR, read_results  # noqa: E402
 
@@ -308,13 +308,12 @@ def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
     cells = defaultdict(dict)
     for r in over_seeds(rows):
         if r["table"] == table and note_value(r["note"], "depth") is not None:
-            filler = note_value(r["note"], "filler") or "paper"
-            cells[filler][(float(note_value(r["note"], "depth")), int(r["eval_ctx"]))] = float(r["value"])
+            cells[note_filler(r["note"])][(float(note_value(r["note"], "depth")), int(r["eval_ctx"]))] = float(r["value"])
     if not cells:
         return
     lengths = sorted({n for panel in cells.values() for _, n in panel})
     fig, axes = plt.subplots(1, len(cells), figsize=(len(cells) * max(5, 0.6 * len(lengths)), 4), squeeze=False)
-    for ax, (filler, panel) in zip(axes[0], sorted(cells.items(), reverse=True)):
+    for ax, (filler, panel) in zip(axes[0], sorted(cells.items(), key=lambda item: item[0] != "paper")):
         depths = sorted({d for d, _ in panel})
         grid = [[panel.get((d, n), float("nan")) for n in lengths] for d in depths]
         image = ax.imshow(grid, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto")

@@ -32,8 +32,6 @@ passkey() {  # SETTING MIN MAX INTERVAL [passkey_retrieval.py flags...]
 step=$(( BASE_CTX / 8 )); shortest=$(( step < 128 ? 128 : step ))
 for filler in paper books; do
   passkey "base|no_pi" "$shortest" "$BASE_CTX" "$step" --no_pi --filler "$filler"
-done
-for filler in paper books; do
   for length in $beyond; do
     passkey "base|no_pi" "$length" "$length" 1 --no_pi --filler "$filler"
     passkey "base|pi" "$length" "$length" 1 --rope_target "$length" --filler "$filler"

@@ -14,9 +14,9 @@ trials=10; heat_trials=3; [ "$SMOKE" = 1 ] && trials=1 heat_trials=1
 passkey() {  # MODEL SETTING [passkey_retrieval.py flags...] (a later flag wins)
   local model=$1 setting=$2; shift 2
   for filler in paper books; do
-      run python passkey_retrieval.py --model "$model" --min_tokens "$shortest" --max_tokens "$max" \
-    --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --table figure4 --setting "$setting" \
-      --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" --filler "$filler" $RESULTS_FLAGS "$@"
+    run python passkey_retrieval.py --model "$model" --min_tokens "$shortest" --max_tokens "$max" \
+      --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --table figure4 \
+      --setting "$setting" --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" --filler "$filler" $RESULTS_FLAGS "$@"
   done
 }
 passkey "$MODEL" base --no_pi

@@ -26,6 +26,11 @@ def note_value(note: str, key: str) -> str | None:
     return next((pair.split("=", 1)[1] for pair in note.split() if pair.startswith(key + "=")), None)
 
 
+def note_filler(note: str) -> str:
+    """The passkey filler a row was measured with: the paper's unless the note says filler=F."""
+    return note_value(note, "filler") or "paper"
+
+
 def note_device(note: str) -> str:
     """cpu or cuda: the third word of a benchmark row's note (`kernel=sdpa bfloat16 cuda ...`)."""
     words = note.split()
@@ -76,7 +81,8 @@ def seeds_below(a: Measured, b: Measured) -> str:
     """In how many of the seeds both were run with a is below b ("2/3"): runs of one seed share
     their data order, so a consistent sign can show where the means' spreads overlap (evidence
     beside a verdict, not a verdict)."""
-    pairs = [(x, dict(zip(b.seeds, b.values))[seed]) for x, seed in zip(a.values, a.seeds) if seed in b.seeds]
+    b_by_seed = dict(zip(b.seeds, b.values))
+    pairs = [(x, b_by_seed[seed]) for x, seed in zip(a.values, a.seeds) if seed in b_by_seed]
     return f"{sum(x < y for x, y in pairs)}/{len(pairs)}"
 
 
@@ -224,7 +230,7 @@ def figure4(rows):
     claim = "LongLoRA model: passkey accuracy >= 0.9 up to its training length"
     verdicts = []
     for filler in ("paper", "books"):
-        curves = _accuracy(rows, "figure4", lambda note: (note_value(note, "filler") or "paper") == filler)
+        curves = _accuracy(rows, "figure4", lambda note: note_filler(note) == filler)
         curve = curves.get("longlora", {})
         if curve:
             inside = [at_least(m, 0.9) for length, (m, ctx) in curve.items() if length <= ctx]
@@ -242,7 +248,7 @@ def base_model_passkey(rows):
     if window is None:
         return verdicts, claim
     for filler in ("paper", "books"):
-        curves = _accuracy(rows, "base_model", lambda note: (note_value(note, "filler") or "paper") == filler)
+        curves = _accuracy(rows, "base_model", lambda note: note_filler(note) == filler)
         inside = {length: v for length, v in curves.get("base|no_pi", {}).items() if length <= window}
         if not inside:
             continue
