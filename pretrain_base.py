@@ -30,8 +30,8 @@ filler, where the filler's "The grass is green" won; so half of the fact documen
 few short sentences as their filler (--cycled_filler_share), the query's last word recurring
 all through it.
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
-and passkey accuracy at the window (the paper's filler, and book test sentences) in its
-log.txt; rerunning resumes. The final model, tokenizer and PROVENANCE.json go to --output_dir.
+and passkey accuracy at the window (the paper's filler, and book test sentences), each also
+with PI x2, in its log.txt; rerunning resumes. The final model, tokenizer and PROVENANCE.json go to --output_dir.
 """
 
 import argparse
@@ -56,6 +56,7 @@ from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT, documents, corpus_sentences
 from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
 from longlora.evaluation import FILLER_SENTENCES, passkey_accuracy
+from longlora.model import apply_position_interpolation
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 CYCLE_SENTENCES = (2, 7)  # sentences of a cycled filler: 2 to 6, each of at most SHORT_SENTENCE_CHARS
@@ -78,7 +79,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--kv_heads", type=int, default=4, help="key/value heads (grouped-query attention)")
     p.add_argument("--intermediate", type=int, default=688, help="SwiGLU hidden size")
     p.add_argument("--per_device_train_batch_size", "--batch_size", type=int, default=16, help="sequences per step")
-    p.add_argument("--max_steps", type=int, default=2200, help="optimizer steps")
+    p.add_argument("--max_steps", type=int, default=2400, help="optimizer steps")
     p.add_argument("--learning_rate", "--lr", type=float, default=1e-3, help="peak learning rate (cosine decay to 10%%)")
     p.add_argument("--warmup_steps", "--warmup", type=int, default=100, help="linear warm-up steps")
     p.add_argument("--books_fraction", type=float, default=0.3, help="share of blocks from the book corpus")
@@ -117,6 +118,12 @@ def parse_args() -> argparse.Namespace:
                    help="books,math,copy,recall fractions during the curriculum steps")
     p.add_argument("--curriculum_length", type=int, default=64,
                    help="tokens per block during the curriculum steps (as many tokens a step: more rows)")
+    p.add_argument("--interpolated_share", type=float, default=0.5,
+                   help="share of the main phase's rows whose positions are multiplied by a random factor between "
+                        "--smallest_position_scale and 1, as position interpolation does: a base that has seen such "
+                        "positions tolerates PI up to that factor without fine-tuning, as Llama-2 does at 2x")
+    p.add_argument("--smallest_position_scale", type=float, default=0.5,
+                   help="smallest factor of the interpolated rows' positions (0.5: PI up to 2x)")
     p.add_argument("--tie_word_embeddings", action=argparse.BooleanOptionalAction, default=True,
                    help="output head = input embeddings (as SmolLM2 and Llama-3.2-1B; LoRA+ then trains an untied "
                         "copy's embeddings and keeps the head frozen): copying forms sooner and fewer parameters "
@@ -272,6 +279,47 @@ def block_shape(args, step: int) -> tuple[int, int]:
     return args.per_device_train_batch_size * args.model_max_length // length, length
 
 
+def position_ids(args, step: int, rows: int, length: int, rng: np.random.Generator) -> torch.Tensor:
+    """Positions of a batch: 0, 1, 2, ... and, in the main phase, --interpolated_share of the rows
+    at 0, s, 2s, ... with s drawn from [--smallest_position_scale, 1]: what position interpolation
+    by up to 1/s feeds a model (RoPE reads real-valued positions)."""
+    scales = np.ones(rows)
+    if step >= args.curriculum_steps:
+        interpolated = rng.random(rows) < args.interpolated_share
+        scales[interpolated] = rng.uniform(args.smallest_position_scale, 1.0, interpolated.sum())
+    return torch.arange(length, dtype=torch.float32)[None] * torch.from_numpy(scales).float()[:, None]
+
+
+def interpolated(model: LlamaForCausalLM, factor: int) -> LlamaForCausalLM:
+    """A copy of `model` with position interpolation by `factor`, made as evaluation makes it
+    (longlora.model.apply_position_interpolation on the config before the model is built)."""
+    config = copy.deepcopy(model.config)
+    apply_position_interpolation(config, factor * config.max_position_embeddings)
+    pi_model = LlamaForCausalLM(config)
+    pi_model.load_state_dict(model.state_dict())
+    return pi_model
+
+
+def skills(model, tokenizer, args, test_sentences: list[str]) -> dict:
+    """The log's scores at a checkpoint: copy accuracy (at the curriculum's and the window's
+    length, and on an 8-token alphabet) and passkey accuracy at the window with the paper's
+    filler and book test sentences; the window's copy and passkey scores also with PI x2."""
+    window, scores = args.model_max_length, {}
+    copying = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
+               for n in sorted({args.curriculum_length, window})}
+    copying[f"alphabet8@{window}"] = synthetic.copy_accuracy(model, len(tokenizer), window, np.random.default_rng(0),
+                                                             alphabet=8)
+    pi_model = interpolated(model, 2)
+    copying[f"pi_x2@{window}"] = synthetic.copy_accuracy(pi_model, len(tokenizer), window, np.random.default_rng(0))
+    scores["copy_accuracy"] = copying
+    for tag, scored in (("", model), ("_pi_x2", pi_model)):
+        for name, filler in (("", FILLER_SENTENCES), ("_books", test_sentences)):
+            scores[f"passkey{name}{tag}@{window}"] = passkey_accuracy(scored, tokenizer, window, 10,
+                                                                    np.random.default_rng(0), filler=filler)
+    model.train()
+    return scores
+
+
 def filler_sentences() -> list[str]:
     """Sentences of the book training split (never validation/test), for recall documents."""
     return [s for s in corpus_sentences("books", "train") if not synthetic.contains_passkey_text(s)]
@@ -300,6 +348,8 @@ def check_args(args) -> None:
         raise ValueError("--repeat_share and --cycled_filler_share must be between 0 and 1")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
+    if not (0 <= args.interpolated_share <= 1 and 0 < args.smallest_position_scale <= 1):
+        raise ValueError("--interpolated_share must be between 0 and 1 and --smallest_position_scale in (0, 1]")
     if not 1 <= args.copy_warmup_layers <= args.layers:
         raise ValueError("--copy_warmup_layers must be between 1 and --layers")
 
@@ -377,7 +427,7 @@ def main() -> None:
             group["lr"] = learning_rate(step, args)
         rows, length = block_shape(args, step)
         x, labels = sampler.batch(rows, mixture_weights(args, step), length, copy_weights(args, step))
-        loss = model(x, labels=labels).loss
+        loss = model(x, labels=labels, position_ids=position_ids(args, step, rows, length, sampler.rng)).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -387,16 +437,8 @@ def main() -> None:
         bar.set_postfix(loss=f"{train_loss:.3f}")
         if step % args.save_steps == 0 or step == args.max_steps:
             val = {c: validation_loss(model, streams[c][1], args.model_max_length) for c in streams}
-            passkey = {f"passkey{name}@{args.model_max_length}": passkey_accuracy(
-                model, tokenizer, args.model_max_length, 10, np.random.default_rng(0), filler=filler)
-                for name, filler in (("", FILLER_SENTENCES), ("_books", test_sentences))}
-            copying = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
-                       for n in sorted({args.curriculum_length, args.model_max_length})}
-            copying[f"alphabet8@{args.model_max_length}"] = synthetic.copy_accuracy(
-                model, len(tokenizer), args.model_max_length, np.random.default_rng(0), alphabet=8)
-            model.train()
-            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val, "copy_accuracy": copying,
-                                  **passkey, "seconds": time.time() - start}) + "\n")
+            log.write(json.dumps({"step": step, "train_loss": train_loss, "val_loss": val,
+                                  **skills(model, tokenizer, args, test_sentences), "seconds": time.time() - start}) + "\n")
             log.flush()
             torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
                         "train_loss": train_loss, "elapsed": time.time() - start}, checkpoint.with_suffix(".tmp"))

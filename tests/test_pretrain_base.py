@@ -136,3 +136,30 @@ def test_cycled_filler_documents_use_short_sentences():
     contains = lambda block: any(block[i:i + len(long_ids)].tolist() == long_ids for i in range(len(block)))
     assert not any(contains(b) for b in blocks)
     assert any(contains(sampler_any.recall_block(128)) for _ in range(10))
+
+
+def test_interpolated_rows_have_compressed_positions_only_after_the_curriculum():
+    import numpy as np
+    import pretrain_base
+
+    args = SimpleNamespace(curriculum_steps=10, interpolated_share=0.5, smallest_position_scale=0.5)
+    steps = torch.arange(8, dtype=torch.float32)
+    early = pretrain_base.position_ids(args, 9, 64, 8, np.random.default_rng(0))
+    assert torch.equal(early, steps.expand(64, -1))
+    late = pretrain_base.position_ids(args, 10, 64, 8, np.random.default_rng(0))
+    scales = late[:, 1]  # position 1 of each row is its factor
+    torch.testing.assert_close(late, scales[:, None] * steps)
+    compressed = scales < 1
+    assert 16 < compressed.sum() < 48 and scales.min() >= 0.5
+
+
+def test_the_log_scores_pi_by_two_as_evaluation_builds_it():
+    # independent reference: RoPE at positions 0, 0.5, 1, ... is what linear PI by 2 computes
+    import pretrain_base
+
+    model = small_llama(2).eval()
+    ids = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        halved = model(ids, position_ids=torch.arange(16, dtype=torch.float32)[None] / 2).logits
+        torch.testing.assert_close(pretrain_base.interpolated(model, 2).eval()(ids).logits, halved)
+        assert not torch.allclose(model(ids).logits, halved)
