@@ -39,7 +39,8 @@ COST_TABLES = {"table12", "table13"}
 # other settings (one table's own: Table 7's group sizes) take the rest of the palette in order.
 SETTING_COLOURS = {"full_attn|full_ft": "tab:blue", "short_attn_no_shift|full_ft": "tab:orange",
                    "s2_attn|full_ft": "tab:green", "s2_attn|lora_plus": "tab:red", "full_attn|lora_plus": "tab:purple",
-                   "full_attn": "tab:blue", "s2_attn": "tab:green", "base|no_pi": "tab:gray", "base|pi": "tab:brown"}
+                   "full_attn": "tab:blue", "s2_attn": "tab:green", "base|no_pi": "tab:gray", "base|pi": "tab:brown",
+                   "base|pi_x2": "tab:olive"}
 OTHER_COLOURS = [c for c in plt.get_cmap("tab20").colors if c not in [matplotlib.colors.to_rgb(v)
                                                                        for v in SETTING_COLOURS.values()]]
 RATIO_COLOURS = ("black", "darkgray", "lightgray", "tan")  # ratios, never a setting's colour

@@ -6,6 +6,8 @@
 #   and PI alone does not repair it;
 #   passkey retrieval inside its window (every W/8 from the shortest prompt to W) and at 4W and 8W without
 #   and with PI alone, with the paper's filler and with book test sentences: >= 0.9 inside, <= 0.2 beyond;
+#   the same passkey lengths inside its window with PI x2 alone (setting base|pi_x2): >= 0.9, as Llama-2 + PI
+#   at 4096 in the paper's Figure 4, so that an extension starts from a model that interpolation leaves working;
 #   continued pretraining at W for the ablations' step budget and tokens per step (TARGET / W sequences of W
 #   tokens a step; full fine-tuning and LoRA+, each seed): held-out perplexity moves by less than 3%, so that
 #   fine-tuning measures adaptation, not pretraining.
@@ -32,6 +34,7 @@ passkey() {  # SETTING MIN MAX INTERVAL [passkey_retrieval.py flags...]
 step=$(( BASE_CTX / 8 )); shortest=$(( step < 128 ? 128 : step ))
 for filler in paper books; do
   passkey "base|no_pi" "$shortest" "$BASE_CTX" "$step" --no_pi --filler "$filler"
+  passkey "base|pi_x2" "$shortest" "$BASE_CTX" "$step" --rope_target "$(( BASE_CTX * 2 ))" --filler "$filler"
   for length in $beyond; do
     passkey "base|no_pi" "$length" "$length" 1 --no_pi --filler "$filler"
     passkey "base|pi" "$length" "$length" 1 --rope_target "$length" --filler "$filler"

@@ -262,6 +262,21 @@ def base_model_passkey(rows):
     return verdicts, claim
 
 
+def base_model_interpolation(rows):
+    """A faithful proxy tolerates interpolation as Llama-2 does: with PI x2 and no fine-tuning,
+    Llama-2 still finds the passkey at 4096 tokens (the paper's Figure 4); a base that PI breaks
+    inside its own window cannot be extended by a few hundred steps of fine-tuning."""
+    claim = "base model with PI x2 alone: passkey >= 0.9 at every length inside its window (as Llama-2 + PI at 4096)"
+    verdicts, window = [], base_window(rows)
+    for filler in ("paper", "books"):
+        curve = _accuracy(rows, "base_model", lambda note: note_filler(note) == filler).get("base|pi_x2", {})
+        inside = {length: m for length, (m, _) in curve.items() if window and length <= window}
+        if inside:
+            verdicts.append((all_hold(*(at_least(m, 0.9) for m in inside.values())), f"filler {filler}: " +
+                             ", ".join(f"{length}: {m:.2f}" for length, m in sorted(inside.items()))))
+    return verdicts, claim
+
+
 def base_model_context(rows):
     """It uses its window: held-out perplexity at the window is below that at a quarter of it."""
     claim = "base model: perplexity at its window below that at a quarter of it (same text)"
@@ -401,6 +416,7 @@ def table13(rows):
 
 
 CHECKS = {"base_model": base_model, "base_model_passkey": base_model_passkey,
+          "base_model_interpolation": base_model_interpolation,
           "base_model_context": base_model_context, "base_model_adaptation": base_model_adaptation, "table1": table1, "table2": table2, "table3": falling_with_length("table3"),
           "table14": falling_with_length("table14"), "table4": falling_with_length("table4"),
           "table15": falling_with_length("table15"), "table6": table6, "table7": table7, "table8": table8,

@@ -86,12 +86,15 @@ def test_base_model_preconditions():
         return {**BASE, "table": "base_model", "train_ctx": ctx, "eval_ctx": length, "setting": setting,
                 "value": value, "note": "window=256"}
 
-    good = [passkey("base|no_pi", n, 1.0) for n in (128, 192, 256)] + [
+    good = [passkey(s, n, 1.0) for s in ("base|no_pi", "base|pi_x2") for n in (128, 192, 256)] + [
         passkey(s, n, 0.1) for s in ("base|no_pi", "base|pi") for n in (1024, 2048)]
     context = [ppl("base|no_pi", 64, 40.0), ppl("base|no_pi", 256, 30.0), ppl("base|no_pi", 2048, 90.0),
                ppl("base|pi", 2048, 70.0)]
     table = {v[0]: v[2] for v in verdicts(good + context + [ppl("continued|full_ft", 256, 30.6, 256)])}
     assert table["base_model_passkey"] == table["base_model_context"] == table["base_model_adaptation"] == "PASS"
+    assert table["base_model_interpolation"] == "PASS"
+    table = {v[0]: v[2] for v in verdicts(good + [passkey("base|pi_x2", 256, 0.5)])}  # the last row of a seed wins
+    assert table["base_model_interpolation"] == "FAIL" and table["base_model_passkey"] == "PASS"
     table = {v[0]: v[2] for v in verdicts(good[1:] + [passkey("base|no_pi", 128, 0.8), passkey("base|pi", 1024, 0.3)]
                                           + context[1:] + [ppl("base|no_pi", 64, 29.0)]
                                           + [ppl("continued|full_ft", 256, 29.0, 256)])}
