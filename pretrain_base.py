@@ -28,10 +28,16 @@ of the recall blocks repeat earlier book sentences verbatim instead of stating f
 (--repeat_share): such a base found a passkey hidden in book sentences, not in the paper's
 filler, where the filler's "The grass is green" won; so half of the fact documents now cycle a
 few short sentences as their filler (--cycled_filler_share), the query's last word recurring
-all through it.
+all through it. In the main phase half of the rows see their positions compressed by a random
+factor between 1/2 and 1 (--interpolated_share): Llama-2 with position interpolation x2 and no
+fine-tuning still finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
+at integer positions alone copied nearly every repeat at 256 tokens but almost none with PI x2,
+and found no passkey (results/previous_bases/pi_fragile/); a few hundred steps of such rows on
+top of it brought most of that copying back (issue 14's notes).
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
-and passkey accuracy at the window (the paper's filler, and book test sentences), each also
-with PI x2, in its log.txt; rerunning resumes. The final model, tokenizer and PROVENANCE.json go to --output_dir.
+and passkey accuracy at the window (the paper's filler, and book test sentences), both also
+with PI x2, in its log.txt; rerunning resumes. The final model, tokenizer and PROVENANCE.json
+go to --output_dir.
 """
 
 import argparse
