@@ -40,7 +40,9 @@ COST_TABLES = {"table12", "table13"}
 SETTING_COLOURS = {"full_attn|full_ft": "tab:blue", "short_attn_no_shift|full_ft": "tab:orange",
                    "s2_attn|full_ft": "tab:green", "s2_attn|lora_plus": "tab:red", "full_attn|lora_plus": "tab:purple",
                    "full_attn": "tab:blue", "s2_attn": "tab:green", "base|no_pi": "tab:gray", "base|pi": "tab:brown",
-                   "base|pi_x2": "tab:olive"}
+                   "base|pi_x2": "tab:olive", "llama2-7b-base": "tab:gray", "llama2-7b-base+PI": "tab:brown",
+                   "base": "tab:gray", "base+PI": "tab:brown", "longlora": "tab:red", "ours-7b-32k": "tab:red",
+                   "longlora+PI2x": "tab:pink", "ours-7b-32k+PI48k": "tab:pink"}
 OTHER_COLOURS = [c for c in plt.get_cmap("tab20").colors if c not in [matplotlib.colors.to_rgb(v)
                                                                        for v in SETTING_COLOURS.values()]]
 RATIO_COLOURS = ("black", "darkgray", "lightgray", "tan")  # ratios, never a setting's colour
@@ -131,13 +133,18 @@ def over_seeds(rows: list[dict]) -> list[dict]:
     return out
 
 
-def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
+def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, metric: str | None = None,
+                 figure_name: str | None = None) -> None:
     """One line per series and training context (the paper's Tables 3/14 train several contexts
     and evaluate each at every length), coloured by series: the setting, or for the paper's rows
     of one setting per model (Figure 4's passkey curves) the model. The paper's values in their
-    own panels, one per model where its models share settings (Llama-2-7B and 13B)."""
-    metric = "accuracy" if table == "figure4" else "perplexity"
+    own panels, one per model where its models share settings (Llama-2-7B and 13B). `metric`:
+    passkey accuracy for Figure 4, else perplexity; `figure_name`: the PNG's, else the table's;
+    none without rows of ours in that metric."""
+    metric = metric or ("accuracy" if table == "figure4" else "perplexity")
     ours = [r for r in over_seeds(rows) if r["table"] == table and r["metric"] == metric and r["value"] not in ("OOM", "")]
+    if not ours:  # a table measured in another metric alone (the base's passkey rows without its perplexity)
+        return
     theirs = [r for r in published if r["metric"] == metric and r["value"] not in ("OOM", "")]
     models = sorted({r["model"] for r in theirs})
     by_model = len({r["setting"] for r in theirs}) > 1
@@ -173,8 +180,17 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str) 
             ax.minorticks_off()
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
+    fig.savefig(os.path.join(out, f"{figure_name or table}.png"), dpi=120)
     plt.close(fig)
+
+
+def base_passkey_figure(rows: list[dict], published: list[dict], out: str) -> None:
+    """The base's passkey accuracy without PI, with PI x2 and with PI alone beyond its window,
+    beside Llama-2-7B's without and with PI from the paper's Figure 4: the preconditions'
+    retrieval at a glance."""
+    llama2 = [{**r, "train_ctx": "0"} for r in published if r["table"] == "figure4" and r["model"].startswith(
+        "llama2-7b-base")]
+    curve_figure("base_model", rows, llama2, out, metric="accuracy", figure_name="base_model_passkey")
 
 
 def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
@@ -447,8 +463,9 @@ def results_page(measured: list[dict], published: list[dict], figures_dir: str) 
             by_table[r["table"]].append(r)
     for table in sorted({r["table"] for r in measured}):
         lines += ["", f"## {table}"]
-        if os.path.isfile(os.path.join(figures_dir, f"{table}.png")):
-            lines += ["", f"![{table}](results/figures/{table}.png)"]
+        for figure in (table, f"{table}_passkey"):
+            if os.path.isfile(os.path.join(figures_dir, f"{figure}.png")):
+                lines += ["", f"![{figure}](results/figures/{figure}.png)"]
         if table not in by_table:
             continue
         lines += ["", "| setting | data | train ctx | eval ctx | note | metric | ours | scale | published (paper) |",
@@ -507,6 +524,8 @@ def main() -> None:
     for table in sorted({r["table"] for r in measured}):
         if table in CURVE_TABLES:
             curve_figure(table, measured, [r for r in published if r["table"] == table], out)
+        if table == "base_model":
+            base_passkey_figure(measured, published, out)
         elif table == "efficiency":
             efficiency_figure(measured, out)
         elif table in COST_TABLES:

@@ -236,6 +236,23 @@ def test_the_readme_lists_the_latest_row_of_each_measurement_and_every_dataset(t
     assert "| books |" in text and "33.33" in text and "22.22" in text and "11.11" not in text
 
 
+def test_the_base_passkey_figure_sits_beside_llama2s_and_a_figure_needs_rows_in_its_metric(tmp_path):
+    def passkey(setting, length, value):
+        return {**BASE, "table": "base_model", "dataset": "passkey", "metric": "accuracy", "train_ctx": 0,
+                "eval_ctx": length, "setting": setting, "value": value, "note": "window=256"}
+
+    append_result("base_model", [passkey("base|no_pi", 256, 1.0), passkey("base|pi_x2", 256, 0.5)], tmp_path)
+    (tmp_path / "published.csv").write_text(
+        "table,model,train_ctx,setting,dataset,split,eval_ctx,value,metric,note\n"
+        "figure4,llama2-7b-base+PI,4096,passkey,passkey,-,4096,1.0,accuracy,\n")
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
+                      "--results_page", str(tmp_path / "RESULTS.md")).returncode == 0
+    assert os.listdir(tmp_path / "figures") == ["base_model_passkey.png"]  # no perplexity rows: no base_model.png
+    assert "(results/figures/base_model_passkey.png)" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_efficiency_verdicts_are_summarised_one_row_per_check_with_the_lengths_in_columns():
     from plot_results import efficiency_summary
 
