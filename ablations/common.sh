@@ -34,7 +34,7 @@ done
 
 SEEDS="42"
 case "$SCALE" in
-  mini)   # 7M-parameter Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
+  mini)   # a small Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
     MODEL=models/mini; BASE_CTX=256; LENGTHS="1024 2048"; TARGET=2048; STEPS=60; GROUP_LENGTHS=2048
     LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"
     LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048"; SEEDS="42 43 44" ;;
