@@ -165,8 +165,15 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
             label = f"{name}" + (f", trained at {train_ctx}" if train_ctx else "") + \
                 (f", {dataset}" if len({k[2] for k in curves}) > 1 else "") + (f", steps={budget}" if budget else "") + \
                 (f", filler {filler}" if filler else "")
-            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, fmt=":" if budget or filler else style,
+            datasets = sorted({k[2] for k in curves})  # a second dataset's lines dash-dotted (books beside math)
+            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None,
+                        fmt=":" if budget or filler else "-." if datasets.index(dataset) else style,
                         capsize=3, label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5])
+        if metric == "perplexity" and curves and max(v for p in curves.values() for _, v, _ in p) > 5 * min(
+                v for p in curves.values() for _, v, _ in p):
+            ax.set_yscale("log")  # a model beyond its window would flatten the in-window differences
+            for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+                axis_format(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.set_title(f"{table} {title}: {describe(source)}", fontsize=9)
         ax.set_xlabel("training step" if table == "figure5" else "evaluation length (tokens)")
         ax.set_ylabel(metric)
@@ -177,7 +184,7 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
             lengths = sorted({x for points in curves.values() for x, _, _ in points})
             shown = lengths[::math.ceil(len(lengths) / 8)]  # at most 8 labels: more overlap
             ax.set_xticks(shown, shown, rotation=45 if len(shown) > 5 else 0)
-            ax.minorticks_off()
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # the y axis keeps its log ticks
         ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{figure_name or table}.png"), dpi=120)
