@@ -160,17 +160,17 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
             x = int(note_value(r["note"], "step")) if table == "figure5" else int(r["eval_ctx"])
             curves[(r[series], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "",
                     note_value(r["note"], "filler") or "")].append((x, float(r["value"]), r.get("spread", 0.0)))
+        datasets = sorted({k[2] for k in curves})  # a second dataset's lines dash-dotted (books beside math)
         for (name, train_ctx, dataset, budget, filler), points in sorted(curves.items()):
             xs, ys, spreads = zip(*sorted(points))
             label = f"{name}" + (f", trained at {train_ctx}" if train_ctx else "") + \
-                (f", {dataset}" if len({k[2] for k in curves}) > 1 else "") + (f", steps={budget}" if budget else "") + \
+                (f", {dataset}" if len(datasets) > 1 else "") + (f", steps={budget}" if budget else "") + \
                 (f", filler {filler}" if filler else "")
-            datasets = sorted({k[2] for k in curves})  # a second dataset's lines dash-dotted (books beside math)
             ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None,
                         fmt=":" if budget or filler else "-." if datasets.index(dataset) else style,
                         capsize=3, label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5])
-        if metric == "perplexity" and curves and max(v for p in curves.values() for _, v, _ in p) > 5 * min(
-                v for p in curves.values() for _, v, _ in p):
+        values = [v for points in curves.values() for _, v, _ in points]
+        if metric == "perplexity" and values and max(values) > 5 * min(values):
             ax.set_yscale("log")  # a model beyond its window would flatten the in-window differences
             for axis_format in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
                 axis_format(matplotlib.ticker.FormatStrFormatter("%g"))
@@ -533,8 +533,8 @@ def main() -> None:
     for table in sorted({r["table"] for r in measured}):
         if table in CURVE_TABLES:
             curve_figure(table, measured, [r for r in published if r["table"] == table], out)
-        if table == "base_model":
-            base_passkey_figure(measured, published, out)
+            if table == "base_model":
+                base_passkey_figure(measured, published, out)
         elif table == "efficiency":
             efficiency_figure(measured, out)
         elif table in COST_TABLES:

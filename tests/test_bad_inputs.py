@@ -110,6 +110,9 @@ CASES = {
     "pretrain: a repeat share above 1": (
         lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--repeat_share", "2"], "--repeat_share",
         "between 0 and 1"),
+    "pretrain: a position scale of zero": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--smallest_position_scale", "0"],
+        "--smallest_position_scale", "in (0, 1]"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }

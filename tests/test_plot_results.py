@@ -253,6 +253,29 @@ def test_the_base_passkey_figure_sits_beside_llama2s_and_a_figure_needs_rows_in_
     assert "(results/figures/base_model_passkey.png)" in (tmp_path / "RESULTS.md").read_text()
 
 
+def test_each_table_is_drawn_by_one_kind_of_figure(tmp_path, monkeypatch):
+    """A curve table is drawn as curves only: a bar figure of the same name would overwrite it."""
+    import sys
+
+    import plot_results
+
+    append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
+                               "setting": "s2_attn|lora_plus", "value": 10.0 - n / 1024} for n in (256, 1024)], tmp_path)
+    append_result("base_model", [{**BASE, "table": "base_model", "train_ctx": 0, "eval_ctx": 256,
+                                  "setting": "base|no_pi", "value": 30.0}], tmp_path)
+    (tmp_path / "published.csv").write_text("table,model,train_ctx,setting,dataset,split,eval_ctx,value,metric,note\n")
+    (tmp_path / "README.md").write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    drawn = []  # (figure function, the table it drew; the base's passkey figure takes no table)
+    for kind in ("curve_figure", "bar_figure", "base_passkey_figure"):
+        monkeypatch.setattr(plot_results, kind, lambda first, *a, kind=kind, **k: drawn.append(
+            (kind, first if isinstance(first, str) else None)))
+    monkeypatch.setattr(sys, "argv", ["plot_results.py", "--results_dir", str(tmp_path), "--readme",
+                                      str(tmp_path / "README.md"), "--results_page", str(tmp_path / "RESULTS.md")])
+    plot_results.main()
+    assert sorted(drawn, key=str) == [("base_passkey_figure", None), ("curve_figure", "base_model"),
+                                      ("curve_figure", "table14")]
+
+
 def test_efficiency_verdicts_are_summarised_one_row_per_check_with_the_lengths_in_columns():
     from plot_results import efficiency_summary
 
