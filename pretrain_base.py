@@ -36,8 +36,8 @@ and found no passkey (results/previous_bases/pi_fragile/); a few hundred steps o
 top of it brought most of that copying back (issue 14's notes).
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window (the paper's filler, and book test sentences), both also
-with PI x2, in its log.txt; rerunning resumes. The final model, tokenizer and PROVENANCE.json
-go to --output_dir.
+with PI x2 and x(1 / --smallest_position_scale), in its log.txt; rerunning resumes. The final
+model, tokenizer and PROVENANCE.json go to --output_dir.
 """
 
 import argparse
@@ -306,21 +306,31 @@ def interpolated(model: LlamaForCausalLM, factor: int) -> LlamaForCausalLM:
     return pi_model
 
 
+def interpolation_factors(args) -> list[int]:
+    """PI factors the log scores at: 2 (Llama-2's tolerance in the paper's Figure 4) and the
+    largest factor the interpolated rows cover, 1 / --smallest_position_scale."""
+    return sorted({2, max(1, round(1 / args.smallest_position_scale))})
+
+
 def skills(model, tokenizer, args, test_sentences: list[str]) -> dict:
     """The log's scores at a checkpoint: copy accuracy (at the curriculum's and the window's
     length, and on an 8-token alphabet) and passkey accuracy at the window with the paper's
-    filler and book test sentences; the window's copy and passkey scores also with PI x2."""
+    filler and book test sentences; the window's copy and passkey scores also with PI by each
+    of interpolation_factors."""
     window, scores = args.model_max_length, {}
     copying = {n: synthetic.copy_accuracy(model, len(tokenizer), n, np.random.default_rng(0))
                for n in sorted({args.curriculum_length, window})}
     copying[f"alphabet8@{window}"] = synthetic.copy_accuracy(model, len(tokenizer), window, np.random.default_rng(0),
                                                              alphabet=8)
-    pi_model = interpolated(model, 2)
-    copying[f"pi_x2@{window}"] = synthetic.copy_accuracy(pi_model, len(tokenizer), window, np.random.default_rng(0))
+    scored = {"": model}
+    for factor in interpolation_factors(args):
+        scored[f"_pi_x{factor}"] = interpolated(model, factor)
+        copying[f"pi_x{factor}@{window}"] = synthetic.copy_accuracy(scored[f"_pi_x{factor}"], len(tokenizer), window,
+                                                                   np.random.default_rng(0))
     scores["copy_accuracy"] = copying
-    for tag, scored in (("", model), ("_pi_x2", pi_model)):
+    for tag, scored_model in scored.items():
         for name, filler in (("", FILLER_SENTENCES), ("_books", test_sentences)):
-            scores[f"passkey{name}{tag}@{window}"] = passkey_accuracy(scored, tokenizer, window, 10,
+            scores[f"passkey{name}{tag}@{window}"] = passkey_accuracy(scored_model, tokenizer, window, 10,
                                                                     np.random.default_rng(0), filler=filler)
     model.train()
     return scores

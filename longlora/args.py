@@ -268,7 +268,7 @@ class ResultArguments:
             check_output_dir(self.results_dir, "--results_dir")
 
     def model_columns(self, model: str) -> dict:
-        """setting, train_ctx and trained_by of a row about `model`: the flags where given, else
+        """setting, train_ctx, trained_by and train_seconds of a row about `model`: the flags where given, else
         what a train.py / supervised_finetune.py output recorded, so that a row alone names the
         training run behind its number (command, seed, commit) and how to repeat it."""
         run = read_run_config(model) or {}
@@ -278,4 +278,4 @@ class ResultArguments:
         return {"setting": self.setting or (f"{ATTENTION_LABELS.get(attention, attention)}|"
                                             f"{TRAINING_LABELS.get(training, training)}" if run else "-"),
                 "train_ctx": self.train_ctx if self.train_ctx is not None else run.get("model_max_length", 0),
-                "trained_by": trained_by}
+                "trained_by": trained_by, "train_seconds": run.get("train_seconds", "")}

@@ -25,7 +25,7 @@ RESULTS_DIR = REPO_ROOT / "results"
 PUBLISHED_SOURCE = REPO_ROOT.parent / "shared" / "paper" / "published_results.csv"
 PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]
 COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples",
-                           "trained_by"]
+                           "trained_by", "train_seconds"]
 
 
 def git_commit() -> str:
@@ -55,10 +55,12 @@ def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathL
     """Append rows to <results_dir>/<experiment>.csv; provenance columns are filled here.
 
     Each row must give every paper column plus scale, seed, wall_seconds and samples, and
-    `trained_by` where a trained model was measured (the training command, seed and commit).
+    `trained_by` where a trained model was measured (the training command, seed and commit) and
+    `train_seconds`, that training's wall time where its output recorded it.
     A file written before a column was added is rewritten with it first (empty in old rows).
     """
     provenance = {"git_commit": git_commit(), "hardware": hardware(), "command": command_line(), "trained_by": "-",
+                  "train_seconds": "",
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = Path(results_dir or RESULTS_DIR) / f"{experiment}.csv"
     path.parent.mkdir(parents=True, exist_ok=True)

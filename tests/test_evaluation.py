@@ -148,7 +148,8 @@ def test_result_rows_carry_every_column(tmp_path):
                             "metric", "note", "scale", "seed", "wall_seconds", "samples")}
     path = append_result("demo", [row, row], tmp_path)
     rows = read_results(path)
-    assert len(rows) == 2 and list(rows[0]) == COLUMNS and all(rows[0][c] for c in COLUMNS)
+    assert len(rows) == 2 and list(rows[0]) == COLUMNS and all(rows[0][c] for c in COLUMNS if c != "train_seconds")
+    assert rows[0]["train_seconds"] == ""  # no training behind this row
     del row["metric"]
     with pytest.raises(ValueError, match="metric"):
         append_result("demo", [row], tmp_path)
@@ -193,6 +194,7 @@ def test_rows_about_a_trained_output_name_the_training_run_behind_them(tiny_mode
         assert (row["setting"], row["train_ctx"]) == ("short_attn_no_shift|lora", "128")
         assert row["trained_by"].startswith(f"python train.py --model_name_or_path {tiny_model_dir} --data ")
         assert row["trained_by"].endswith(f"(seed 7, commit {git_commit()})")
+        assert 0 < float(row["train_seconds"]) < 600  # the training's wall time, as its output recorded it
 
 
 def test_a_results_file_with_an_older_header_gets_the_new_column(tmp_path):
@@ -204,5 +206,5 @@ def test_a_results_file_with_an_older_header_gets_the_new_column(tmp_path):
     row = {c: "new" for c in COLUMNS}
     append_result("demo", [row], tmp_path)
     rows = read_results(tmp_path / "demo.csv")
-    assert list(rows[0]) == COLUMNS and rows[0]["value"] == "old" and rows[0]["trained_by"] == ""
-    assert rows[1]["value"] == "new" and rows[1]["trained_by"] == "new"
+    assert list(rows[0]) == COLUMNS and rows[0]["value"] == "old" and rows[0]["train_seconds"] == ""
+    assert rows[1]["value"] == "new" and rows[1]["train_seconds"] == "new"

@@ -236,6 +236,28 @@ def test_the_readme_lists_the_latest_row_of_each_measurement_and_every_dataset(t
     assert "| books |" in text and "33.33" in text and "22.22" in text and "11.11" not in text
 
 
+def test_compute_counts_each_measured_length_once_and_a_run_shared_by_two_tables_once(tmp_path):
+    run = {"trained_by": "python train.py --seed 1 (seed 1, commit x)", "train_seconds": 600}
+    untimed = {"trained_by": "python train.py --seed 2 (seed 2, commit x)", "train_seconds": ""}
+    rows = [{**BASE, **run, "table": table, "train_ctx": 1024, "eval_ctx": 1024, "setting": "s2_attn|full_ft",
+             "metric": metric, "value": 10.0, "wall_seconds": 60, "command": f"python eval_perplexity.py {table}"}
+            for table in ("table1", "table7") for metric in ("perplexity", "perplexity_token")]
+    rows.append({**BASE, **untimed, "table": "table7", "train_ctx": 1024, "eval_ctx": 1024, "value": 11.0,
+                 "setting": "full_attn|full_ft", "wall_seconds": 120, "command": "python eval_perplexity.py other"})
+    append_result("runs", rows, tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
+                      "--results_page", str(tmp_path / "RESULTS.md")).returncode == 0
+    page = (tmp_path / "RESULTS.md").read_text()
+    # by hand: table1 = 1 min evaluating + 10 min training; table7 = (1 + 2) min evaluating, the same 10 min run
+    # and one untimed run; in all 4 min evaluating and the shared run once
+    assert "| table1 | mini | " in page and " | 1.0 | 10.0 (1 runs) | 0 | 11.0 |" in page
+    assert " | 3.0 | 10.0 (1 runs) | 1 | 13.0 |" in page
+    assert "| all (shared runs once) | mini | " in page and " | 4.0 | 10.0 (1 runs) | 1 | 14.0 |" in page
+    assert "took 0.2 h on" in readme.read_text() and "1 runs trained before their time was recorded" in readme.read_text()
+
+
 def test_the_base_passkey_figure_sits_beside_llama2s_and_a_figure_needs_rows_in_its_metric(tmp_path):
     def passkey(setting, length, value):
         return {**BASE, "table": "base_model", "dataset": "passkey", "metric": "accuracy", "train_ctx": 0,
