@@ -449,7 +449,7 @@ def verdict_tables(measured: list[dict], published: list[dict]) -> list[str]:
 def run_times(measured: list[dict]) -> tuple[dict, dict]:
     """Wall seconds behind the latest rows, keyed by (table, scale, hardware): evaluations (each
     measured length once, though it writes a row per metric) and trainings (each run once, the
-    train_seconds its output recorded, '' for a run older than that column)."""
+    train_seconds its output recorded, '' for a run trained before that column or resumed)."""
     evaluations, trainings = defaultdict(dict), defaultdict(dict)
     for r in latest(measured).values():
         where = (r["table"], r["scale"], r["hardware"])
@@ -500,7 +500,8 @@ def mini_time(measured: list[dict]) -> str:
     evaluated, trained, runs, untimed = totals(evaluations, trainings, "mini", cpus[0])
     return (f"The committed mini rows took {(evaluated + trained) / 3600:.1f} h on {cpus[0]} "
             f"({trained / 3600:.1f} h training {runs} runs, {evaluated / 3600:.1f} h evaluating"
-            + (f"; {untimed} runs trained before their time was recorded are not counted" if untimed else "")
+            + (f"; {untimed} runs without a recorded time (trained before it was recorded, or resumed) are "
+               "not counted" if untimed else "")
             + "): the compute section of RESULTS.md has it per table.")
 
 

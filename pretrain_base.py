@@ -324,8 +324,8 @@ def skills(model, tokenizer, args, test_sentences: list[str]) -> dict:
                                                              alphabet=8)
     scored = {"": model}
     for factor in interpolation_factors(args):
-        scored[f"_pi_x{factor}"] = interpolated(model, factor)
-        copying[f"pi_x{factor}@{window}"] = synthetic.copy_accuracy(scored[f"_pi_x{factor}"], len(tokenizer), window,
+        pi_model = scored[f"_pi_x{factor}"] = interpolated(model, factor)
+        copying[f"pi_x{factor}@{window}"] = synthetic.copy_accuracy(pi_model, len(tokenizer), window,
                                                                    np.random.default_rng(0))
     scores["copy_accuracy"] = copying
     for tag, scored_model in scored.items():

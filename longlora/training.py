@@ -314,8 +314,9 @@ def run_training(model, tokenizer, saved_config, train_dataset, training_args, c
                  data_collator=None) -> Trainer:
     """Train as `plan` says (resuming from its checkpoint), then save one self-contained output
     directory: weights or adapter (+ trained embed/norm), config with RoPE scaling, tokenizer and
-    longlora_config.json, which records the finished step last and the wall seconds of the
-    training (since the resume, for a resumed run), so that a result row can say what it cost."""
+    longlora_config.json, which records the finished step last and, for a run trained in one
+    process, its wall seconds, so that a result row can say what it cost (a resumed run leaves
+    them out: the time before its checkpoint is not known here)."""
     out = training_args.output_dir
     trainable, total = count_parameters(model)
     resolved = run_config(*configs, training_args, extra={
@@ -348,8 +349,8 @@ def run_training(model, tokenizer, saved_config, train_dataset, training_args, c
         raise KeyboardInterrupt(_lost_steps(trainer.state.global_step, out)) from None
     save_output(trainer, saved_config, out)
     if trainer.is_world_process_zero():
-        write_run_config(out, {**resolved, "train_seconds": round(time.time() - start, 1),
-                               "finished_step": trainer.state.global_step})
+        timed = {} if plan.checkpoint else {"train_seconds": round(time.time() - start, 1)}
+        write_run_config(out, {**resolved, **timed, "finished_step": trainer.state.global_step})
     print(f"finished at step {trainer.state.global_step}: output in {out}")
     # Every rank waits for the saving one, then the process group closes: a rank that just exits
     # can kill its gloo/NCCL peer (SIGABRT) while that one still talks to it.

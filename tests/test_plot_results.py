@@ -255,7 +255,7 @@ def test_compute_counts_each_measured_length_once_and_a_run_shared_by_two_tables
     assert "| table1 | mini | " in page and " | 1.0 | 10.0 (1 runs) | 0 | 11.0 |" in page
     assert " | 3.0 | 10.0 (1 runs) | 1 | 13.0 |" in page
     assert "| all (shared runs once) | mini | " in page and " | 4.0 | 10.0 (1 runs) | 1 | 14.0 |" in page
-    assert "took 0.2 h on" in readme.read_text() and "1 runs trained before their time was recorded" in readme.read_text()
+    assert "took 0.2 h on" in readme.read_text() and "1 runs without a recorded time" in readme.read_text()
 
 
 def test_the_base_passkey_figure_sits_beside_llama2s_and_a_figure_needs_rows_in_its_metric(tmp_path):
