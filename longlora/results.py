@@ -26,6 +26,7 @@ PUBLISHED_SOURCE = REPO_ROOT.parent / "shared" / "paper" / "published_results.cs
 PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]
 COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples",
                            "trained_by", "train_seconds"]
+OPTIONAL_COLUMNS = ("note", "train_seconds")  # empty where there is nothing to say / no training timed
 
 
 def git_commit() -> str:
