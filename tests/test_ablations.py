@@ -69,6 +69,18 @@ def test_unknown_flags_and_scales_are_refused():
     assert result.returncode == 2 and "unknown flag --stpes" in result.stderr
 
 
+def test_figure4_measures_the_longlora_model_with_its_trained_pi_and_with_pi_pushed_to_twice_it():
+    # Without --rope_target the passkey script interpolates for the longest prompt (twice the training
+    # length), which is the pushed curve, not the trained model's own.
+    commands = [line for line in run("figure4", "--dry_run", "--seeds", "42").stdout.splitlines()
+                if "passkey_retrieval.py" in line and "--heatmap" not in line]
+    trained = [c for c in commands if "--setting longlora " in c]
+    pushed = [c for c in commands if "--setting longlora+PI2x " in c]
+    assert len(trained) == len(pushed) == 2  # one per filler
+    assert all(c.endswith("--rope_target 2048 ") for c in trained)
+    assert all(c.endswith("--rope_target 4096 ") for c in pushed)
+
+
 def test_mini_scale_trains_every_setting_once_per_seed():
     commands = [line for line in run("table1", "--dry_run").stdout.splitlines() if "train.py" in line]
     seeds = [c.split("--seed ")[1].split()[0] for c in commands]
