@@ -157,7 +157,6 @@ def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.ran
     return correct / trials
 
 
-
 def extension_report(base: str, trained: str, tokens: np.ndarray, target: int, base_window: int | None = None,
                      windows: int = 4, trials: int = 10) -> list[dict]:
     """What a context extension did, measured as the paper measures it: perplexity at the base's
