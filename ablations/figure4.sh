@@ -24,7 +24,7 @@ passkey "$MODEL" base+PI --rope_target "$TARGET"
 for SEED in $SEEDS; do
   train "loraplus_s2_$TARGET" "$TARGET" lora_plus --attention s2
   if [ "$SMOKE" = 0 ]; then
-    passkey "$(run_dir "loraplus_s2_$TARGET")" longlora --rope_target "$TARGET"  # its trained PI, past it too
+    passkey "$(run_dir "loraplus_s2_$TARGET")" longlora --rope_target "$TARGET"  # its trained PI, also past its length
     passkey "$(run_dir "loraplus_s2_$TARGET")" longlora+PI2x --rope_target "$max"
   fi
 done
