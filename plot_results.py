@@ -326,13 +326,23 @@ def cost_figure(table: str, rows: list[dict], published: list[dict], out: str) -
     plt.close(fig)
 
 
+def heatmap_title(table: str, filler: str, rows: list[dict]) -> str:
+    """What a heatmap panel shows: the model's setting, training length, scale and seeds, since
+    the panel has no legend to say so."""
+    settings = "/".join(sorted({f"{r['setting']} trained at {r['train_ctx']}" for r in rows}))
+    seeds = max(r.get("seeds", 1) for r in rows)
+    return (f"{table}: passkey accuracy (ours), {filler} filler\n"
+            f"{settings}; {describe(rows)}; mean over {seeds} seed{'s' * (seeds > 1)}")
+
+
 def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
     """Passkey accuracy by depth (rows, from the note depth=D) and prompt length (columns), one
     panel per filler (the paper's unless the note says filler=F)."""
-    cells = defaultdict(dict)
+    cells, drawn = defaultdict(dict), defaultdict(list)
     for r in over_seeds(rows):
         if r["table"] == table and note_value(r["note"], "depth") is not None:
             cells[note_filler(r["note"])][(float(note_value(r["note"], "depth")), int(r["eval_ctx"]))] = float(r["value"])
+            drawn[note_filler(r["note"])].append(r)
     if not cells:
         return
     lengths = sorted({n for panel in cells.values() for _, n in panel})
@@ -345,7 +355,7 @@ def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
         ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
         ax.set_xlabel("prompt length (tokens)")
         ax.set_ylabel("depth of the passkey")
-        ax.set_title(f"{table}: passkey accuracy (ours), {filler} filler")
+        ax.set_title(heatmap_title(table, filler, drawn[filler]), fontsize=9)
         fig.colorbar(image, ax=ax)
     fig.tight_layout()
     fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)

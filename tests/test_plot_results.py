@@ -118,6 +118,8 @@ def test_figure4_is_judged_per_filler_and_its_heatmap_has_a_panel_per_filler(tmp
     from PIL import Image
     width, height = Image.open(tmp_path / "figure4_heatmap.png").size
     assert width > 1.8 * height  # two panels side by side (one panel is about 5 x 4 inches)
+    title = plot_results.heatmap_title("figure4_heatmap", "books", [{**heat[0], "seeds": 3}])
+    assert "longlora trained at 2048" in title and f"{BASE['scale']} scale" in title and "3 seeds" in title
 
 
 def test_rows_of_another_step_budget_are_checked_on_their_own():
