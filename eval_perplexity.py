@@ -14,6 +14,8 @@ every length scores the same text: the windows are chosen as spans of the longes
 (or --span_len) and each span is cut into windows of the shorter ones. The model is loaded
 once, with position interpolation for the longest length (or --rope_target), and full
 attention unless --attention says otherwise. Rows go to results/<experiment>.csv.
+--position_buckets B adds the perplexity of B equal ranges of positions in the window (metric
+perplexity_by_position): where along a long window a model stops predicting well.
 """
 
 import os
@@ -47,10 +49,15 @@ class PerplexityArguments:
                 "comparison evaluated in separate calls, so that they too score the same text."})
     sample: bool = field(default=False, metadata={"help": "Draw the --max_windows spans at random (--seed) instead."})
     batch_size: int = field(default=1, metadata={"help": "Windows per forward pass."})
+    position_buckets: int = field(default=0, metadata={
+        "help": "Also write the perplexity of each of this many equal ranges of positions in the window (metric "
+                "perplexity_by_position, note positions=FIRST-END): shows where in a long window a model breaks."})
 
     def __post_init__(self) -> None:
         if min(self.seq_len) < 2 or self.stride < 1 or self.max_windows < 0 or self.batch_size < 1:
             raise ValueError("--seq_len must be >= 2, --stride and --batch_size >= 1, --max_windows >= 0")
+        if not 0 <= self.position_buckets <= min(self.seq_len):
+            raise ValueError("--position_buckets must be between 0 and the shortest --seq_len")
         if self.span_len and self.span_len < max(self.seq_len):
             raise ValueError("--span_len must be at least the longest --seq_len")
 
@@ -67,16 +74,21 @@ def main() -> None:
         start = time.time()
         result = perplexity(model, tokens, seq_len, ppl_args.stride, ppl_args.max_windows or None,
                             ppl_args.batch_size, ppl_args.sample, result_args.seed,
-                            span_len=ppl_args.span_len or max(ppl_args.seq_len))
+                            span_len=ppl_args.span_len or max(ppl_args.seq_len),
+                            position_buckets=ppl_args.position_buckets)
         print(f"{model_args.model} @ {seq_len}: perplexity {result['perplexity']:.3f} "
               f"({result['windows']} windows)")
-        rows = [{"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
-                 "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
-                 "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
-                 "value": round(result[metric], 4), "metric": metric, "note": result_args.note,
-                 "scale": result_args.scale, "seed": result_args.seed,
-                 "wall_seconds": round(time.time() - start, 1), "samples": result["windows"]}
+        row = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
+               "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
+               "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
+               "scale": result_args.scale, "seed": result_args.seed,
+               "wall_seconds": round(time.time() - start, 1), "samples": result["windows"]}
+        rows = [{**row, "value": round(result[metric], 4), "metric": metric, "note": result_args.note}
                 for metric in ("perplexity", "perplexity_token")]
+        for first, end, value in result.get("by_position", []):
+            print(f"  positions {first}-{end}: perplexity {value:.3f}")
+            rows.append({**row, "value": round(value, 4), "metric": "perplexity_by_position",
+                         "note": " ".join(filter(None, [result_args.note, f"positions={first}-{end}"]))})
         path = append_result(result_args.experiment, rows, result_args.results_dir)  # kept if a longer length fails
         print(f"wrote {len(rows)} rows to {path}")
 

@@ -67,26 +67,34 @@ def window_starts(num_tokens: int, seq_len: int, stride: int, max_windows: int |
 @torch.no_grad()
 def perplexity(model, tokens: np.ndarray, seq_len: int, stride: int = 256, max_windows: int | None = None,
                batch_size: int = 1, sample: bool = False, seed: int = 0, progress: bool = True,
-               span_len: int | None = None) -> dict:
+               span_len: int | None = None, position_buckets: int = 0) -> dict:
     """{'perplexity': exp(mean window loss), 'perplexity_token': exp(mean token loss), 'windows'}.
 
     All windows have seq_len targets, so the two agree up to float error; both are reported
     because other codebases quote the second. `max_windows` counts spans of `span_len` tokens
-    (see window_starts).
+    (see window_starts). With `position_buckets` B > 0, 'by_position' adds (first, last + 1,
+    exp(mean token loss)) for B equal ranges of target positions: one number per window length
+    hides where a model stops using its context (e.g. only beyond the distances it was trained on).
     """
     model.eval()
     device = next(model.parameters()).device
     starts = window_starts(len(tokens), seq_len, stride, max_windows, sample, seed, span_len)
-    window_losses, token_loss_sum = [], 0.0
+    window_losses, position_loss_sum = [], torch.zeros(seq_len, dtype=torch.float64)
     for i in tqdm(range(0, len(starts), batch_size), desc=f"perplexity @{seq_len}", disable=not progress):
         batch = np.stack([np.asarray(tokens[s:s + seq_len + 1], dtype=np.int64) for s in starts[i:i + batch_size]])
         batch = torch.from_numpy(batch).to(device)
         logits = model(batch[:, :-1]).logits.float()
         losses = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")  # (B, seq_len)
         window_losses += losses.mean(dim=1).tolist()
-        token_loss_sum += losses.sum().item()
-    return {"perplexity": math.exp(float(np.mean(window_losses))),
-            "perplexity_token": math.exp(token_loss_sum / (len(starts) * seq_len)), "windows": len(starts)}
+        position_loss_sum += losses.sum(dim=0).double().cpu()
+    result = {"perplexity": math.exp(float(np.mean(window_losses))),
+              "perplexity_token": math.exp(position_loss_sum.sum().item() / (len(starts) * seq_len)),
+              "windows": len(starts)}
+    if position_buckets:
+        edges = np.linspace(0, seq_len, position_buckets + 1).round().astype(int).tolist()
+        result["by_position"] = [(a, b, math.exp(position_loss_sum[a:b].sum().item() / (len(starts) * (b - a))))
+                                 for a, b in zip(edges, edges[1:]) if b > a]
+    return result
 
 
 def passkey_text(key: int, before: int, after: int, filler: Sequence[str] = FILLER_SENTENCES) -> str:

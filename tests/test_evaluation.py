@@ -47,6 +47,28 @@ def test_perplexity_matches_an_explicit_window_loop(length, seq_len, stride):
         assert result["perplexity_token"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_perplexity_by_position_matches_an_explicit_loop():
+    """Each range of positions: exp(mean loss of its target tokens over every window), computed here
+    token by token; the ranges together give the token-level perplexity."""
+    model, seq_len, stride = tiny_model(), 30, 10
+    tokens = np.random.default_rng(4).integers(0, 50, 120).astype(np.uint16)
+    result = perplexity(model, tokens, seq_len, stride, position_buckets=4, progress=False)
+    starts = list(range(0, len(tokens) - seq_len, stride))
+    per_position = np.zeros(seq_len)
+    for start in starts:
+        x = torch.tensor(tokens[start:start + seq_len + 1], dtype=torch.long)
+        with torch.no_grad():
+            log_probs = torch.log_softmax(model(x[None, :-1]).logits[0], dim=-1)
+        per_position += [-log_probs[i, x[i + 1]].item() for i in range(seq_len)]
+    ranges = [(0, 8), (8, 15), (15, 22), (22, 30)]
+    assert [(a, b) for a, b, _ in result["by_position"]] == ranges
+    for (a, b), (_, _, value) in zip(ranges, result["by_position"]):
+        assert value == pytest.approx(math.exp(per_position[a:b].sum() / (len(starts) * (b - a))), rel=1e-5)
+    weighted = sum((b - a) * math.log(v) for a, b, v in result["by_position"]) / seq_len
+    assert math.exp(weighted) == pytest.approx(result["perplexity_token"], rel=1e-6)
+    assert "by_position" not in perplexity(model, tokens, seq_len, stride, progress=False)
+
+
 def test_window_subsets_are_deterministic():
     model = tiny_model()
     tokens = np.random.default_rng(1).integers(0, 50, 400).astype(np.uint16)
@@ -163,6 +185,14 @@ def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
     assert [(r["eval_ctx"], r["metric"]) for r in rows] == [("32", "perplexity"), ("32", "perplexity_token"),
                                                             ("64", "perplexity"), ("64", "perplexity_token")]
     assert {(r["setting"], r["train_ctx"], r["trained_by"]) for r in rows} == {("base", "0", "-")}  # not trained
+    result = run_script("eval_perplexity.py", "--model", tiny_model_dir, "--data", token_stream, "--seq_len", "32",
+                        "--max_windows", "3", "--position_buckets", "2", "--note", "demo", "--experiment", "positions",
+                        "--results_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = read_results(tmp_path / "positions.csv")
+    assert [(r["metric"], r["note"]) for r in rows] == [
+        ("perplexity", "demo"), ("perplexity_token", "demo"), ("perplexity_by_position", "demo positions=0-16"),
+        ("perplexity_by_position", "demo positions=16-32")]
     result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "200", "--max_tokens",
                         "300", "--interval", "100", "--num_tests", "1", "--results_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
