@@ -2,15 +2,17 @@
 #   source "$(dirname "$0")/common.sh" "$@"
 #
 # Flags every table script accepts:
-#   --scale mini|small|paper   mini (default): the committed mini model (256 tokens) extended 8x, CPU minutes;
+#   --scale mini|small|paper   mini (default): the committed mini model (256 tokens) extended 2x-16x, CPU hours;
 #                              small: SmolLM2-135M 8k -> 32k (GPU; `python convert_smollm2.py` first);
 #                              paper: Llama-2-7B from $LLAMA2_7B on 8 GPUs, the paper's steps/batch/DeepSpeed.
 #   --smoke                    CI mode: a few steps, two settings per table, results to a temporary folder.
 #   --dry_run                  print the commands instead of running them (try it with --scale paper).
 #   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
 #                              result rows carry the note steps=N (claims are checked per budget).
-#   --lengths "L1 L2 ..."      training lengths of Table 1 (default per scale); --target N: the extended length of
-#                              the other tables; --accumulation N: gradient accumulation steps (small: 8).
+#   --lengths "L1 L2 ..."      training lengths of Tables 1 and 3/14 (default: 2x, 4x and 8x the base's window, as
+#                              the paper); --target N: the extended length of every other table (default: 8x for
+#                              Tables 2, 6, Figure 4; 2x for Table 8, Figure 5; 2x and 4x for Table 7, as the paper);
+#                              --accumulation N: gradient accumulation steps (small: 8).
 #   --seeds "S1 S2 ..."        seeds of every trained setting (LoRA's initialisation and the data order; default
 #                              per scale: mini 42 43 44, small and paper 42); claims compare means over seeds.
 set -euo pipefail
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
     --target) TARGET_OVERRIDE="${2:?--target needs a number}"; shift 2 ;;
     --accumulation) ACCUMULATION="${2:?--accumulation needs a number}"; shift 2 ;;
     --seeds) SEEDS_OVERRIDE="${2:?--seeds needs a list such as \"42 43 44\"}"; shift 2 ;;
-    -h|--help) sed -n '2,17p' ablations/common.sh; exit 0 ;;
+    -h|--help) sed -n '2,19p' ablations/common.sh; exit 0 ;;
     *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -35,23 +37,25 @@ done
 SEEDS="42"
 case "$SCALE" in
   mini)   # a small Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
-    MODEL=models/mini; BASE_CTX=256; LENGTHS="1024 2048"; TARGET=2048; STEPS=60; GROUP_LENGTHS=2048
+    MODEL=models/mini; BASE_CTX=256; LENGTHS="512 1024 2048"; TARGET=2048; STEPS=60
     LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"
     LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048"; SEEDS="42 43 44" ;;
   small)  # SmolLM2-135M, window 8192 (convert_smollm2.py)
-    MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200; GROUP_LENGTHS=32768
+    MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200
     LR_LORA=2e-4; LR_FULL=2e-5; TRAIN_FLAGS="--gradient_accumulation_steps 8"
     LAUNCH="python"; EVAL_WINDOWS=16; EVAL_LENGTHS="4096 8192 16384 32768" ;;
   paper)  # the paper's recipe: 8 GPUs x batch 1 x accumulation 8, 1000 steps, lr 2e-5
-    MODEL="${LLAMA2_7B:-/path/to/Llama-2-7b-hf}"; BASE_CTX=4096; LENGTHS="8192 16384 32768"; TARGET=32768; GROUP_LENGTHS="8192 16384"
+    MODEL="${LLAMA2_7B:-/path/to/Llama-2-7b-hf}"; BASE_CTX=4096; LENGTHS="8192 16384 32768"; TARGET=32768
     STEPS=1000; LR_LORA=2e-5; LR_FULL=2e-5
     TRAIN_FLAGS="--gradient_accumulation_steps 8 --bf16 --deepspeed configs/ds_zero2.json"
     LAUNCH="torchrun --nproc_per_node 8"; EVAL_WINDOWS=0; EVAL_LENGTHS="2048 4096 8192 16384 32768" ;;
   *) echo "error: --scale must be mini, small or paper, got '$SCALE'" >&2; exit 2 ;;
 esac
+# The paper runs Table 8 and Figure 5 at twice Llama-2's window (8192) and Table 7 at 2x and 4x (8192, 16384).
+SHORT_TARGET=$(( BASE_CTX * 2 )) GROUP_LENGTHS="$(( BASE_CTX * 2 )) $(( BASE_CTX * 4 ))"
 [ -n "$SEEDS_OVERRIDE" ] && SEEDS="$SEEDS_OVERRIDE"
 [ -n "$LENGTHS_OVERRIDE" ] && LENGTHS="$LENGTHS_OVERRIDE"
-[ -n "$TARGET_OVERRIDE" ] && TARGET="$TARGET_OVERRIDE" GROUP_LENGTHS="$TARGET_OVERRIDE"
+[ -n "$TARGET_OVERRIDE" ] && TARGET="$TARGET_OVERRIDE" SHORT_TARGET="$TARGET_OVERRIDE" GROUP_LENGTHS="$TARGET_OVERRIDE"
 [ -n "$ACCUMULATION" ] && TRAIN_FLAGS="${TRAIN_FLAGS/--gradient_accumulation_steps [0-9]*/} --gradient_accumulation_steps $ACCUMULATION"
 SEED=${SEEDS%% *}  # scripts loop `for SEED in $SEEDS`; evaluations outside a loop use the first
 OUT_ROOT="outputs/$SCALE" NOTE=""
@@ -60,7 +64,7 @@ if [ -n "$STEPS_OVERRIDE" ] && [ "$STEPS_OVERRIDE" != "$STEPS" ]; then
 fi
 RESULTS_FLAGS=""
 if [ "$SMOKE" = 1 ]; then  # seconds per setting: check the plumbing, never the numbers
-  STEPS=2; SEEDS="$SEED"; LENGTHS="512"; TARGET=512; GROUP_LENGTHS=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
+  STEPS=2; SEEDS="$SEED"; LENGTHS="512"; TARGET=512; SHORT_TARGET=512; GROUP_LENGTHS=512; EVAL_WINDOWS=2; EVAL_LENGTHS="256 512"
   OUT_ROOT="${SMOKE_DIR:-$(mktemp -d)}/outputs"
   RESULTS_FLAGS="--results_dir ${SMOKE_DIR:-$OUT_ROOT/..}/results"
 fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paper Table 7: S2-Attn group size as a fraction of the context (1/2, 1/4, 1/6, 1/8) against full
-# attention, LoRA+, at each training length (mini: the target only), book corpus validation with full attention.
-# Appends to results/table7.csv.
+# attention, LoRA+, at 2x and 4x the base's window (paper: 8192 and 16384), book corpus validation with
+# full attention. Appends to results/table7.csv.
 # Claim: 1/2 and 1/4 cost almost nothing; 1/6 and 1/8 a little more.
 source "$(dirname "$0")/common.sh" "$@"
 for SEED in $SEEDS; do

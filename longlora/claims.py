@@ -187,12 +187,18 @@ def table7(rows):
 
 
 def table8(rows):
-    p = {s: v for (s, _, _), v in _ppl(rows, "table8").items() if s != "full_attn"}
-    if len(p) < 2:
-        return [], "shift variants within 2% of each other"
-    worst, best = max(p.values(), key=lambda m: m.mean), min(p.values(), key=lambda m: m.mean)
-    return [(below(worst, best, 1.02), ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.items())))], \
-        "shift variants within 2% of each other"
+    by_ctx = defaultdict(dict)
+    for (setting, ctx, _), v in _ppl(rows, "table8").items():
+        if setting != "full_attn":
+            by_ctx[ctx][setting] = v
+    verdicts = []
+    for ctx, p in sorted(by_ctx.items()):
+        if len(p) < 2:
+            continue
+        worst, best = max(p.values(), key=lambda m: m.mean), min(p.values(), key=lambda m: m.mean)
+        listed = ", ".join(f"{k} {v:.2f}" for k, v in sorted(p.items()))
+        verdicts.append((below(worst, best, 1.02), f"{ctx}: {listed}"))
+    return verdicts, "shift variants within 2% of each other"
 
 
 def at_least(m: Measured, threshold: float) -> bool | None:
@@ -311,16 +317,21 @@ def base_model_adaptation(rows):
 
 def figure5(rows):
     claim = f"LoRA+ ends within {CLOSE:.0%} of full fine-tuning"
-    final = defaultdict(dict)  # setting -> seed -> (step, value)
+    final = defaultdict(dict)  # (train_ctx, setting) -> seed -> (step, value)
     for r in rows:
         if r["table"] == "figure5" and r["metric"] == "perplexity" and note_value(r["note"], "step") is not None:
             step, seed = int(note_value(r["note"], "step")), r.get("seed", "")
-            if step >= final[r["setting"]].get(seed, (-1, 0))[0]:
-                final[r["setting"]][seed] = (step, float(r["value"]))
-    if {"s2_attn|full_ft", "s2_attn|lora_plus"} - set(final):
-        return [], claim
-    full, plus = (Measured(tuple(v for _, v in final[s].values())) for s in ("s2_attn|full_ft", "s2_attn|lora_plus"))
-    return [(below(plus, full, 1 + CLOSE), f"full FT {full:.2f}, LoRA+ {plus:.2f}")], claim
+            curve = (int(r["train_ctx"]), r["setting"])
+            if step >= final[curve].get(seed, (-1, 0))[0]:
+                final[curve][seed] = (step, float(r["value"]))
+    verdicts = []
+    for ctx in sorted({c for c, _ in final}):
+        if {(ctx, "s2_attn|full_ft"), (ctx, "s2_attn|lora_plus")} - set(final):
+            continue
+        full, plus = (Measured(tuple(v for _, v in final[(ctx, setting)].values()))
+                      for setting in ("s2_attn|full_ft", "s2_attn|lora_plus"))
+        verdicts.append((below(plus, full, 1 + CLOSE), f"{ctx}: full FT {full:.2f}, LoRA+ {plus:.2f}"))
+    return verdicts, claim
 
 
 def efficiency(rows):
