@@ -84,10 +84,29 @@ def test_figure4_measures_the_longlora_model_with_its_trained_pi_and_with_pi_pus
 def test_mini_scale_trains_every_setting_once_per_seed():
     commands = [line for line in run("table1", "--dry_run").stdout.splitlines() if "train.py" in line]
     seeds = [c.split("--seed ")[1].split()[0] for c in commands]
-    assert len(commands) == 2 * 3 * 3 and sorted(set(seeds)) == ["42", "43", "44"]  # 2 lengths x 3 settings x 3
+    assert len(commands) == 3 * 3 * 3 and sorted(set(seeds)) == ["42", "43", "44"]  # 3 lengths x 3 settings x 3
     assert all(f"outputs/mini/seed{seed}/" in c for c, seed in zip(commands, seeds))
     commands = [line for line in run("table1", "--dry_run", "--seeds", "7").stdout.splitlines() if "train.py" in line]
-    assert len(commands) == 6 and all("--seed 7 " in c for c in commands)
+    assert len(commands) == 9 and all("--seed 7 " in c for c in commands)
+
+
+def test_each_table_extends_the_base_by_the_papers_factors():
+    """The paper trains Table 1 and Tables 3/14 at 2x, 4x and 8x Llama-2's 4096-token window, Table 7 at 2x
+    and 4x, Table 8 and Figure 5 at 2x, Tables 2 and 6 at 8x; the miniature extends its 256-token window alike."""
+    def trained_lengths(script, *flags):
+        lines = run(script, "--dry_run", "--seeds", "42", *flags).stdout.splitlines()
+        return sorted({int(c.split("--model_max_length ")[1].split()[0]) for c in lines if "train.py" in c})
+
+    for scale, window in (("mini", 256), ("paper", 4096)):
+        flags = ("--scale", scale)
+        assert trained_lengths("table1", *flags) == trained_lengths("table3_14", *flags) == [2 * window, 4 * window,
+                                                                                              8 * window]
+        assert trained_lengths("table7", *flags) == [2 * window, 4 * window]
+        assert trained_lengths("table8", *flags) == trained_lengths("figure5", *flags) == [2 * window]
+        assert trained_lengths("table2", *flags) == trained_lengths("table6", *flags) == [8 * window]
+    evaluated = [line for line in run("table3_14", "--dry_run", "--seeds", "42").stdout.splitlines()
+                 if "eval_perplexity.py" in line and "_512 " in line]
+    assert evaluated and all("--seq_len 256 512 --max_windows" in c for c in evaluated)  # up to its training length
 
 
 def test_small_device_job_prints_its_commands():

@@ -122,6 +122,21 @@ def test_figure4_is_judged_per_filler_and_its_heatmap_has_a_panel_per_filler(tmp
     assert "longlora trained at 2048" in title and f"{BASE['scale']} scale" in title and "3 seeds" in title
 
 
+def test_table8_and_figure5_are_judged_per_training_length():
+    """Rows trained at two lengths are two comparisons: pooled, a setting's mean would mix lengths."""
+    table8 = [{**BASE, "table": "table8", "train_ctx": ctx, "eval_ctx": ctx, "setting": setting, "value": value}
+              for ctx, values in ((512, (10.0, 10.1)), (2048, (10.0, 12.0)))
+              for setting, value in zip(("s2_attn", "variant3_swap"), values)]
+    figure5 = [{**BASE, "table": "figure5", "train_ctx": ctx, "eval_ctx": ctx, "setting": setting,
+                "value": value, "note": f"step={step}"}
+               for ctx, plus_end in ((512, 10.5), (2048, 13.0))
+               for setting, values in (("s2_attn|full_ft", (20.0, 10.0)), ("s2_attn|lora_plus", (20.0, plus_end)))
+               for step, value in zip((0, 60), values)]
+    judged = [(v[0], v[2], v[3][:5]) for v in verdicts(table8 + figure5) if v[0] in ("table8", "figure5")]
+    assert sorted(judged) == [("figure5", "FAIL", "2048:"), ("figure5", "PASS", "512: "),
+                              ("table8", "FAIL", "2048:"), ("table8", "PASS", "512: ")]
+
+
 def test_rows_of_another_step_budget_are_checked_on_their_own():
     longer = [{**row, "note": "steps=300"} for row in table1_rows(11.5)]
     table = {v[0]: v[2] for v in verdicts(table1_rows(10.5) + longer)}
