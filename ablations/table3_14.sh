@@ -15,8 +15,11 @@ for SEED in $SEEDS; do
     for setting in $(first_settings "s2_attn|lora_plus" "full_attn|full_ft" "s2_attn|full_ft"); do
       read -r name training flags <<< "${RUN[$setting]}"
       train "$name" "$ctx" "$training" $flags
-      evaluate "$(run_dir "$name")" table3 "$setting" "$ctx" "$lengths" --corpus math --split test
-      evaluate "$(run_dir "$name")" table14 "$setting" "$ctx" "$lengths" --corpus books --split test
+      for table in table3 table14; do  # every model scores the same text: spans of the longest evaluation length
+        corpus=books; [ "$table" = table3 ] && corpus=math
+        evaluate "$(run_dir "$name")" "$table" "$setting" "$ctx" "$lengths" --corpus "$corpus" --split test \
+          --span_len "${EVAL_LENGTHS##* }"
+      done
     done
   done
 done
