@@ -107,6 +107,7 @@ def test_each_table_extends_the_base_by_the_papers_factors():
     evaluated = [line for line in run("table3_14", "--dry_run", "--seeds", "42").stdout.splitlines()
                  if "eval_perplexity.py" in line and "_512 " in line]
     assert evaluated and all("--seq_len 256 512 --max_windows" in c for c in evaluated)  # up to its training length
+    assert all(c.rstrip().endswith("--span_len 2048") for c in evaluated)  # the text the 2048-token models score
 
 
 def test_small_device_job_prints_its_commands():
