@@ -10,8 +10,9 @@
 #   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
 #                              result rows carry the note steps=N (claims are checked per budget).
 #   --lengths "L1 L2 ..."      training lengths of Tables 1 and 3/14 (default: 2x, 4x and 8x the base's window, as
-#                              the paper); --target N: the extended length of every other table (default: 8x for
-#                              Tables 2, 6, Figure 4; 2x for Table 8, Figure 5; 2x and 4x for Table 7, as the paper);
+#                              the paper); --target N: the extended length of Tables 2, 6, 7, 8 and Figures 4, 5
+#                              (default, as the paper: 8x for Tables 2, 6, Figure 4; 2x for Table 8, Figure 5; 2x
+#                              and 4x for Table 7); Tables 4/15 extend 16x;
 #                              --accumulation N: gradient accumulation steps (small: 8).
 #   --seeds "S1 S2 ..."        seeds of every trained setting (LoRA's initialisation and the data order; default
 #                              per scale: mini 42 43 44, small and paper 42); claims compare means over seeds.
@@ -29,7 +30,7 @@ while [ $# -gt 0 ]; do
     --target) TARGET_OVERRIDE="${2:?--target needs a number}"; shift 2 ;;
     --accumulation) ACCUMULATION="${2:?--accumulation needs a number}"; shift 2 ;;
     --seeds) SEEDS_OVERRIDE="${2:?--seeds needs a list such as \"42 43 44\"}"; shift 2 ;;
-    -h|--help) sed -n '2,19p' ablations/common.sh; exit 0 ;;
+    -h|--help) sed -n '2,18p' ablations/common.sh; exit 0 ;;
     *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
 done
