@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Probe: does the committed base, pretrained 1600 steps longer, meet the passkey precondition with the
+# paper's filler at its window? Its pretraining is resumed from models/mini (bf16 weights back to fp32,
+# a fresh AdamW: the work folder of its own run is gone) at step 2400 of a 4000-step schedule whose peak
+# is chosen so that the learning rate at step 2400 equals the committed run's last one (1e-4), annealed
+# to 10% of that peak; every other argument is the committed base's (models/mini/PROVENANCE.json).
+# Then the base_model passkey rows inside its window, both fillers, without and with PI x2.
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+OUT=outputs/probe_longer/mini_longer WORK=outputs/probe_longer/work RESULTS=results/probes/longer_base
+mkdir -p "$OUT" "$WORK"
+cp models/mini/tokenizer.json models/mini/tokenizer_config.json "$OUT/"
+[ -f "$WORK/checkpoint.pt" ] || python - "$WORK/checkpoint.pt" <<'PY'
+import json, sys
+import torch
+from transformers import LlamaForCausalLM
+provenance = json.load(open("models/mini/PROVENANCE.json"))
+model = LlamaForCausalLM.from_pretrained("models/mini", dtype=torch.float32)
+optimizer = torch.optim.AdamW(model.parameters())
+torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": provenance["arguments"]["max_steps"],
+            "train_loss": provenance["final_train_loss"], "elapsed": provenance["wall_seconds"]}, sys.argv[1])
+PY
+python pretrain_base.py --output_dir "$OUT" --work_dir "$WORK" --max_steps 4000 --learning_rate 2.35e-4
+cp "$WORK/log.txt" "$RESULTS/pretrain_log.jsonl"
+cp "$OUT/PROVENANCE.json" "$RESULTS/PROVENANCE.json"
+for filler in paper books; do
+  for pi in "--no_pi|base|no_pi" "--rope_target 512|base|pi_x2"; do
+    IFS="|" read -r flags setting <<< "$pi"
+    python passkey_retrieval.py --model "$OUT" --min_tokens 128 --max_tokens 256 --interval 32 --num_tests 20 \
+      --seed 42 --experiment probe --table probe --setting "longer_$setting" --scale mini --note window=256 \
+      --filler "$filler" --results_dir "$RESULTS" $flags
+  done
+done
