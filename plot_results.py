@@ -185,9 +185,13 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
             shown = lengths[::math.ceil(len(lengths) / 8)]  # at most 8 labels: more overlap
             ax.set_xticks(shown, shown, rotation=45 if len(shown) > 5 else 0)
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())  # the y axis keeps its log ticks
-        ax.legend(fontsize=7)
+        if len(ax.get_legend_handles_labels()[1]) > 6:  # many curves: a legend inside would cover some
+            below_ticks = -0.32 if any(label.get_rotation() for label in ax.get_xticklabels()) else -0.18
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, below_ticks), ncol=2)
+        else:
+            ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{figure_name or table}.png"), dpi=120)
+    fig.savefig(os.path.join(out, f"{figure_name or table}.png"), dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
