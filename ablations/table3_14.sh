@@ -6,6 +6,7 @@
 # Appends to results/table3.csv and results/table14.csv.
 # Claim: perplexity falls as the evaluation length grows; LongLoRA stays close to full fine-tuning.
 source "$(dirname "$0")/common.sh" "$@"
+longest=${EVAL_LENGTHS##* }
 for SEED in $SEEDS; do
   for ctx in $LENGTHS; do
     declare -A RUN=([full_attn\|full_ft]="full_full_$ctx full --attention full"
@@ -15,11 +16,10 @@ for SEED in $SEEDS; do
     for setting in $(first_settings "s2_attn|lora_plus" "full_attn|full_ft" "s2_attn|full_ft"); do
       read -r name training flags <<< "${RUN[$setting]}"
       train "$name" "$ctx" "$training" $flags
-      for table in table3 table14; do  # every model scores the same text: spans of the longest evaluation length
-        corpus=books; [ "$table" = table3 ] && corpus=math
-        evaluate "$(run_dir "$name")" "$table" "$setting" "$ctx" "$lengths" --corpus "$corpus" --split test \
-          --span_len "${EVAL_LENGTHS##* }"
-      done
+      # Every model scores the same text: spans of the longest evaluation length.
+      evaluate "$(run_dir "$name")" table3 "$setting" "$ctx" "$lengths" --corpus math --split test --span_len "$longest"
+      evaluate "$(run_dir "$name")" table14 "$setting" "$ctx" "$lengths" --corpus books --split test \
+        --span_len "$longest"
     done
   done
 done

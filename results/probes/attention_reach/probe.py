@@ -11,14 +11,13 @@ queries, and the largest per-head share beyond G. Rows are appended to probe.csv
 import argparse
 import csv
 import os
-import platform
-import subprocess
 import time
 
 import torch
 
 from longlora.data import default_data_path, load_token_stream
 from longlora.model import load_model
+from longlora.results import git_commit, hardware
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,8 +40,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=4)
     args = parser.parse_args()
     group = args.seq_len // 4
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
+    commit = git_commit()
     rows = []
     for spec in args.models:
         name, path = spec.split("=", 1)
@@ -63,7 +61,7 @@ def main() -> None:
                          "mid_mass": f"{mean['mid'].mean():.4f}", "far_mass": f"{mean['far'].mean():.4f}",
                          "far_mass_max_head": f"{mean['far'].max():.4f}", "seq_len": args.seq_len,
                          "windows": args.windows, "path": path, "git_commit": commit,
-                         "hardware": f"{platform.machine()} {torch.get_num_threads()} threads",
+                         "hardware": hardware(),
                          "wall_seconds": f"{time.time() - start:.1f}"})
         print(name, " ".join(f"L{r['layer']} far {r['far_mass']} (max head {r['far_mass_max_head']})"
                              for r in rows if r["model"] == name))
