@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--seq_len", type=int, default=2048)
     parser.add_argument("--windows", type=int, default=4)
     args = parser.parse_args()
+    if bad := [spec for spec in args.models if "=" not in spec]:
+        parser.error(f"each model is name=path, got {bad[0]!r}")
     group = args.seq_len // 4
     commit = git_commit()
     rows = []
