@@ -129,13 +129,29 @@ def test_cycled_filler_documents_use_short_sentences():
     long_one = "This sentence is far longer than any sentence a cycled filler may say over and over again."
     filler = [long_one, "It rained.", "Nobody came."]
     sampler = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(2), 0.0, 1.0)
-    assert len(long_one) > pretrain_base.SHORT_SENTENCE_CHARS
+    assert len(long_one) > max(pretrain_base.CYCLE_SENTENCE_CHARS)
     blocks = [sampler.recall_block(128) for _ in range(10)]
     sampler_any = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(2), 0.0, 0.0)
     long_ids = WordTokenizer()(long_one)["input_ids"]
     contains = lambda block: any(block[i:i + len(long_ids)].tolist() == long_ids for i in range(len(block)))
     assert not any(contains(b) for b in blocks)
     assert any(contains(sampler_any.recall_block(128)) for _ in range(10))
+
+
+def test_most_cycled_fillers_are_as_dense_as_the_passkey_tests():
+    """Each cycled document draws its longest sentence from CYCLE_SENTENCE_CHARS, so that most
+    say only short sentences over and over (the relation's last word every few tokens) and some
+    the longer ones too."""
+    import numpy as np
+    import pretrain_base
+
+    short, longer = "Snow is white.", "The long winding river is a very pleasant sight at dawn."
+    assert len(short) <= min(pretrain_base.CYCLE_SENTENCE_CHARS) and 40 < len(longer) <= 60
+    sampler = pretrain_base.BlockSampler({}, [short, longer], WordTokenizer(), np.random.default_rng(3), 0.0, 1.0)
+    longer_ids = WordTokenizer()(longer)["input_ids"]
+    documents = [np.asarray(sampler.recall_document(256)) for _ in range(200)]
+    holds_longer = [any(d[i:i + len(longer_ids)].tolist() == longer_ids for i in range(len(d))) for d in documents]
+    assert 0 < np.mean(holds_longer) < 0.5
 
 
 def test_interpolated_rows_have_compressed_positions_only_after_the_curriculum():
