@@ -194,19 +194,22 @@ class BlockSampler:
     def recall_document(self, room: int, repeats: bool = False) -> list[int]:
         """One recall document (`repeats`: a repeat document) of at most `room` tokens where it
         can be (queries and facts of a shorter one are kept whole, not cut off), its filler as
-        long as the room allows; --cycled_filler_share of the fact documents cycle their filler."""
+        long as the room allows; --cycled_filler_share of the fact documents cycle their filler
+        and fill the room, so that their queries look back past dozens of the same distractors
+        (the passkey test's filler repeats "is green", "is blue", "is yellow" all through)."""
         facts, queries = int(self.rng.integers(1, 7)), int(self.rng.integers(1, 4))
         cycle = 0 if repeats or self.rng.random() >= self.cycled_filler_share else int(self.rng.integers(*CYCLE_SENTENCES))
         filler, sentence_tokens = self.cycle_fillers[int(self.rng.integers(len(self.cycle_fillers)))] if cycle else self.filler
         fewest = 1 if repeats else 0  # a repeat document needs a sentence to repeat
-        num_filler = int(self.rng.integers(fewest, max(fewest, room // sentence_tokens) + 1))
+        most = max(fewest, room // sentence_tokens)
+        num_filler = most if cycle else int(self.rng.integers(fewest, most + 1))
         while True:
             text = (synthetic.repeat_text(self.rng, filler, num_filler, min(queries, 1 + num_filler // 3)) if repeats else
                     synthetic.recall_text(self.rng, filler, facts, queries, num_filler, cycle))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
             if len(ids) <= room or num_filler <= fewest:
                 return ids
-            num_filler //= 2
+            num_filler -= max(1, num_filler // 8)
 
     def recall_block(self, length: int) -> np.ndarray:
         """Recall documents (repeat documents in --repeat_share of the blocks) packed to `length`

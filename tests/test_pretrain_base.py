@@ -154,6 +154,19 @@ def test_most_cycled_fillers_are_as_dense_as_the_passkey_tests():
     assert 0 < np.mean(holds_longer) < 0.5
 
 
+def test_cycled_fact_documents_fill_their_room():
+    """A cycled document's query looks back across its whole block, as a passkey question does."""
+    import numpy as np
+    import pretrain_base
+
+    filler = ["Snow is white.", "It is cold.", "The lake is deep and still."]
+    for share, fills in ((1.0, True), (0.0, False)):
+        sampler = pretrain_base.BlockSampler({}, filler, WordTokenizer(), np.random.default_rng(4), 0.0, share)
+        lengths = [len(sampler.recall_document(256)) for _ in range(50)]
+        assert max(lengths) <= 256
+        assert (np.median(lengths) >= 0.8 * 256) == fills
+
+
 def test_interpolated_rows_have_compressed_positions_only_after_the_curriculum():
     import numpy as np
     import pretrain_base
