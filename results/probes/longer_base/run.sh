@@ -16,11 +16,4 @@ cp models/mini/tokenizer.json models/mini/tokenizer_config.json "$OUT/"
 python pretrain_base.py --output_dir "$OUT" --work_dir "$WORK" --max_steps 4000 --learning_rate 2.35e-4
 cp "$WORK/log.txt" "$RESULTS/pretrain_log.jsonl"
 cp "$OUT/PROVENANCE.json" "$RESULTS/PROVENANCE.json"
-for filler in paper books; do
-  for pi in "--no_pi|base|no_pi" "--rope_target 512|base|pi_x2"; do
-    IFS="|" read -r flags setting <<< "$pi"
-    python passkey_retrieval.py --model "$OUT" --min_tokens 128 --max_tokens 256 --interval 32 --num_tests 20 \
-      --seed 42 --experiment probe --table probe --setting "longer_$setting" --scale mini --note window=256 \
-      --filler "$filler" --results_dir "$RESULTS" $flags
-  done
-done
+bash results/probes/base_passkey.sh "$OUT" "$RESULTS" longer
