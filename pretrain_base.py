@@ -16,10 +16,11 @@ blocks, then the main mixture on 256-token blocks. The copy documents need induc
 (attending to what followed the current token's previous occurrence): their periods vary, so
 no fixed look-back distance predicts them. They form late and suddenly, and sooner in fewer
 layers: 6 layers copied 4% of the repeats after 900 steps, 2 layers (this warm-up) 10% at
-step 400 and 99.8% at step 500. After the warm-up, a third of the copy documents draw from
+step 400 and 99.8% at step 500. After the warm-up, seven tenths of the copy documents draw from
 4-16 distinct tokens (the next token then follows from the last two or three, as a passkey's
-"key is" must be told from the filler's "grass is") and two fifths repeat a span of training
-text: with random spans alone, or with small-alphabet ones added, the model copied them (99.7%
+"key is" must be told from the filler's "grass is"; with a third of them the base found a key
+in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/)
+and a fifth repeat a span of training text: with random spans alone, or with small-alphabet ones added, the model copied them (99.7%
 at 256 tokens; 84% on an 8-token alphabet) but answered no passkey prompt, continuing the text
 instead of copying from it (issue 14's notes). Copy periods reach half the block and a recall
 document's filler grows with the room left in its block, so that look-backs of every distance
@@ -28,7 +29,7 @@ of the recall blocks repeat earlier book sentences verbatim instead of stating f
 (--repeat_share): such a base found a passkey hidden in book sentences, not in the paper's
 filler, where the filler's "The grass is green" won; so half of the fact documents now cycle a
 few short sentences as their filler (--cycled_filler_share), the query's last word recurring
-all through it. In the main phase half of the rows see their positions compressed by a random
+all through it, some as densely as the test's "is", and fill their block. In the main phase half of the rows see their positions compressed by a random
 factor between 1/2 and 1 (--interpolated_share): Llama-2 with position interpolation x2 and no
 fine-tuning still finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
 at integer positions alone copied nearly every repeat at 256 tokens but almost none with PI x2,
