@@ -20,18 +20,20 @@ step 400 and 99.8% at step 500. After the warm-up, seven tenths of the copy docu
 4-16 distinct tokens (the next token then follows from the last two or three, as a passkey's
 "key is" must be told from the filler's "grass is"; with a third of them the base found a key
 in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/)
-and a fifth repeat a span of training text: with random spans alone, or with small-alphabet ones added, the model copied them (99.7%
-at 256 tokens; 84% on an 8-token alphabet) but answered no passkey prompt, continuing the text
-instead of copying from it (issue 14's notes). Copy periods reach half the block and a recall
-document's filler grows with the room left in its block, so that look-backs of every distance
+and a fifth repeat a span of training text: with random spans alone, or with small-alphabet
+ones added, the model copied them (99.7% at 256 tokens; 84% on an 8-token alphabet) but
+answered no passkey prompt, continuing the text instead of copying from it (issue 14's
+notes). Copy periods reach half the block and a recall document's filler grows with the room
+left in its block, so that look-backs of every distance
 are trained (with periods of at most 64 a base copied 99% at distance 64 but 34% at 240); half
 of the recall blocks repeat earlier book sentences verbatim instead of stating facts
 (--repeat_share): such a base found a passkey hidden in book sentences, not in the paper's
 filler, where the filler's "The grass is green" won; so half of the fact documents now cycle a
 few short sentences as their filler (--cycled_filler_share), the query's last word recurring
-all through it, some as densely as the test's "is", and fill their block. In the main phase half of the rows see their positions compressed by a random
-factor between 1/2 and 1 (--interpolated_share): Llama-2 with position interpolation x2 and no
-fine-tuning still finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
+all through it, some as densely as the test's "is", and fill their block. In the main phase
+half of the rows see their positions compressed by a random factor between 1/2 and 1
+(--interpolated_share): Llama-2 with position interpolation x2 and no fine-tuning still
+finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
 at integer positions alone copied nearly every repeat at 256 tokens but almost none with PI x2,
 and found no passkey (results/previous_bases/pi_fragile/); a few hundred steps of such rows on
 top of it brought most of that copying back (issue 14's notes).
@@ -45,9 +47,6 @@ import argparse
 import copy
 import json
 import math
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -64,6 +63,7 @@ from longlora.corpora import REPO_ROOT, documents, corpus_sentences
 from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
 from longlora.evaluation import FILLER_SENTENCES, passkey_accuracy
 from longlora.model import apply_position_interpolation
+from longlora.results import command_line, git_commit, hardware
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
 CYCLE_SENTENCES = (2, 7)  # sentences of a cycled filler: 2 to 6, each of at most one of CYCLE_SENTENCE_CHARS
@@ -477,10 +477,8 @@ def main() -> None:
 def save_final(model, tokenizer, out: Path, args, val: dict, train_loss: float, seconds: float) -> None:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=REPO_ROOT)
-    provenance = {"command": " ".join(["python", "pretrain_base.py"] + sys.argv[1:]), "seed": args.seed,
-                  "git_commit": commit.stdout.strip() or "uncommitted", "hardware": f"{platform.processor() or platform.machine()}, "
-                  f"{torch.get_num_threads()} CPU threads", "wall_seconds": round(seconds, 1),
+    provenance = {"command": command_line(), "seed": args.seed, "git_commit": git_commit(), "hardware": hardware(),
+                  "wall_seconds": round(seconds, 1),
                   "tokens_seen": args.max_steps * args.per_device_train_batch_size * args.model_max_length, "final_train_loss": train_loss,
                   "final_validation_loss": val, "parameters": sum(p.numel() for p in model.parameters()),
                   "arguments": vars(args)}

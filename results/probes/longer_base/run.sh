@@ -9,11 +9,6 @@
 #   git checkout 18908ba -- models/mini pretrain_base.py longlora/synthetic.py
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-OUT=outputs/probe_longer/mini_longer WORK=outputs/probe_longer/work RESULTS=results/probes/longer_base
-mkdir -p "$OUT" "$WORK"
-cp models/mini/tokenizer.json models/mini/tokenizer_config.json "$OUT/"
-[ -f "$WORK/checkpoint.pt" ] || python results/probes/base_checkpoint.py "$WORK/checkpoint.pt"
-python pretrain_base.py --output_dir "$OUT" --work_dir "$WORK" --max_steps 4000 --learning_rate 2.35e-4
-cp "$WORK/log.txt" "$RESULTS/pretrain_log.jsonl"
-cp "$OUT/PROVENANCE.json" "$RESULTS/PROVENANCE.json"
-bash results/probes/base_passkey.sh "$OUT" "$RESULTS" longer
+bash results/probes/continue_pretraining.sh models/mini longer results/probes/longer_base \
+  --max_steps 4000 --learning_rate 2.35e-4
+bash results/probes/base_passkey.sh outputs/probe_longer/mini results/probes/longer_base longer
