@@ -72,8 +72,9 @@ CYCLE_SENTENCES = (2, 7)  # sentences of a cycled filler: 2 to 6, each of at mos
 # it recurred every ~13 tokens, not in the test's)
 CYCLE_SENTENCE_CHARS = (25, 30, 40, 60)
 NGRAM_ALPHABETS = (4, 17)  # distinct tokens of a small-alphabet copy document: 4 to 16
-# random tokens; random tokens from a small alphabet; a span of book or math training text
-COPY_VARIANTS = ("random", "small_alphabet", "text")
+# random tokens; random tokens from a small alphabet; a span of book or math training text; keyed lines in a
+# repeating motif, asked at the end (longlora.synthetic.motif_document)
+COPY_VARIANTS = ("random", "small_alphabet", "text", "motif")
 
 
 def parse_args() -> argparse.Namespace:
@@ -122,6 +123,11 @@ def parse_args() -> argparse.Namespace:
                    help="share of the copy documents after the warm-up that repeat a span of book or math training "
                         "text: copying over what the text alone predicts (with random spans alone the model copied "
                         "them perfectly but answered no passkey prompt, continuing the text instead)")
+    p.add_argument("--motif_copy_share", type=float, default=0.0,
+                   help="share of the copy documents after the warm-up that hide keyed lines \"A T v\" in a motif where "
+                        "T recurs every 5-10 tokens and ask \"A T\" at the end, up to a whole block later: the two-token "
+                        "match a passkey question needs, far back, among dozens of one-token ones "
+                        "(longlora.synthetic.motif_document)")
     p.add_argument("--curriculum_steps", type=int, default=1000,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
@@ -220,23 +226,27 @@ class BlockSampler:
             ids += self.recall_document(length - len(ids), repeats)
         return np.asarray(ids[:length], dtype=np.int64)
 
-    def copy_block(self, length: int, variant: str) -> tuple[np.ndarray, int]:
-        """A copy document (COPY_VARIANTS) of `length` tokens and its period."""
+    def copy_block(self, length: int, variant: str) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids and labels of a copy document (COPY_VARIANTS) of `length` tokens: a repeated
+        span's first period, unpredictable by construction, is not a target (its loss would only
+        push towards uniform predictions); in a motif document only the answers are."""
+        if variant == "motif":
+            return synthetic.motif_document(self.rng, len(self.tokenizer), length)
         if variant == "text":
             period = synthetic.copy_period(self.rng, length)
             stream = self.streams[("books", "math")[int(self.rng.integers(2))]]
-            return np.resize(self.text_block(stream, period), length), period
-        alphabet = int(self.rng.integers(*NGRAM_ALPHABETS)) if variant == "small_alphabet" else None
-        return synthetic.copy_document(self.rng, len(self.tokenizer), length, alphabet=alphabet)
+            ids = np.resize(self.text_block(stream, period), length)
+        else:
+            alphabet = int(self.rng.integers(*NGRAM_ALPHABETS)) if variant == "small_alphabet" else None
+            ids, period = synthetic.copy_document(self.rng, len(self.tokenizer), length, alphabet=alphabet)
+        labels = ids.copy()
+        labels[:period] = -100
+        return ids, labels
 
     def block(self, kind: str, length: int, copy_weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
-        """Token ids and labels of one row: a copy document's first period, unpredictable by
-        construction, is not a target (its loss would only push towards uniform predictions)."""
+        """Token ids and labels of one row (labels -100 where nothing can be predicted)."""
         if kind == "copy":
-            ids, period = self.copy_block(length, COPY_VARIANTS[self.rng.choice(len(COPY_VARIANTS), p=copy_weights)])
-            labels = ids.copy()
-            labels[:period] = -100
-            return ids, labels
+            return self.copy_block(length, COPY_VARIANTS[self.rng.choice(len(COPY_VARIANTS), p=copy_weights)])
         ids = self.recall_block(length) if kind == "recall" else self.text_block(self.streams[kind], length)
         return ids, ids
 
@@ -283,8 +293,9 @@ def mixture_weights(args, step: int) -> list[float]:
 def copy_weights(args, step: int) -> list[float]:
     """Shares of the COPY_VARIANTS at `step`: random spans alone during the warm-up."""
     if step < args.copy_warmup_steps:
-        return [1.0, 0.0, 0.0]
-    return [1 - args.ngram_copy_share - args.text_copy_share, args.ngram_copy_share, args.text_copy_share]
+        return [1.0, 0.0, 0.0, 0.0]
+    shares = [args.ngram_copy_share, args.text_copy_share, args.motif_copy_share]
+    return [1 - sum(shares), *shares]
 
 
 def block_shape(args, step: int) -> tuple[int, int]:
@@ -369,8 +380,9 @@ def check_args(args) -> None:
     mixtures(args)
     if not 16 <= args.curriculum_length <= args.model_max_length or args.model_max_length % args.curriculum_length:
         raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
-    if min(args.ngram_copy_share, args.text_copy_share) < 0 or args.ngram_copy_share + args.text_copy_share > 1:
-        raise ValueError("--ngram_copy_share and --text_copy_share must be >= 0 and sum to at most 1")
+    shares = (args.ngram_copy_share, args.text_copy_share, args.motif_copy_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        raise ValueError("--ngram_copy_share, --text_copy_share and --motif_copy_share must be >= 0 and sum to at most 1")
     if not (0 <= args.repeat_share <= 1 and 0 <= args.cycled_filler_share <= 1):
         raise ValueError("--repeat_share and --cycled_filler_share must be between 0 and 1")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:

@@ -67,6 +67,35 @@ def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_
     return np.resize(span, length), period
 
 
+def motif_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4,
+                   num_keys: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Associative recall with colliding keys, in random tokens: a motif of 1-4 segments, each a
+    token T and 4-9 other tokens, repeated to fill the block (T recurs every 5-10 tokens, each
+    time followed by something else); 1-4 keyed lines "A T v..." (A a token of its own, v 1-5
+    tokens) at random places; at the end queries "A T" whose answers v are the only targets
+    (labels -100 elsewhere). T alone matches dozens of motif positions, so only the two-token
+    match A T finds the answer, as a passkey question's "key is" must be told from the filler's
+    "grass is", at any distance up to the whole block. No word of the test: ids and labels,
+    both `length` long."""
+    num_keys = num_keys or int(rng.integers(1, 5))
+    segments = rng.integers(5, 11, size=int(rng.integers(1, 5)))
+    # distinct tokens: T, the keys' A, the answers' and the motif's others (no answer token is an A or T)
+    pool = rng.choice(np.arange(first_id, vocab_size), size=1 + 6 * num_keys + int(segments.sum()), replace=False)
+    relation, prefixes, answers, others = np.split(pool, [1, 1 + num_keys, 1 + 6 * num_keys])
+    motif = np.concatenate([[relation[0], *rng.choice(others, size=n - 1)] for n in segments])
+    keyed = [[prefix, relation[0], *rng.choice(answers, size=int(rng.integers(1, 6)))] for prefix in prefixes]
+    queries = [keyed[k] for k in rng.permutation(num_keys)]
+    room = length - sum(len(line) for line in keyed) - sum(len(line) for line in queries)
+    ids = np.resize(motif, room).tolist()
+    for place, line in zip(np.sort(rng.integers(0, room + 1, size=num_keys))[::-1], keyed):
+        ids[int(place):int(place)] = line
+    labels = [-100] * len(ids)
+    for line in queries:
+        ids += line
+        labels += [-100, -100, *line[2:]]
+    return np.asarray(ids, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+
+
 @torch.no_grad()
 def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16,
                   alphabet: int | None = None) -> float:

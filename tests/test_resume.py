@@ -132,7 +132,8 @@ def test_a_missing_resume_from_checkpoint_is_an_error(tmp_path, tiny_model_dir, 
 
 def test_ctrl_c_says_in_one_line_what_was_lost(tmp_path, tiny_model_dir, token_stream):
     out = tmp_path / "out"
-    command = train_args(tiny_model_dir, token_stream, out, "--max_steps", "1000", "--save_steps", "3")
+    # far more steps than it can run before the deadline: the interrupt always finds it training
+    command = train_args(tiny_model_dir, token_stream, out, "--max_steps", "100000", "--save_steps", "3")
     process = subprocess.Popen([sys.executable, *command], cwd=REPO, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONPATH": REPO, "TOKENIZERS_PARALLELISM": "false"})

@@ -111,6 +111,36 @@ def test_small_alphabet_copy_documents_need_more_than_the_last_token():
     assert ambiguous >= 45  # the last token alone rarely tells the next one
 
 
+def test_motif_answers_follow_only_from_their_two_token_key():
+    """Read each motif document from its ids alone: the targets are exactly the tokens after the
+    queries' "A T", each the continuation of the one earlier "A T"; T alone recurs all through
+    the block followed by other tokens, so a one-token look-back does not find the answer."""
+    rng = np.random.default_rng(5)
+    distances = []
+    for _ in range(200):
+        ids, labels = synthetic.motif_document(rng, 4096, 256)
+        ids, labels = ids.tolist(), labels.tolist()
+        assert len(ids) == len(labels) == 256 and min(ids) >= 4
+        targets = [i for i, label in enumerate(labels) if label != -100]
+        assert targets and all(labels[i] == ids[i] for i in targets)
+        first_target = targets[0]
+        relation = ids[first_target - 1]
+        assert ids.count(relation) >= 256 // 12  # T every 5-10 tokens of the motif
+        followers = {ids[i + 1] for i in range(first_target - 2) if ids[i] == relation}
+        assert len(followers) >= 2
+        for i in targets:
+            if labels[i - 1] != -100:
+                continue  # a later token of the same answer
+            prefix = ids[i - 2]
+            earlier = [j for j in range(i - 2) if ids[j] == prefix and ids[j + 1] == relation]
+            assert len(earlier) == 1 and ids.count(prefix) == 2  # the keyed line and its query
+            answer = [ids[k] for k in range(i, len(ids)) if labels[k] != -100 and all(
+                labels[m] != -100 for m in range(i, k + 1))]
+            assert ids[earlier[0] + 2:earlier[0] + 2 + len(answer)] == answer
+            distances.append(i - earlier[0])
+    assert max(distances) > 200 and min(distances) < 100  # keys from near to a whole block back
+
+
 def test_no_passkey_wording_in_synthetic_documents():
     rng = np.random.default_rng(3)
     texts = [synthetic.recall_text(rng, FILLER, 6, 3, num_filler=4) for _ in range(500)]

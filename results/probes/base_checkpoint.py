@@ -4,12 +4,15 @@ checkpoint at its last step, so that a probe resumes its pretraining:
 a fresh AdamW: the work folder of the base's own run is gone)."""
 
 import json
+import os
 import sys
 
 import torch
 from transformers import LlamaForCausalLM
 
 base = sys.argv[2] if len(sys.argv) > 2 else "models/mini"
+if not os.path.isfile(f"{base}/PROVENANCE.json"):
+    sys.exit(f"error: {base} is not a base made by pretrain_base.py (no PROVENANCE.json there)")
 provenance = json.load(open(f"{base}/PROVENANCE.json"))
 model = LlamaForCausalLM.from_pretrained(base, dtype=torch.float32)
 optimizer = torch.optim.AdamW(model.parameters())
