@@ -76,8 +76,8 @@ def motif_document(rng: np.random.Generator, vocab_size: int, length: int, first
     (labels -100 elsewhere). T alone matches dozens of motif positions, so only the two-token
     match A T finds the answer, as a passkey question's "key is" must be told from the filler's
     "grass is", at any distance up to the whole block. No word of the test: ids and labels,
-    both `length` long."""
-    num_keys = num_keys or int(rng.integers(1, 5))
+    both `length` (16 or more) long."""
+    num_keys = num_keys or int(rng.integers(1, 1 + min(4, length // 16)))  # lines of at most 7 tokens, twice
     segments = rng.integers(5, 11, size=int(rng.integers(1, 5)))
     # distinct tokens: T, the keys' A, the answers' and the motif's others (no answer token is an A or T)
     pool = rng.choice(np.arange(first_id, vocab_size), size=1 + 6 * num_keys + int(segments.sum()), replace=False)

@@ -139,6 +139,8 @@ def test_motif_answers_follow_only_from_their_two_token_key():
             assert ids[earlier[0] + 2:earlier[0] + 2 + len(answer)] == answer
             distances.append(i - earlier[0])
     assert max(distances) > 200 and min(distances) < 100  # keys from near to a whole block back
+    for length in (16, 23, 64):  # the shortest curriculum blocks fit their keyed lines and queries
+        assert all(len(synthetic.motif_document(rng, 4096, length)[0]) == length for _ in range(300))
 
 
 def test_no_passkey_wording_in_synthetic_documents():
