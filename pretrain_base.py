@@ -16,11 +16,13 @@ blocks, then the main mixture on 256-token blocks. The copy documents need induc
 (attending to what followed the current token's previous occurrence): their periods vary, so
 no fixed look-back distance predicts them. They form late and suddenly, and sooner in fewer
 layers: 6 layers copied 4% of the repeats after 900 steps, 2 layers (this warm-up) 10% at
-step 400 and 99.8% at step 500. After the warm-up, seven tenths of the copy documents draw from
+step 400 and 99.8% at step 500. After the warm-up, four tenths of the copy documents draw from
 4-16 distinct tokens (the next token then follows from the last two or three, as a passkey's
 "key is" must be told from the filler's "grass is"; with a third of them the base found a key
-in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/)
-and a fifth repeat a span of training text: with random spans alone, or with small-alphabet
+in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/),
+three tenths hide keyed lines in a repeating motif and ask for them at the end (the same
+two-token look-back, up to a whole block back: the committed base answered 1% of those more
+than 192 tokens back), and a fifth repeat a span of training text: with random spans alone, or with small-alphabet
 ones added, the model copied them (99.7% at 256 tokens; 84% on an 8-token alphabet) but
 answered no passkey prompt, continuing the text instead of copying from it (issue 14's
 notes). Copy periods reach half the block and a recall document's filler grows with the room
@@ -37,7 +39,8 @@ finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
 at integer positions alone copied nearly every repeat at 256 tokens but almost none with PI x2,
 and found no passkey (results/previous_bases/pi_fragile/); a few hundred steps of such rows on
 top of it brought most of that copying back (issue 14's notes).
-Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
+The loss is averaged within each row, then over rows, so that a motif document's
+few answers weigh as much as a block of text. Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window (the paper's filler, and book test sentences), both also
 with PI x2 and x(1 / --smallest_position_scale), in its log.txt; rerunning resumes. The final
 model, tokenizer and PROVENANCE.json go to --output_dir.
@@ -116,18 +119,22 @@ def parse_args() -> argparse.Namespace:
                    help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
                         "top as identity maps (zero output projections), so the induction heads the warm-up formed "
                         "carry over unchanged (fewer layers form them sooner)")
-    p.add_argument("--ngram_copy_share", type=float, default=0.7,
+    p.add_argument("--ngram_copy_share", type=float, default=0.4,
                    help="share of the copy documents after the warm-up whose span draws from 4-16 distinct tokens: "
                         "their next token follows from the last two or three, as a passkey answer does")
     p.add_argument("--text_copy_share", type=float, default=0.2,
                    help="share of the copy documents after the warm-up that repeat a span of book or math training "
                         "text: copying over what the text alone predicts (with random spans alone the model copied "
                         "them perfectly but answered no passkey prompt, continuing the text instead)")
-    p.add_argument("--motif_copy_share", type=float, default=0.0,
+    p.add_argument("--motif_copy_share", type=float, default=0.3,
                    help="share of the copy documents after the warm-up that hide keyed lines \"A T v\" in a motif where "
                         "T recurs every 5-10 tokens and ask \"A T\" at the end, up to a whole block later: the two-token "
                         "match a passkey question needs, far back, among dozens of one-token ones "
                         "(longlora.synthetic.motif_document)")
+    p.add_argument("--row_mean_loss", action=argparse.BooleanOptionalAction, default=True,
+                   help="average the loss within each row, then over rows, so that a row weighs its kind's share of "
+                        "the mixture whatever its number of targets (a motif document's few answers as much as a "
+                        "block of text; averaged over all targets, they were ~1%% of the loss)")
     p.add_argument("--curriculum_steps", type=int, default=1000,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
@@ -257,6 +264,17 @@ class BlockSampler:
         return torch.from_numpy(np.stack(ids)), torch.from_numpy(np.stack(labels))
 
 
+def row_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Next-token cross-entropy averaged within each row (labels -100 are not targets), then over
+    the rows that have targets: each row weighs the same, whatever its number of targets."""
+    targets = labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2).float(), targets,
+                                                  ignore_index=-100, reduction="none")
+    counts = (targets != -100).sum(1)
+    per_row = per_token.sum(1) / counts.clamp(min=1)
+    return per_row[counts > 0].mean()
+
+
 @torch.no_grad()
 def validation_loss(model, stream: np.ndarray, context: int, blocks: int = 16) -> float:
     model.eval()
@@ -350,6 +368,7 @@ def skills(model, tokenizer, args, test_sentences: list[str]) -> dict:
         copying[f"pi_x{factor}@{window}"] = synthetic.copy_accuracy(pi_model, len(tokenizer), window,
                                                                    np.random.default_rng(0))
     scores["copy_accuracy"] = copying
+    scores["motif_accuracy"] = synthetic.motif_accuracy(model, len(tokenizer), window, np.random.default_rng(0))
     for tag, scored_model in scored.items():
         for name, filler in (("", FILLER_SENTENCES), ("_books", test_sentences)):
             scores[f"passkey{name}{tag}@{window}"] = passkey_accuracy(scored_model, tokenizer, window, 10,
@@ -466,7 +485,8 @@ def main() -> None:
             group["lr"] = learning_rate(step, args)
         rows, length = block_shape(args, step)
         x, labels = sampler.batch(rows, mixture_weights(args, step), length, copy_weights(args, step))
-        loss = model(x, labels=labels, position_ids=position_ids(args, step, rows, length, sampler.rng)).loss
+        logits = model(x, position_ids=position_ids(args, step, rows, length, sampler.rng)).logits
+        loss = row_mean_loss(logits, labels) if args.row_mean_loss else model.loss_function(logits, labels, model.config.vocab_size)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

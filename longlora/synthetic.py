@@ -112,6 +112,27 @@ def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator,
     return (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
 
 
+@torch.no_grad()
+def motif_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 32) -> dict:
+    """Share of motif documents' queries whose answer's first token the model predicts (greedy),
+    overall and for keys more than half the block back: the two-token look-back a passkey
+    question needs, measured where nothing else helps (near 0 with one-token induction alone)."""
+    was_training = model.training
+    model.eval()
+    docs = [motif_document(rng, vocab_size, length) for _ in range(rows)]
+    ids = torch.from_numpy(np.stack([d[0] for d in docs]))
+    predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
+    model.train(was_training)
+    hits = {"all": [], "far": []}
+    for row, (doc, labels) in enumerate(docs):
+        for t in np.flatnonzero((labels[1:] != -100) & (labels[:-1] == -100)) + 1:  # first answer tokens
+            hit = bool(predicted[row, t - 1] == doc[t])
+            hits["all"].append(hit)
+            if t - int(np.flatnonzero(doc == doc[t - 2])[0]) > length // 2:  # the keyed line's A to the query's
+                hits["far"].append(hit)
+    return {name: float(np.mean(h)) if h else float("nan") for name, h in hits.items()}
+
+
 def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int,
                 num_filler: int, cycle: int = 0) -> str:
     """Facts of one relation about distinct subjects, each at a random place among `num_filler`

@@ -194,3 +194,28 @@ def test_the_log_scores_pi_by_two_as_evaluation_builds_it():
         halved = model(ids, position_ids=torch.arange(16, dtype=torch.float32)[None] / 2).logits
         torch.testing.assert_close(pretrain_base.interpolated(model, 2).eval()(ids).logits, halved)
         assert not torch.allclose(model(ids).logits, halved)
+
+
+def test_row_mean_loss_weighs_every_row_with_targets_the_same():
+    """Against a hand-written loop: each row's mean next-token loss over its own targets, then
+    their mean; a row without targets is left out. With as many targets in every row it is the
+    usual token-averaged loss."""
+    import math
+
+    import torch
+    import pretrain_base
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 6, 11)
+    labels = torch.randint(0, 11, (3, 6))
+    labels[0, :4] = -100  # 1 target in row 0 (position 5 after the shift drops position 0)
+    labels[2] = -100  # no target
+    expected = []
+    for row in range(2):
+        losses = [-torch.log_softmax(logits[row, t - 1], -1)[labels[row, t]].item()
+                  for t in range(1, 6) if labels[row, t] != -100]
+        expected.append(sum(losses) / len(losses))
+    assert math.isclose(pretrain_base.row_mean_loss(logits, labels).item(), sum(expected) / 2, rel_tol=1e-5)
+    full = torch.randint(0, 11, (3, 6))
+    token_mean = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), full[:, 1:].reshape(-1))
+    assert math.isclose(pretrain_base.row_mean_loss(logits, full).item(), token_mean.item(), rel_tol=1e-5)
