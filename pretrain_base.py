@@ -21,11 +21,11 @@ step 400 and 99.8% at step 500. After the warm-up, four tenths of the copy docum
 "key is" must be told from the filler's "grass is"; with a third of them the base found a key
 in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/),
 three tenths hide keyed lines in a repeating motif and ask for them at the end (the same
-two-token look-back, up to a whole block back: the committed base answered 1% of those more
-than 192 tokens back), and a fifth repeat a span of training text: with random spans alone, or with small-alphabet
-ones added, the model copied them (99.7% at 256 tokens; 84% on an 8-token alphabet) but
-answered no passkey prompt, continuing the text instead of copying from it (issue 14's
-notes). Copy periods reach half the block and a recall document's filler grows with the room
+two-token look-back, up to a whole block back: the base of 09662f5 answered 15% of those more
+than half a block back, results/probes/motif_continuation/), and a fifth repeat a span of
+training text: with random spans alone, or with small-alphabet ones added, the model copied
+them (99.7% at 256 tokens; 84% on an 8-token alphabet) but answered no passkey prompt,
+continuing the text instead of copying from it (issue 14's notes). Copy periods reach half the block and a recall document's filler grows with the room
 left in its block, so that look-backs of every distance
 are trained (with periods of at most 64 a base copied 99% at distance 64 but 34% at 240); half
 of the recall blocks repeat earlier book sentences verbatim instead of stating facts
