@@ -25,9 +25,11 @@ two-token look-back, up to a whole block back: the base of 09662f5 answered 15% 
 than half a block back, results/probes/motif_continuation/), and a fifth repeat a span of
 training text: with random spans alone, or with small-alphabet ones added, the model copied
 them (99.7% at 256 tokens; 84% on an 8-token alphabet) but answered no passkey prompt,
-continuing the text instead of copying from it (issue 14's notes). Copy periods reach half the block and a recall document's filler grows with the room
-left in its block, so that look-backs of every distance
-are trained (with periods of at most 64 a base copied 99% at distance 64 but 34% at 240); half
+continuing the text instead of copying from it (issue 14's notes). Copy periods reach 7/8 of
+the block in the main phase and a recall document's filler grows with the room left in its
+block, so that look-backs of every distance are trained (with periods of at most 64 a base
+copied 99% at distance 64 but 34% at 240; with periods of at most half the block, 99% at 128
+but 57% at 224, results/probes/far_copy/); half
 of the recall blocks repeat earlier book sentences verbatim instead of stating facts
 (--repeat_share): such a base found a passkey hidden in book sentences, not in the paper's
 filler, where the filler's "The grass is green" won; so half of the fact documents now cycle a
@@ -131,6 +133,10 @@ def parse_args() -> argparse.Namespace:
                         "T recurs every 5-10 tokens and ask \"A T\" at the end, up to a whole block later: the two-token "
                         "match a passkey question needs, far back, among dozens of one-token ones "
                         "(longlora.synthetic.motif_document)")
+    p.add_argument("--longest_copy_period", type=float, default=0.875,
+                   help="longest period of the main phase's copy documents, as a share of the block (during the "
+                        "warm-up and curriculum: half): a base whose copy periods reached half its window copied "
+                        "99%% at 128 tokens back but 57%% at 224 (results/probes/far_copy/)")
     p.add_argument("--row_mean_loss", action=argparse.BooleanOptionalAction, default=True,
                    help="average the loss within each row, then over rows, so that a row weighs its kind's share of "
                         "the mixture whatever its number of targets (a motif document's few answers as much as a "
@@ -233,34 +239,38 @@ class BlockSampler:
             ids += self.recall_document(length - len(ids), repeats)
         return np.asarray(ids[:length], dtype=np.int64)
 
-    def copy_block(self, length: int, variant: str) -> tuple[np.ndarray, np.ndarray]:
+    def copy_block(self, length: int, variant: str, longest: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and labels of a copy document (COPY_VARIANTS) of `length` tokens: a repeated
         span's first period, unpredictable by construction, is not a target (its loss would only
-        push towards uniform predictions); in a motif document only the answers are."""
+        push towards uniform predictions); in a motif document only the answers are. Periods reach
+        `longest` (default half the block)."""
         if variant == "motif":
             return synthetic.motif_document(self.rng, len(self.tokenizer), length)
         if variant == "text":
-            period = synthetic.copy_period(self.rng, length)
+            period = synthetic.copy_period(self.rng, length, longest)
             stream = self.streams[("books", "math")[int(self.rng.integers(2))]]
             ids = np.resize(self.text_block(stream, period), length)
         else:
             alphabet = int(self.rng.integers(*NGRAM_ALPHABETS)) if variant == "small_alphabet" else None
-            ids, period = synthetic.copy_document(self.rng, len(self.tokenizer), length, alphabet=alphabet)
+            ids, period = synthetic.copy_document(self.rng, len(self.tokenizer), length, alphabet=alphabet,
+                                                  longest=longest)
         labels = ids.copy()
         labels[:period] = -100
         return ids, labels
 
-    def block(self, kind: str, length: int, copy_weights: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    def block(self, kind: str, length: int, copy_weights: list[float],
+              longest_period: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Token ids and labels of one row (labels -100 where nothing can be predicted)."""
         if kind == "copy":
-            return self.copy_block(length, COPY_VARIANTS[self.rng.choice(len(COPY_VARIANTS), p=copy_weights)])
+            variant = COPY_VARIANTS[self.rng.choice(len(COPY_VARIANTS), p=copy_weights)]
+            return self.copy_block(length, variant, longest_period)
         ids = self.recall_block(length) if kind == "recall" else self.text_block(self.streams[kind], length)
         return ids, ids
 
-    def batch(self, rows: int, weights: list[float], length: int,
-              copy_weights: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, rows: int, weights: list[float], length: int, copy_weights: list[float],
+              longest_period: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         kinds = self.rng.choice(len(self.KINDS), size=rows, p=np.asarray(weights) / sum(weights))
-        ids, labels = zip(*(self.block(self.KINDS[k], length, copy_weights) for k in kinds))
+        ids, labels = zip(*(self.block(self.KINDS[k], length, copy_weights, longest_period) for k in kinds))
         return torch.from_numpy(np.stack(ids)), torch.from_numpy(np.stack(labels))
 
 
@@ -316,6 +326,12 @@ def copy_weights(args, step: int) -> list[float]:
     return [1 - sum(shares), *shares]
 
 
+def longest_copy_period(args, step: int, length: int) -> int:
+    """Longest copy period at `step`: half the block during the warm-up and curriculum (where the
+    induction heads form), --longest_copy_period of it in the main phase."""
+    return length // 2 if step < args.curriculum_steps else int(length * args.longest_copy_period)
+
+
 def block_shape(args, step: int) -> tuple[int, int]:
     """(rows, tokens per row) at `step`: --curriculum_length blocks during the curriculum, as many
     tokens a step as later: on short blocks attention at initialisation spreads over fewer
@@ -362,6 +378,9 @@ def skills(model, tokenizer, args, test_sentences: list[str]) -> dict:
                for n in sorted({args.curriculum_length, window})}
     copying[f"alphabet8@{window}"] = synthetic.copy_accuracy(model, len(tokenizer), window, np.random.default_rng(0),
                                                              alphabet=8)
+    far = window - window // 8  # copying from up to 7/8 of the window back
+    copying[f"far{far}@{window}"] = synthetic.copy_accuracy(model, len(tokenizer), window, np.random.default_rng(0),
+                                                           longest=far)
     scored = {"": model}
     for factor in interpolation_factors(args):
         pi_model = scored[f"_pi_x{factor}"] = interpolated(model, factor)
@@ -404,6 +423,8 @@ def check_args(args) -> None:
         raise ValueError("--ngram_copy_share, --text_copy_share and --motif_copy_share must be >= 0 and sum to at most 1")
     if not (0 <= args.repeat_share <= 1 and 0 <= args.cycled_filler_share <= 1):
         raise ValueError("--repeat_share and --cycled_filler_share must be between 0 and 1")
+    if not 0 < args.longest_copy_period < 1:
+        raise ValueError("--longest_copy_period must be a share of the block between 0 and 1")
     if args.weight_decay < 0 or args.copy_warmup_steps < 0:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
     if not (0 <= args.interpolated_share <= 1 and 0 < args.smallest_position_scale <= 1):
@@ -484,7 +505,8 @@ def main() -> None:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, args)
         rows, length = block_shape(args, step)
-        x, labels = sampler.batch(rows, mixture_weights(args, step), length, copy_weights(args, step))
+        x, labels = sampler.batch(rows, mixture_weights(args, step), length, copy_weights(args, step),
+                                  longest_copy_period(args, step, length))
         logits = model(x, position_ids=position_ids(args, step, rows, length, sampler.rng)).logits
         loss = row_mean_loss(logits, labels) if args.row_mean_loss else model.loss_function(logits, labels, model.config.vocab_size)
         loss.backward()

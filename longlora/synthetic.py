@@ -41,25 +41,26 @@ def random_number(rng: np.random.Generator) -> int:
 
 
 def longest_period(length: int) -> int:
-    """The longest period of a copy document of `length` tokens: half of it, so that every
-    look-back distance up to half the window is trained (periods of at most 64 left a base
-    copying 99% at distance 64 but 68% at 128 and 34% at 240, and missing passkeys at 256)."""
+    """The longest period of a copy document of `length` tokens unless told otherwise: half of it,
+    so that every look-back distance up to half the window is trained (periods of at most 64 left
+    a base copying 99% at distance 64 but 68% at 128 and 34% at 240, and missing passkeys at 256;
+    periods of at most half left one copying 99% at 128 but 57% at 224, results/probes/far_copy/)."""
     return length // 2
 
 
-def copy_period(rng: np.random.Generator, length: int) -> int:
-    """A copy document's period: 8 tokens up to longest_period(length)."""
-    return int(rng.integers(8, longest_period(length) + 1))
+def copy_period(rng: np.random.Generator, length: int, longest: int | None = None) -> int:
+    """A copy document's period: 8 tokens up to `longest` (default longest_period(length))."""
+    return int(rng.integers(8, (longest or longest_period(length)) + 1))
 
 
 def copy_document(rng: np.random.Generator, vocab_size: int, length: int, first_id: int = 4,
-                  alphabet: int | None = None) -> tuple[np.ndarray, int]:
-    """A random span (8 tokens to half of `length`; ids >= first_id so no special token)
-    repeated to `length`, and its period: the first period cannot be predicted, only its repeats.
+                  alphabet: int | None = None, longest: int | None = None) -> tuple[np.ndarray, int]:
+    """A random span (8 tokens to `longest`, default half of `length`; ids >= first_id so no special
+    token) repeated to `length`, and its period: the first period cannot be predicted, only its repeats.
     With `alphabet`, the span draws from that many distinct tokens, so that a token recurs within
     it and the next one follows only from the last two or three (a passkey question needs that:
     its "key is" against the filler's "grass is")."""
-    period = copy_period(rng, length)
+    period = copy_period(rng, length, longest)
     if alphabet:
         span = rng.choice(rng.choice(np.arange(first_id, vocab_size), size=alphabet, replace=False), size=period)
     else:
@@ -98,17 +99,17 @@ def motif_document(rng: np.random.Generator, vocab_size: int, length: int, first
 
 @torch.no_grad()
 def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16,
-                  alphabet: int | None = None) -> float:
-    """Share of tokens after the longest period (half of `length`) of copy documents that
-    the model predicts (greedy): about 1/vocab_size without an induction head, near 1 with one --
-    the skill the passkey test needs, measured on data where nothing else helps."""
+                  alphabet: int | None = None, longest: int | None = None) -> float:
+    """Share of tokens after the longest period (`longest`, default half of `length`) of copy
+    documents that the model predicts (greedy): about 1/vocab_size without an induction head, near
+    1 with one -- the skill the passkey test needs, measured on data where nothing else helps."""
     was_training = model.training
     model.eval()
-    ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length, alphabet=alphabet)[0]
+    ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length, alphabet=alphabet, longest=longest)[0]
                                      for _ in range(rows)]))
     predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
     model.train(was_training)
-    period = longest_period(length)
+    period = longest or longest_period(length)
     return (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
 
 

@@ -219,3 +219,11 @@ def test_row_mean_loss_weighs_every_row_with_targets_the_same():
     full = torch.randint(0, 11, (3, 6))
     token_mean = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), full[:, 1:].reshape(-1))
     assert math.isclose(pretrain_base.row_mean_loss(logits, full).item(), token_mean.item(), rel_tol=1e-5)
+
+
+def test_copy_periods_reach_farther_once_the_curriculum_is_over():
+    import pretrain_base
+
+    args = SimpleNamespace(curriculum_steps=1000, longest_copy_period=0.875)
+    assert pretrain_base.longest_copy_period(args, 999, 64) == 32  # the warm-up's induction heads form on these
+    assert pretrain_base.longest_copy_period(args, 1000, 256) == 224

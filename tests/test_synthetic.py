@@ -47,6 +47,14 @@ def test_copy_periods_reach_half_the_block():
     assert min(periods) >= 8 and max(periods) == 128 and np.mean(np.array(periods) > 64) > 0.4
 
 
+def test_copy_periods_reach_the_longest_asked():
+    rng = np.random.default_rng(6)
+    documents = [synthetic.copy_document(rng, 4096, 256, longest=224) for _ in range(400)]
+    periods = np.array([period for _, period in documents])
+    assert periods.max() == 224 and np.mean(periods > 128) > 0.3
+    assert all(np.array_equal(doc[period:], doc[:-period]) for doc, period in documents)
+
+
 def test_recall_facts_spread_over_the_filler():
     """Every filler sentence is used once in place, and facts stand anywhere among them: first
     (a query's longest look-back) as well as last."""
