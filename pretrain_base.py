@@ -41,8 +41,7 @@ finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
 at integer positions alone copied nearly every repeat at 256 tokens but almost none with PI x2,
 and found no passkey (results/previous_bases/pi_fragile/); a few hundred steps of such rows on
 top of it brought most of that copying back (issue 14's notes).
-The loss is averaged within each row, then over rows, so that a motif document's
-few answers weigh as much as a block of text. Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
+Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window (the paper's filler, and book test sentences), both also
 with PI x2 and x(1 / --smallest_position_scale), in its log.txt; rerunning resumes. The final
 model, tokenizer and PROVENANCE.json go to --output_dir.
@@ -65,7 +64,7 @@ from longlora import synthetic
 from longlora.args import exit_on_error
 from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT, documents, corpus_sentences
-from longlora.data import DATA_ROOT, load_token_stream, prepare, split_documents
+from longlora.data import default_data_path, load_token_stream, split_documents
 from longlora.evaluation import FILLER_SENTENCES, passkey_accuracy
 from longlora.model import apply_position_interpolation
 from longlora.results import command_line, git_commit, hardware
@@ -137,10 +136,11 @@ def parse_args() -> argparse.Namespace:
                    help="longest period of the main phase's copy documents, as a share of the block (during the "
                         "warm-up and curriculum: half): a base whose copy periods reached half its window copied "
                         "99%% at 128 tokens back but 57%% at 224 (results/probes/far_copy/)")
-    p.add_argument("--row_mean_loss", action=argparse.BooleanOptionalAction, default=True,
+    p.add_argument("--row_mean_loss", action=argparse.BooleanOptionalAction, default=False,
                    help="average the loss within each row, then over rows, so that a row weighs its kind's share of "
                         "the mixture whatever its number of targets (a motif document's few answers as much as a "
-                        "block of text; averaged over all targets, they were ~1%% of the loss)")
+                        "block of text; averaged over all targets, they are ~1%% of the loss); a base trained so "
+                        "learned text more slowly and cut passkeys short (results/probes/far_motif_base/)")
     p.add_argument("--curriculum_steps", type=int, default=1000,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",
@@ -468,12 +468,9 @@ def main() -> None:
     if not (out / "tokenizer.json").is_file():
         train_tokenizer(out, args.vocab_size)
     tokenizer = PreTrainedTokenizerFast.from_pretrained(out)
-    streams = {}
-    for corpus in ("books", "math"):
-        folder = DATA_ROOT / out.name / corpus
-        if not (folder / "manifest.json").is_file():
-            prepare(corpus, str(out), folder)
-        streams[corpus] = (load_token_stream(str(folder / "train.bin")), load_token_stream(str(folder / "validation.bin")))
+    # data/<output_dir name>/<corpus>/, prepared again if its tokenizer is not this one
+    streams = {corpus: tuple(load_token_stream(default_data_path(str(out), corpus, split))
+                             for split in ("train", "validation")) for corpus in ("books", "math")}
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=args.hidden, intermediate_size=args.intermediate,
                          num_hidden_layers=args.layers, num_attention_heads=args.heads,

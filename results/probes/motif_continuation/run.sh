@@ -17,4 +17,4 @@ case "${1:-}" in
 esac
 bash results/probes/continue_pretraining.sh models/mini "$1" results/probes/motif_continuation \
   --learning_rate 5.9e-4 --save_steps 100 "${flags[@]}"
-python results/probes/motif_continuation/motif_accuracy.py models/mini "outputs/probe_$1/mini"
+PYTHONPATH=. python results/probes/motif_continuation/motif_accuracy.py models/mini "outputs/probe_$1/mini"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Probe: 300 more steps on the far-motif base (run.sh's outputs/base_far_motif/mini; peak 1e-3 over 3100 steps, so
+# that the learning rate at its step 2800 is about its last one, 1.2e-4 against 1e-4), scoring every 100 steps
+# (pretrain_log_NAME.jsonl), then what it answers (answers_NAME.csv, as answers.csv):
+#   bash results/probes/far_motif_base/continue.sh token_loss   # the loss averaged over all targets, as before d901d9b
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+case "${1:-}" in
+  token_loss) flags=(--no-row_mean_loss) ;;
+  *) echo "usage: continue.sh token_loss" >&2; exit 2 ;;
+esac
+bash results/probes/continue_pretraining.sh outputs/base_far_motif/mini "$1" results/probes/far_motif_base \
+  --max_steps 3100 --learning_rate 1e-3 --save_steps 100 "${flags[@]}"
+mkdir -p "outputs/probe_$1/answers"
+PYTHONPATH=. python results/probes/answers.py "outputs/probe_$1/answers" "outputs/probe_$1/mini"
+cp "outputs/probe_$1/answers/answers.csv" "results/probes/far_motif_base/answers_$1.csv"
