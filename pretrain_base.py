@@ -16,16 +16,18 @@ blocks, then the main mixture on 256-token blocks. The copy documents need induc
 (attending to what followed the current token's previous occurrence): their periods vary, so
 no fixed look-back distance predicts them. They form late and suddenly, and sooner in fewer
 layers: 6 layers copied 4% of the repeats after 900 steps, 2 layers (this warm-up) 10% at
-step 400 and 99.8% at step 500. After the warm-up, four tenths of the copy documents draw from
+step 400 and 99.8% at step 500. After the warm-up, two tenths of the copy documents draw from
 4-16 distinct tokens (the next token then follows from the last two or three, as a passkey's
 "key is" must be told from the filler's "grass is"; with a third of them the base found a key
 in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/),
 three tenths hide keyed lines in a repeating motif and ask for them at the end (the same
 two-token look-back, up to a whole block back: the base of 09662f5 answered 15% of those more
-than half a block back, results/probes/motif_continuation/), and a fifth repeat a span of
-training text: with random spans alone, or with small-alphabet ones added, the model copied
-them (99.7% at 256 tokens; 84% on an 8-token alphabet) but answered no passkey prompt,
-continuing the text instead of copying from it (issue 14's notes). Copy periods reach 7/8 of
+than half a block back, results/probes/motif_continuation/), and four tenths repeat a span
+of training text (with a fifth, a base found far keys but cut most of them short, with four
+tenths it wrote more of them whole, results/probes/far_motif_base/): with random spans
+alone, or with small-alphabet ones added, the model copied them (99.7% at 256 tokens; 84% on
+an 8-token alphabet) but answered no passkey prompt, continuing the text instead of copying
+from it (issue 14's notes). Copy periods reach 7/8 of
 the block in the main phase and a recall document's filler grows with the room left in its
 block, so that look-backs of every distance are trained (with periods of at most 64 a base
 copied 99% at distance 64 but 34% at 240; with periods of at most half the block, 99% at 128
@@ -120,10 +122,10 @@ def parse_args() -> argparse.Namespace:
                    help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
                         "top as identity maps (zero output projections), so the induction heads the warm-up formed "
                         "carry over unchanged (fewer layers form them sooner)")
-    p.add_argument("--ngram_copy_share", type=float, default=0.4,
+    p.add_argument("--ngram_copy_share", type=float, default=0.2,
                    help="share of the copy documents after the warm-up whose span draws from 4-16 distinct tokens: "
                         "their next token follows from the last two or three, as a passkey answer does")
-    p.add_argument("--text_copy_share", type=float, default=0.2,
+    p.add_argument("--text_copy_share", type=float, default=0.4,
                    help="share of the copy documents after the warm-up that repeat a span of book or math training "
                         "text: copying over what the text alone predicts (with random spans alone the model copied "
                         "them perfectly but answered no passkey prompt, continuing the text instead)")
