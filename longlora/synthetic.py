@@ -98,17 +98,25 @@ def motif_document(rng: np.random.Generator, vocab_size: int, length: int, first
 
 
 @torch.no_grad()
+def greedy_predictions(model, ids: torch.Tensor) -> torch.Tensor:
+    """The model's most likely next token at every position of `ids` (on the CPU), in eval mode,
+    leaving the model in the mode it was in (the scores run between training steps)."""
+    was_training = model.training
+    model.eval()
+    predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
+    model.train(was_training)
+    return predicted
+
+
+@torch.no_grad()
 def copy_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator, rows: int = 16,
                   alphabet: int | None = None, longest: int | None = None) -> float:
     """Share of tokens after the longest period (`longest`, default half of `length`) of copy
     documents that the model predicts (greedy): about 1/vocab_size without an induction head, near
     1 with one -- the skill the passkey test needs, measured on data where nothing else helps."""
-    was_training = model.training
-    model.eval()
     ids = torch.from_numpy(np.stack([copy_document(rng, vocab_size, length, alphabet=alphabet, longest=longest)[0]
                                      for _ in range(rows)]))
-    predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
-    model.train(was_training)
+    predicted = greedy_predictions(model, ids)
     period = longest or longest_period(length)
     return (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
 
@@ -118,12 +126,8 @@ def motif_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator
     """Share of motif documents' queries whose answer's first token the model predicts (greedy),
     overall and for keys more than half the block back: the two-token look-back a passkey
     question needs, measured where nothing else helps (near 0 with one-token induction alone)."""
-    was_training = model.training
-    model.eval()
     docs = [motif_document(rng, vocab_size, length) for _ in range(rows)]
-    ids = torch.from_numpy(np.stack([d[0] for d in docs]))
-    predicted = model(input_ids=ids.to(next(model.parameters()).device)).logits.argmax(-1).cpu()
-    model.train(was_training)
+    predicted = greedy_predictions(model, torch.from_numpy(np.stack([d[0] for d in docs])))
     hits = {"all": [], "far": []}
     for row, (doc, labels) in enumerate(docs):
         for t in np.flatnonzero((labels[1:] != -100) & (labels[:-1] == -100)) + 1:  # first answer tokens

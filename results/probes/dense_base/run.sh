@@ -4,10 +4,4 @@
 # at a later commit), then the base_model passkey rows inside its window: both fillers, without and with PI x2.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-OUT=outputs/base_dense/mini WORK=outputs/base_dense/work RESULTS=results/probes/dense_base
-mkdir -p "$OUT"
-cp models/mini/tokenizer.json models/mini/tokenizer_config.json "$OUT/"  # the committed base's tokenizer and data
-python pretrain_base.py --output_dir "$OUT" --work_dir "$WORK"
-cp "$WORK/log.txt" "$RESULTS/pretrain_log.jsonl"
-cp "$OUT/PROVENANCE.json" "$RESULTS/PROVENANCE.json"
-bash results/probes/base_passkey.sh "$OUT" "$RESULTS" dense
+bash results/probes/pretrain_from_scratch.sh dense results/probes/dense_base

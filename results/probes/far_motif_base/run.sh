@@ -6,12 +6,6 @@
 # the commit that added this script, 09662f5's).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-OUT=outputs/base_far_motif/mini WORK=outputs/base_far_motif/work RESULTS=results/probes/far_motif_base
-mkdir -p "$OUT"
-cp models/mini/tokenizer.json models/mini/tokenizer_config.json "$OUT/"  # the committed base's tokenizer and data
-python pretrain_base.py --output_dir "$OUT" --work_dir "$WORK"
-cp "$WORK/log.txt" "$RESULTS/pretrain_log.jsonl"
-cp "$OUT/PROVENANCE.json" "$RESULTS/PROVENANCE.json"
-bash results/probes/base_passkey.sh "$OUT" "$RESULTS" far_motif
-PYTHONPATH=. python results/probes/far_copy/probe.py "$OUT"
-PYTHONPATH=. python results/probes/answers.py "$RESULTS" "$OUT" models/mini
+bash results/probes/pretrain_from_scratch.sh far_motif results/probes/far_motif_base
+PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_far_motif/mini
+PYTHONPATH=. python results/probes/answers.py results/probes/far_motif_base outputs/base_far_motif/mini models/mini
