@@ -1,7 +1,8 @@
 """What a base answers to paper-filler passkey prompts inside its window: for each model given,
 20 prompts at 128 and at 256 tokens (random keys and depths, rng seed 1), the key, its depth,
 the greedy continuation (8 tokens), whether its first digit is the key's and whether its first
-number is the key (passkey_retrieval.py's exact match), written to answers.csv in RESULTS_DIR:
+number is the key (passkey_retrieval.py's exact match), with the command, commit and hardware behind
+each row, written to answers.csv in RESULTS_DIR (mini scale):
 `python results/probes/answers.py RESULTS_DIR MODEL_DIR [MODEL_DIR ...]`."""
 
 import csv
@@ -13,8 +14,10 @@ import torch
 from transformers import AutoTokenizer, LlamaForCausalLM
 
 from longlora.evaluation import MAX_KEY, answered, passkey_prompt
+from longlora.results import command_line, git_commit, hardware
 
 results, rows = Path(sys.argv[1]), []
+made_by = {"scale": "mini", "seed": 1, "command": command_line(), "git_commit": git_commit(), "hardware": hardware()}
 for model_dir in sys.argv[2:]:
     if not Path(model_dir, "config.json").is_file():
         sys.exit(f"error: {model_dir} holds no model (config.json)")
@@ -31,7 +34,7 @@ for model_dir in sys.argv[2:]:
             text = tokenizer.decode(output[0, len(ids):], skip_special_tokens=True)
             rows.append({"model": model_dir, "tokens": length, "key": key, "depth": round(depth, 2),
                          "continuation": text, "first_digit": text.strip()[:1] == str(key)[0],
-                         "exact": answered(text, key)})
+                         "exact": answered(text, key), **made_by})
 with open(results / "answers.csv", "w", newline="") as f:
     writer = csv.DictWriter(f, fieldnames=list(rows[0]))
     writer.writeheader()
