@@ -115,6 +115,10 @@ def parse_args() -> argparse.Namespace:
                         "drawn among those holding the relation's last word: that word then recurs all through the "
                         "filler, as a passkey question's \"is\" does in \"the grass is green\", and only the "
                         "query's whole prefix finds the fact")
+    p.add_argument("--recall_digits", type=int, default=5,
+                   help="facts of the recall documents are numbers of 1 to this many digits, each length equally "
+                        "likely (the passkey test's keys have up to 5; with 5, a base cut keys short after their "
+                        "fourth digit)")
     p.add_argument("--copy_warmup_steps", type=int, default=700,
                    help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
                         "warm-up began to copy between steps 400 and 500")
@@ -194,9 +198,11 @@ class BlockSampler:
     KINDS = ("books", "math", "copy", "recall")
 
     def __init__(self, streams: dict[str, np.ndarray], filler_sentences: list[str], tokenizer,
-                 rng: np.random.Generator, repeat_share: float = 0.0, cycled_filler_share: float = 0.0):
+                 rng: np.random.Generator, repeat_share: float = 0.0, cycled_filler_share: float = 0.0,
+                 recall_digits: int = 5):
         self.streams, self.tokenizer, self.rng = streams, tokenizer, rng
         self.repeat_share, self.cycled_filler_share = repeat_share, cycled_filler_share
+        self.recall_digits = recall_digits
         # (sentences, their mean length in tokens): any filler, and for each limit of CYCLE_SENTENCE_CHARS the
         # short sentences a cycle says over and over
         self.filler = (filler_sentences, self.mean_tokens(filler_sentences))
@@ -227,7 +233,7 @@ class BlockSampler:
         num_filler = most if cycle else int(self.rng.integers(fewest, most + 1))
         while True:
             text = (synthetic.repeat_text(self.rng, filler, num_filler, min(queries, 1 + num_filler // 3)) if repeats else
-                    synthetic.recall_text(self.rng, filler, facts, queries, num_filler, cycle))
+                    synthetic.recall_text(self.rng, filler, facts, queries, num_filler, cycle, self.recall_digits))
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
             if len(ids) <= room or num_filler <= fewest:
                 return ids
@@ -431,6 +437,8 @@ def check_args(args) -> None:
         raise ValueError("--weight_decay and --copy_warmup_steps must be >= 0")
     if not (0 <= args.interpolated_share <= 1 and 0 < args.smallest_position_scale <= 1):
         raise ValueError("--interpolated_share must be between 0 and 1 and --smallest_position_scale in (0, 1]")
+    if not 1 <= args.recall_digits <= 18:
+        raise ValueError("--recall_digits must be between 1 and 18")
     if not 1 <= args.copy_warmup_layers <= args.layers:
         raise ValueError("--copy_warmup_layers must be between 1 and --layers")
 
@@ -492,7 +500,8 @@ def main() -> None:
         print(f"resuming at step {step}")
     test_sentences = corpus_sentences("books", "test")  # passkey filler of the log's second score, never trained on
     sampler = BlockSampler({c: streams[c][0] for c in streams}, filler_sentences(), tokenizer,
-                           np.random.default_rng(args.seed + step), args.repeat_share, args.cycled_filler_share)
+                           np.random.default_rng(args.seed + step), args.repeat_share, args.cycled_filler_share,
+                           args.recall_digits)
     log = open(work / "log.txt", "a")
     start, bar = time.time() - elapsed, tqdm(total=args.max_steps, initial=step, desc="pretraining")
     model.train()

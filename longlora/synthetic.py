@@ -34,9 +34,11 @@ RELATIONS = [("the number of the {s} is", "Tell me, what is the number of the {s
 PASSKEY_WORDS = ("pass key", "passkey", "important info", "irrelevant text", "The grass is green")
 
 
-def random_number(rng: np.random.Generator) -> int:
-    """1 to 5 digits, each length equally likely (the passkey test's keys have up to 5)."""
-    digits = int(rng.integers(1, 6))
+def random_number(rng: np.random.Generator, most_digits: int = 5) -> int:
+    """1 to `most_digits` digits, each length equally likely (the passkey test's keys have up to 5;
+    with at most 5, a base learnt that a number often ends after its fourth digit and cut keys short:
+    "1402." for 14021, results/probes/far_motif_base/answers_text_copy.csv)."""
+    digits = int(rng.integers(1, most_digits + 1))
     return int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
 
 
@@ -139,20 +141,20 @@ def motif_accuracy(model, vocab_size: int, length: int, rng: np.random.Generator
 
 
 def recall_text(rng: np.random.Generator, filler_sentences: list[str], num_facts: int, num_queries: int,
-                num_filler: int, cycle: int = 0) -> str:
+                num_filler: int, cycle: int = 0, most_digits: int = 5) -> str:
     """Facts of one relation about distinct subjects, each at a random place among `num_filler`
     filler sentences, then queries about some of them: the more filler, the farther back a
     query looks, up to a whole window as a passkey question does. With `cycle`, the filler is
     that many sentences said over and over, drawn among those holding the relation's last word
     where there are any: that word then recurs all through the filler followed by something
     else (the passkey's "is" recurs in "the grass is green"), and only the query's whole prefix
-    finds the fact (associative recall with colliding keys)."""
+    finds the fact (associative recall with colliding keys). Facts are numbers of 1 to `most_digits` digits."""
     statement, question = RELATIONS[int(rng.integers(len(RELATIONS)))]
     subjects = set()
     while len(subjects) < num_facts:
         subjects.add(f"{SUBJECT_ADJECTIVES[rng.integers(len(SUBJECT_ADJECTIVES))]} "
                      f"{SUBJECT_NOUNS[rng.integers(len(SUBJECT_NOUNS))]}")
-    facts = {s: random_number(rng) for s in sorted(subjects)}
+    facts = {s: random_number(rng, most_digits) for s in sorted(subjects)}
     last_word = statement.split()[-1]
     sources = [s for s in filler_sentences if f" {last_word} " in f" {s} "] if cycle else []
     sources = sources or filler_sentences

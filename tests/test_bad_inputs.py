@@ -116,6 +116,9 @@ CASES = {
     "pretrain: a position scale of zero": (
         lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--smallest_position_scale", "0"],
         "--smallest_position_scale", "in (0, 1]"),
+    "pretrain: numbers of no digits": (
+        lambda i: ["pretrain_base.py", "--output_dir", i["out"], "--recall_digits", "0"], "--recall_digits",
+        "between 1 and 18"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
 }

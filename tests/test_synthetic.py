@@ -32,6 +32,18 @@ def test_every_query_repeats_the_number_of_its_fact():
         assert len(facts) == 5 and len(stated) == 5 + 3  # every query ends with its fact restated
 
 
+def test_fact_numbers_have_every_length_up_to_most_digits():
+    """Each count of digits from 1 to most_digits about equally often, none longer."""
+    rng = np.random.default_rng(4)
+    for most in (5, 8):
+        lengths = np.array([len(str(synthetic.random_number(rng, most))) for _ in range(4000)])
+        counts = np.bincount(lengths, minlength=most + 2)
+        assert counts[0] == 0 and counts[most + 1:].sum() == 0
+        assert all(abs(c / 4000 - 1 / most) < 0.03 for c in counts[1:most + 1]), counts
+    text = synthetic.recall_text(rng, FILLER, num_facts=6, num_queries=1, num_filler=3, most_digits=8)
+    assert max(len(n) for n in re.findall(r"\d+", text)) <= 8
+
+
 def test_copy_documents_repeat_one_span():
     rng = np.random.default_rng(2)
     for _ in range(50):
