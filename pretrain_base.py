@@ -115,10 +115,10 @@ def parse_args() -> argparse.Namespace:
                         "drawn among those holding the relation's last word: that word then recurs all through the "
                         "filler, as a passkey question's \"is\" does in \"the grass is green\", and only the "
                         "query's whole prefix finds the fact")
-    p.add_argument("--recall_digits", type=int, default=5,
+    p.add_argument("--recall_digits", type=int, default=8,
                    help="facts of the recall documents are numbers of 1 to this many digits, each length equally "
-                        "likely (the passkey test's keys have up to 5; with 5, a base cut keys short after their "
-                        "fourth digit)")
+                        "likely (the passkey test's keys have up to 5; with at most 5, bases stopped keys a digit or "
+                        "two early, results/probes/text_copy_base/)")
     p.add_argument("--copy_warmup_steps", type=int, default=700,
                    help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
                         "warm-up began to copy between steps 400 and 500")
@@ -126,18 +126,19 @@ def parse_args() -> argparse.Namespace:
                    help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
                         "top as identity maps (zero output projections), so the induction heads the warm-up formed "
                         "carry over unchanged (fewer layers form them sooner)")
-    p.add_argument("--ngram_copy_share", type=float, default=0.2,
+    p.add_argument("--ngram_copy_share", type=float, default=0.0,
                    help="share of the copy documents after the warm-up whose span draws from 4-16 distinct tokens: "
                         "their next token follows from the last two or three, as a passkey answer does")
     p.add_argument("--text_copy_share", type=float, default=0.4,
                    help="share of the copy documents after the warm-up that repeat a span of book or math training "
                         "text: copying over what the text alone predicts (with random spans alone the model copied "
                         "them perfectly but answered no passkey prompt, continuing the text instead)")
-    p.add_argument("--motif_copy_share", type=float, default=0.3,
+    p.add_argument("--motif_copy_share", type=float, default=0.5,
                    help="share of the copy documents after the warm-up that hide keyed lines \"A T v\" in a motif where "
                         "T recurs every 5-10 tokens and ask \"A T\" at the end, up to a whole block later: the two-token "
                         "match a passkey question needs, far back, among dozens of one-token ones "
-                        "(longlora.synthetic.motif_document)")
+                        "(longlora.synthetic.motif_document; only its few answer tokens are targets, and at 3/10 of "
+                        "the copy documents a base answered the instruction's words in 5 of 40 passkey prompts)")
     p.add_argument("--longest_copy_period", type=float, default=0.875,
                    help="longest period of the main phase's copy documents, as a share of the block (during the "
                         "warm-up and curriculum: half): a base whose copy periods reached half its window copied "
