@@ -42,6 +42,8 @@ class PasskeyArguments:
     heatmap: bool = field(default=False, metadata={"help": "Fixed depths 0%%, 10%%, ..., 100%% instead of random."})
     filler: str = field(default="paper", metadata={
         "help": "paper: Landmark's five sentences; books: sentences of the book corpus's test split."})
+    show_answers: bool = field(default=False, metadata={
+        "help": "Print each trial's key and the model's continuation (what a wrong answer matched)."})
 
     def __post_init__(self) -> None:
         if self.filler not in FILLERS:
@@ -64,7 +66,10 @@ def main() -> None:
     for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval):
         for depth in depths:
             start = time.time()
-            accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth, filler)
+            answers: list[tuple[int, str]] = []
+            accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth, filler, answers)
+            if pk_args.show_answers:
+                print("\n".join(f"  key {key:5d}: {continuation!r}" for key, continuation in answers))
             note = " ".join(x for x in (result_args.note, "" if depth is None else f"depth={depth:.1f}",
                                         "" if pk_args.filler == "paper" else f"filler={pk_args.filler}") if x)
             print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")

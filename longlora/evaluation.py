@@ -151,8 +151,11 @@ def answered(text: str, key: int) -> bool:
 
 @torch.no_grad()
 def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.random.Generator,
-                     depth: float | None = None, filler: Sequence[str] = FILLER_SENTENCES) -> float:
-    """Share of `trials` prompts whose key the model reproduces (random depth unless given)."""
+                     depth: float | None = None, filler: Sequence[str] = FILLER_SENTENCES,
+                     answers: list[tuple[int, str]] | None = None) -> float:
+    """Share of `trials` prompts whose key the model reproduces (random depth unless given).
+    `answers`, when given, collects each trial's (key, continuation): what a wrong answer says
+    tells a lost key from a wrong match."""
     device = next(model.parameters()).device
     correct = 0
     for _ in range(trials):
@@ -161,7 +164,10 @@ def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.ran
         answer_len = len(tokenizer(f" {key}", add_special_tokens=False)["input_ids"])
         output = model.generate(torch.tensor([ids], device=device), max_new_tokens=answer_len, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-        correct += answered(tokenizer.decode(output[0, len(ids):], skip_special_tokens=True), key)
+        continuation = tokenizer.decode(output[0, len(ids):], skip_special_tokens=True)
+        correct += answered(continuation, key)
+        if answers is not None:
+            answers.append((key, continuation))
     return correct / trials
 
 

@@ -165,6 +165,12 @@ def test_passkey_scoring_is_exact_match():
     assert answered(" 123. Remember", 123) and not answered(" 1234", 123) and not answered(" none", 1)
 
 
+def test_passkey_answers_collect_each_trials_key_and_continuation():
+    tokenizer, answers = make_tokenizer(), []
+    passkey_accuracy(FakeModel(tokenizer, False), tokenizer, 300, 3, np.random.default_rng(0), answers=answers)
+    assert len(answers) == 3 and all(continuation.strip() == str(key + 1) for key, continuation in answers)
+
+
 def test_result_rows_carry_every_column(tmp_path):
     row = {c: "x" for c in ("table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value",
                             "metric", "note", "scale", "seed", "wall_seconds", "samples")}
