@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Probe: Table 1's models on a task that needs the whole window. Table 1 compares the attention patterns by
+# book perplexity, where the base gains only a few percent from a longer window; a passkey at the training
+# length can only be found by looking past one group. For every Table 1 run (full fine-tuning with full,
+# short-without-shift and S2 attention at 512, 1024, 2048 tokens, seeds 42-44), passkey accuracy at its
+# training length with its trained PI and full attention, both fillers, 20 prompts: rows in passkey.csv.
+# Needs the runs of `bash ablations/table1.sh` (outputs/mini/seed*/full_{full,short,s2}_*).
+set -euo pipefail
+cd "$(dirname "$0")/../../.."
+out=results/probes/table1_passkey
+rm -f "$out/passkey.csv"
+for ctx in 512 1024 2048; do  # the reference: the base with PI alone
+  for filler in paper books; do
+    python passkey_retrieval.py --model models/mini --rope_target "$ctx" --min_tokens "$ctx" --max_tokens "$ctx" \
+      --num_tests 20 --filler "$filler" --seed 42 --table table1 --setting "base|pi" --scale mini \
+      --experiment passkey --results_dir "$out"
+  done
+done
+for seed in 42 43 44; do
+  for ctx in 512 1024 2048; do
+    for attention in full short s2; do
+      for filler in paper books; do
+        python passkey_retrieval.py --model "outputs/mini/seed$seed/full_${attention}_$ctx" --min_tokens "$ctx" \
+          --max_tokens "$ctx" --num_tests 20 --filler "$filler" --seed "$seed" --table table1 --scale mini \
+          --experiment passkey --results_dir "$out"
+      done
+    done
+  done
+done
