@@ -9,21 +9,20 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=results/probes/table1_passkey
 rm -f "$out/passkey.csv"
-for ctx in 512 1024 2048; do  # the reference: the base with PI alone
+passkey() {  # MODEL CTX SEED [passkey_retrieval.py flags...]: both fillers at the training length
+  local model=$1 ctx=$2 seed=$3; shift 3
   for filler in paper books; do
-    python passkey_retrieval.py --model models/mini --rope_target "$ctx" --min_tokens "$ctx" --max_tokens "$ctx" \
-      --num_tests 20 --filler "$filler" --seed 42 --table table1 --setting "base|pi" --scale mini \
-      --experiment passkey --results_dir "$out"
+    python passkey_retrieval.py --model "$model" --min_tokens "$ctx" --max_tokens "$ctx" --num_tests 20 \
+      --filler "$filler" --seed "$seed" --table table1 --scale mini --experiment passkey --results_dir "$out" "$@"
   done
+}
+for ctx in 512 1024 2048; do  # the reference: the base with PI alone
+  passkey models/mini "$ctx" 42 --rope_target "$ctx" --setting "base|pi"
 done
 for seed in 42 43 44; do
   for ctx in 512 1024 2048; do
     for attention in full short s2; do
-      for filler in paper books; do
-        python passkey_retrieval.py --model "outputs/mini/seed$seed/full_${attention}_$ctx" --min_tokens "$ctx" \
-          --max_tokens "$ctx" --num_tests 20 --filler "$filler" --seed "$seed" --table table1 --scale mini \
-          --experiment passkey --results_dir "$out"
-      done
+      passkey "outputs/mini/seed$seed/full_${attention}_$ctx" "$ctx" "$seed"
     done
   done
 done
