@@ -161,14 +161,17 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
             curves[(r[series], int(r["train_ctx"]), r["dataset"], note_value(r["note"], "steps") or "",
                     note_value(r["note"], "filler") or "")].append((x, float(r["value"]), r.get("spread", 0.0)))
         datasets = sorted({k[2] for k in curves})  # a second dataset's lines dash-dotted (books beside math)
-        for (name, train_ctx, dataset, budget, filler), points in sorted(curves.items()):
+        for index, ((name, train_ctx, dataset, budget, filler), points) in enumerate(sorted(curves.items())):
             xs, ys, spreads = zip(*sorted(points))
+            # accuracy curves often coincide (all at 0 or 1): each later marker smaller, so every one shows
+            size = 3 + 1.5 * (len(curves) - 1 - index) if metric == "accuracy" else 6
             label = f"{name}" + (f", trained at {train_ctx}" if train_ctx else "") + \
                 (f", {dataset}" if len(datasets) > 1 else "") + (f", steps={budget}" if budget else "") + \
                 (f", filler {filler}" if filler else "")
             ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None,
                         fmt=":" if budget or filler else "-." if datasets.index(dataset) else style,
-                        capsize=3, label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5])
+                        capsize=3, label=label, color=colours[name], marker="os^vD"[contexts.index(train_ctx) % 5],
+                        markersize=size)
         values = [v for points in curves.values() for _, v, _ in points]
         if metric == "perplexity" and values and max(values) > 5 * min(values):
             ax.set_yscale("log")  # a model beyond its window would flatten the in-window differences
