@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Probe: does the committed base's LoRA+ model, trained with S2-Attn at 2048 (8x), carry over to full
-# attention? Table 2's LoRA variants end far above full fine-tuning, evaluated with full attention as the
-# paper does. Each seed's LoRA+ run of Table 2 (outputs/mini/seed*/loraplus_s2_2048, from
-# `bash ablations/table2.sh`) evaluated at 2048 tokens, book validation split, with S2-Attn and with full
-# attention, perplexity over 8 equal ranges of positions beside the whole window: probe.csv.
+# Probe: does the long-facts base's (models/mini since 286961c) LoRA+ model, trained with S2-Attn at 2048 (8x),
+# carry over to full attention? Table 2's LoRA variants end far above full fine-tuning, evaluated with full
+# attention as the paper does. Each seed's LoRA+ run of Table 2 (outputs/mini/seed*/loraplus_s2_2048, from `bash
+# ablations/table2.sh`) evaluated at 2048 tokens, book validation split, with S2-Attn and with full attention,
+# perplexity over 8 equal ranges of positions beside the whole window: probe.csv.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 out=results/probes/s2_transfer
