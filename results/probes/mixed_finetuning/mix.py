@@ -1,0 +1,43 @@
+"""Write a fine-tuning stream that mixes book and math training text in blocks, as the paper's RedPajama
+mixes books and arXiv (the ablations fine-tune on books alone): usage
+    python results/probes/mixed_finetuning/mix.py OUT_DIR [--books_share 0.625] [--block 256] [--seed 0]
+OUT_DIR gets train.bin and the books stream's manifest.json (same tokenizer and dtype). Blocks are taken in
+order from each stream (no block twice) and interleaved at random, books_share of them from the books."""
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from longlora.data import default_data_path, load_token_stream
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out_dir")
+    parser.add_argument("--books_share", type=float, default=0.625,
+                        help="share of blocks from the books (0.625: the base's pretraining ratio, 25%% books to 15%% math)")
+    parser.add_argument("--block", type=int, default=256)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    books = load_token_stream(default_data_path("models/mini", "books", "train"))
+    math = load_token_stream(default_data_path("models/mini", "math", "train"))
+    n_books, n_math = len(books) // args.block, len(math) // args.block
+    total = min(int(n_books / args.books_share), int(n_math / (1 - args.books_share)))
+    from_books = np.random.default_rng(args.seed).permutation(
+        np.arange(total) < round(total * args.books_share))
+    blocks, next_book, next_math = [], 0, 0
+    for is_book in from_books:
+        source, index = (books, next_book) if is_book else (math, next_math)
+        blocks.append(np.asarray(source[index * args.block:(index + 1) * args.block]))
+        next_book, next_math = (next_book + 1, next_math) if is_book else (next_book, next_math + 1)
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    np.concatenate(blocks).astype(books.dtype).tofile(out / "train.bin")
+    shutil.copy(Path(default_data_path("models/mini", "books", "train")).parent / "manifest.json", out / "manifest.json")
+    print(json.dumps({"blocks": total, "books_blocks": next_book, "math_blocks": next_math, "tokens": total * args.block}))
+
+
+if __name__ == "__main__":
+    main()
