@@ -8,12 +8,17 @@
 # 512: PI x2), seeds 42-44, on book text as the ablations: LoRA+ with full attention and with S2-Attn (1e-3),
 # full fine-tuning with full attention (2e-4), STEPS steps each (default 300), evaluated at step 60 and at the
 # end; passkey at TARGET/4 to TARGET (every TARGET/4), both fillers, 20 prompts, full attention, and the base
-# with PI alone for reference: probe.csv (TARGET 512) or target<TARGET>/probe.csv.
+# with PI alone for reference: probe.csv (TARGET 512, 300 steps), else target<TARGET>/probe.csv (60 steps) or
+# target<TARGET>_steps<STEPS>/probe.csv.
 #   bash results/probes/pi_trap_finetuning/run.sh [TARGET [STEPS]]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 target=${1:-512} steps=${2:-300}
-here=results/probes/pi_trap_finetuning; [ "$target" = 512 ] || here=$here/target$target
+here=results/probes/pi_trap_finetuning suffix=""  # the first design (512, 300 steps) at the top
+if [ "$target/$steps" != 512/300 ]; then
+  [ "$steps" = 60 ] || suffix=_steps$steps
+  here=$here/target$target$suffix
+fi
 mkdir -p "$here" && rm -f "$here/probe.csv"
 passkey() {  # MODEL SETTING SEED [passkey_retrieval.py flags...]: both fillers, TARGET/4 to TARGET tokens
   local model=$1 setting=$2 seed=$3; shift 3
@@ -27,7 +32,7 @@ passkey models/mini "base|pi_x$(( target / 256 ))" 42 --rope_target "$target"
 for seed in 42 43 44; do
   for run in "lora_plus full 1e-3" "lora_plus s2 1e-3" "full full 2e-4"; do
     read -r training attention lr <<< "$run"
-    out=outputs/probe_pi_trap/seed$seed/${training}_${attention}_$target
+    out=outputs/probe_pi_trap/seed$seed/${training}_${attention}_$target$suffix
     [ -f "$out/config.json" ] || python train.py --model_name_or_path models/mini --model_max_length "$target" \
       --training "$training" --attention "$attention" --max_steps "$steps" --learning_rate "$lr" --seed "$seed" \
       --output_dir "$out" --save_steps 60 --save_total_limit 5 --show_effect false --gradient_accumulation_steps 1
