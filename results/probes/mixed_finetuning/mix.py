@@ -21,22 +21,22 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    books = load_token_stream(default_data_path("models/mini", "books", "train"))
+    books_path = default_data_path("models/mini", "books", "train")
+    books = load_token_stream(books_path)
     math = load_token_stream(default_data_path("models/mini", "math", "train"))
     n_books, n_math = len(books) // args.block, len(math) // args.block
     total = min(int(n_books / args.books_share), int(n_math / (1 - args.books_share)))
     from_books = np.random.default_rng(args.seed).permutation(
         np.arange(total) < round(total * args.books_share))
-    blocks, next_book, next_math = [], 0, 0
-    for is_book in from_books:
-        source, index = (books, next_book) if is_book else (math, next_math)
-        blocks.append(np.asarray(source[index * args.block:(index + 1) * args.block]))
-        next_book, next_math = (next_book + 1, next_math) if is_book else (next_book, next_math + 1)
+    mixed = np.empty((total, args.block), dtype=books.dtype)  # each stream's blocks in order, none twice
+    mixed[from_books] = np.asarray(books[:from_books.sum() * args.block]).reshape(-1, args.block)
+    mixed[~from_books] = np.asarray(math[:(~from_books).sum() * args.block]).reshape(-1, args.block)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    np.concatenate(blocks).astype(books.dtype).tofile(out / "train.bin")
-    shutil.copy(Path(default_data_path("models/mini", "books", "train")).parent / "manifest.json", out / "manifest.json")
-    print(json.dumps({"blocks": total, "books_blocks": next_book, "math_blocks": next_math, "tokens": total * args.block}))
+    mixed.tofile(out / "train.bin")
+    shutil.copy(Path(books_path).parent / "manifest.json", out / "manifest.json")
+    print(json.dumps({"blocks": total, "books_blocks": int(from_books.sum()), "math_blocks": int((~from_books).sum()),
+                      "tokens": total * args.block}))
 
 
 if __name__ == "__main__":

@@ -35,12 +35,14 @@ def score(path: str, target: int | None, columns: dict, seed: int) -> list[dict]
     return rows
 
 
+runs = {output: read_run_config(output) for output in sys.argv[1:]}
+for output, run in runs.items():
+    if run is None:
+        sys.exit(f"error: {output} is not an output of train.py (no longlora_config.json)")
 rows = []
 for factor in (1, 2, 4, 8):
     rows += score(BASE, BASE_WINDOW * factor if factor > 1 else None,
                   {"setting": f"base|pi_x{factor}", "train_ctx": 0, "trained_by": "-", "train_seconds": ""}, 0)
-for output in sys.argv[1:]:
-    if read_run_config(output) is None:
-        sys.exit(f"error: {output} is not an output of train.py (no longlora_config.json)")
-    rows += score(output, None, ResultArguments().model_columns(output), read_run_config(output)["seed"])
+for output, run in runs.items():
+    rows += score(output, None, ResultArguments().model_columns(output), run["seed"])
 append_result("copy", rows, Path(__file__).parent)
