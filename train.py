@@ -12,10 +12,13 @@ Paper scale (Llama-2-7B, 8k, 8 GPUs; see README for 16k/32k and ZeRO-3):
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
 from longlora.cli import description
-from longlora.data import check_token_ids, default_data_path, load_token_stream
+from longlora.corpora import CORPORA
+from longlora.data import check_token_ids, default_data_path, load_token_stream, mix_blocks, parse_mixture
 from longlora.evaluation import extension_report, format_report
 from longlora.training import TokenBlocks, plan_run, prepare_model, run_training
 
@@ -25,6 +28,9 @@ class DataArguments:
     data: str | None = field(default=None, metadata={
         "help": "Training token stream (.bin written by prepare_data.py). Default: the embedded book corpus "
                 "tokenized for the model (prepared on first use)."})
+    data_mixture: str | None = field(default=None, metadata={
+        "help": "Train on whole blocks from several embedded corpora (their train splits, prepared on first use) in "
+                "these proportions, e.g. books:5,math:3 (as RedPajama mixes books and arXiv); in place of --data."})
 
 
 @dataclass
@@ -42,6 +48,22 @@ def held_out_tokens(data: str | None, model_path: str) -> str:
     return beside if os.path.isfile(beside) else default_data_path(model_path, "books", "validation")
 
 
+def training_tokens(data_args: DataArguments, model_path: str, block_len: int) -> tuple[np.ndarray, str]:
+    """The stream TokenBlocks cuts, and where it came from: --data, the --data_mixture of embedded corpora, or
+    the books."""
+    if not data_args.data_mixture:
+        data = data_args.data or default_data_path(model_path, "books", "train")
+        return load_token_stream(data), data
+    if data_args.data:
+        raise ValueError("give --data or --data_mixture, not both")
+    shares = parse_mixture(data_args.data_mixture)
+    unknown = sorted(set(shares) - set(CORPORA))
+    if unknown:
+        raise ValueError(f"--data_mixture names {', '.join(unknown)}: the embedded corpora are {', '.join(CORPORA)}")
+    streams = {corpus: load_token_stream(default_data_path(model_path, corpus, "train")) for corpus in shares}
+    return mix_blocks(streams, shares, block_len), f"the train splits mixed {data_args.data_mixture}"
+
+
 def main() -> None:
     model_args, attn_args, lora_args, data_args, effect_args, training_args = parse_args(
         ModelArguments, AttentionArguments, LoraArguments, DataArguments, EffectArguments, LongLoRATrainingArguments,
@@ -50,8 +72,7 @@ def main() -> None:
     plan = plan_run(training_args, configs)
     if plan.finished:
         return print(plan.finished)
-    data = data_args.data or default_data_path(model_args.model_name_or_path, "books", "train")
-    tokens = load_token_stream(data)
+    tokens, data = training_tokens(data_args, model_args.model_name_or_path, model_args.model_max_length)
     dataset = TokenBlocks(tokens, model_args.model_max_length)
     print(f"{len(dataset)} blocks of {model_args.model_max_length} tokens from {data}")
     model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed)

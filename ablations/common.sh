@@ -37,9 +37,10 @@ done
 
 SEEDS="42"
 case "$SCALE" in
-  mini)   # a small Llama pretrained at 256 tokens (models/mini/PROVENANCE.json)
+  mini)   # a small Llama pretrained at 256 tokens (models/mini/PROVENANCE.json), fine-tuned on book and math blocks
+          # 5:3, its pretraining's ratio of the two (on books alone, math perplexity drifts: docs/findings.md)
     MODEL=models/mini; BASE_CTX=256; LENGTHS="512 1024 2048"; TARGET=2048; STEPS=60
-    LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"
+    LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1 --data_mixture books:5,math:3"
     LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048"; SEEDS="42 43 44" ;;
   small)  # SmolLM2-135M, window 8192 (convert_smollm2.py)
     MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200

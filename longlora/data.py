@@ -141,3 +141,41 @@ def default_data_path(model_path: str, corpus: str, split: str) -> str:
         print(f"preparing the {corpus} corpus for {base} in {out} again: its tokenizer changed")
         prepare(corpus, base, out)
     return str(out / f"{split}.bin")
+
+
+def parse_mixture(spec: str) -> dict[str, float]:
+    """`books:5,math:3` -> {"books": 0.625, "math": 0.375}: corpora and their shares of the blocks."""
+    weights = {}
+    for part in spec.split(","):
+        corpus, sep, weight = part.strip().partition(":")
+        try:
+            value = float(weight)
+        except ValueError:
+            value = -1.0
+        if not sep or not corpus or value <= 0 or corpus in weights:
+            raise ValueError(f"--data_mixture {spec!r}: give distinct corpora with positive weights, "
+                             "such as books:5,math:3")
+        weights[corpus] = value
+    total = sum(weights.values())
+    return {corpus: weight / total for corpus, weight in weights.items()}
+
+
+def mix_blocks(streams: dict[str, np.ndarray], shares: dict[str, float], block_len: int,
+               seed: int = 0) -> np.ndarray:
+    """One flat stream of whole `block_len` blocks from several corpora at the given shares, as the
+    paper's RedPajama mixes books and arXiv: a fine-tuning step on one corpus alone moves the
+    perplexity of the other text the base knew (the adaptation precondition, docs/findings.md).
+    Each block comes from one corpus, so a long training sequence stays one text; each corpus's
+    blocks keep their order and none is used twice; the scarcest corpus (for its share) sets the
+    number of blocks; `seed` fixes where each corpus's blocks fall."""
+    available = {c: len(streams[c]) // block_len for c in shares}
+    total = min(int(available[c] / shares[c]) for c in shares)
+    counts = {c: min(available[c], round(total * shares[c])) for c in shares}
+    if not all(counts.values()):
+        raise ValueError(f"the corpora give no block of {block_len} tokens at shares {shares} "
+                         f"(whole blocks available: {available})")
+    labels = np.random.default_rng(seed).permutation(np.repeat(np.arange(len(shares)), list(counts.values())))
+    mixed = np.empty((len(labels), block_len), dtype=np.result_type(*(streams[c].dtype for c in shares)))
+    for index, corpus in enumerate(shares):
+        mixed[labels == index] = np.asarray(streams[corpus][:counts[corpus] * block_len]).reshape(-1, block_len)
+    return mixed.reshape(-1)

@@ -68,6 +68,14 @@ CASES = {
                                               "larger than"),
     "train: zero steps": (train("model", "stream", "--max_steps", "0"), "--max_steps", "got 0"),
     "train: negative steps": (train("model", "stream", "--max_steps", "-5"), "--max_steps", "got -5"),
+    "train: a mixture weight that is not a number": (
+        lambda i: ["train.py", "--model_name_or_path", i["model"], "--data_mixture", "books:x", "--output_dir", i["out"]],
+        "--data_mixture", "positive weights"),
+    "train: a mixture of an unknown corpus": (
+        lambda i: ["train.py", "--model_name_or_path", i["model"], "--data_mixture", "books:1,novels:1", "--output_dir",
+                   i["out"]], "novels", "embedded corpora are books, math"),
+    "train: both a stream and a mixture": (train("model", "stream", "--data_mixture", "books:1"), "--data_mixture",
+                                           "not both"),
     "train: output dir is a file": (lambda i: train()(i) + ["--output_dir", i["file"]], "--output_dir", "is a file"),
     "eval: missing model dir": (lambda i: ["eval_perplexity.py", "--model", i["missing"], "--data", i["stream"],
                                            "--seq_len", "64"], "--model", "does not exist"),

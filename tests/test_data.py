@@ -9,7 +9,7 @@ from conftest import make_tokenizer, run_script
 from transformers import AutoTokenizer
 
 from longlora.corpora import clean
-from longlora.data import load_token_stream, prepare, split_documents
+from longlora.data import load_token_stream, mix_blocks, parse_mixture, prepare, split_documents
 
 DOCS = {f"doc{i}.txt": f"Document number {i}.\n\nIt has a body of text, line after line. " * (i + 3) for i in range(8)}
 
@@ -86,3 +86,33 @@ def test_streams_are_prepared_again_when_the_tokenizer_changes(tmp_path, monkeyp
     make_tokenizer(vocab_size=280).save_pretrained(model)
     data.default_data_path(str(model), "books", "validation")
     assert calls == ["books", "books"]
+
+
+def test_a_mixture_is_whole_blocks_of_each_corpus_in_order_at_its_share():
+    books = np.arange(0, 4000, dtype=np.uint16)  # 100 blocks of 40 (and a tail that no block may use)
+    math = np.arange(10000, 10000 + 2415, dtype=np.uint16)  # 60 blocks of 40
+    mixed = mix_blocks({"books": books, "math": math}, {"books": 0.625, "math": 0.375}, 40, seed=3)
+    blocks = mixed.reshape(-1, 40)
+    # books allow 100 / 0.625 = 160 blocks, math 60 / 0.375 = 160: every block of both is used once
+    from_books = blocks[:, 0] < 10000
+    assert from_books.sum() == 100 and (~from_books).sum() == 60
+    np.testing.assert_array_equal(blocks[from_books].reshape(-1), books)
+    np.testing.assert_array_equal(blocks[~from_books].reshape(-1), math[:2400])
+    math_at = np.flatnonzero(~from_books)
+    assert math_at.max() - math_at.min() > len(math_at)  # interleaved, not one corpus after the other
+    again = mix_blocks({"books": books, "math": math}, {"books": 0.625, "math": 0.375}, 40, seed=3)
+    np.testing.assert_array_equal(mixed, again)
+
+
+def test_the_scarcest_corpus_sets_the_size_of_a_mixture():
+    books, math = np.zeros(100 * 8, dtype=np.uint16), np.ones(10 * 8, dtype=np.uint16)
+    blocks = mix_blocks({"books": books, "math": math}, {"books": 0.5, "math": 0.5}, 8).reshape(-1, 8)
+    assert len(blocks) == 20 and blocks[:, 0].sum() == 10
+
+
+def test_mixture_specs_are_normalised_and_bad_ones_refused():
+    assert parse_mixture("books:5,math:3") == {"books": 0.625, "math": 0.375}
+    assert parse_mixture("books:1") == {"books": 1.0}
+    for bad in ("books", "books:0", "books:x", "books:1,books:2", ":3", "books:-1,math:2"):
+        with pytest.raises(ValueError, match="--data_mixture"):
+            parse_mixture(bad)
