@@ -535,6 +535,19 @@ def glance(measured: list[dict], published: list[dict]) -> str:
                      + verdict_tables(measured, published) + ([""] + figures if figures else []))
 
 
+def training_data(rows: list[dict]) -> str:
+    """What a table's models were fine-tuned on, read from the training commands behind its rows:
+    --data_mixture's corpora, --data's stream, or train.py's default, the books ('' where nothing
+    was trained), so that rows of different data are never read as one experiment."""
+    found = set()
+    for r in rows:
+        if r.get("trained_by", "-") in ("-", ""):
+            continue
+        match = re.search(r"--data_mixture (\S+)|--data (\S+)", r["trained_by"])
+        found.add(f"`{match.group(0)}`" if match else "the books (train.py's default)")
+    return ", ".join(sorted(found))
+
+
 def results_page(measured: list[dict], published: list[dict], figures_dir: str) -> str:
     """RESULTS.md: the verdicts, then per table its figure and every measured number beside the
     paper's (at the same multiple of the base window)."""
@@ -556,6 +569,9 @@ def results_page(measured: list[dict], published: list[dict], figures_dir: str) 
         for figure in (table, f"{table}_passkey"):
             if os.path.isfile(os.path.join(figures_dir, f"{figure}.png")):
                 lines += ["", f"![{figure}](results/figures/{figure}.png)"]
+        data = training_data([r for r in measured if r["table"] == table])
+        if data:
+            lines += ["", f"Fine-tuned on: {data}."]
         if table not in by_table:
             continue
         lines += ["", "| setting | data | train ctx | eval ctx | note | metric | ours | scale | published (paper) |",

@@ -375,3 +375,16 @@ def test_two_settings_of_one_attention_get_two_colours():
     colours = plot_results.palette(["full_attn|full_ft", "full_attn|lora", "s2_attn|lora_plus"])
     assert len(set(colours.values())) == 3 and colours["full_attn|full_ft"] == "tab:blue"
     assert plot_results.palette(["s2_attn|lora_plus|no_fa2"])["s2_attn|lora_plus|no_fa2"] == "tab:green"
+
+
+def test_each_table_says_what_its_models_were_fine_tuned_on():
+    from plot_results import training_data
+    trained = {**BASE, "table": "table1"}
+    rows = [{**trained, "trained_by": "python train.py --training full --data_mixture books:5,math:3 --seed 1 "
+                                      "(seed 1, commit x)"},
+            {**trained, "trained_by": "python train.py --data data/x/train.bin (seed 1, commit x)"},
+            {**trained, "trained_by": "python train.py --training full (seed 2, commit x)"},
+            {**trained, "trained_by": "-"}]
+    assert training_data(rows) == ("`--data data/x/train.bin`, `--data_mixture books:5,math:3`, "
+                                   "the books (train.py's default)")
+    assert training_data(rows[3:]) == ""
