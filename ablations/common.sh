@@ -35,12 +35,12 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-SEEDS="42"
+SEEDS="42" DATA_MIXTURE=""  # train.py --data_mixture; empty: its default, the books
 case "$SCALE" in
   mini)   # a small Llama pretrained at 256 tokens (models/mini/PROVENANCE.json), fine-tuned on book and math blocks
           # 5:3, its pretraining's ratio of the two (on books alone, math perplexity drifts: docs/findings.md)
     MODEL=models/mini; BASE_CTX=256; LENGTHS="512 1024 2048"; TARGET=2048; STEPS=60
-    LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1 --data_mixture books:5,math:3"
+    LR_LORA=1e-3; LR_FULL=2e-4; TRAIN_FLAGS="--gradient_accumulation_steps 1"; DATA_MIXTURE="books:5,math:3"
     LAUNCH="python"; EVAL_WINDOWS=24; EVAL_LENGTHS="256 512 1024 2048"; SEEDS="42 43 44" ;;
   small)  # SmolLM2-135M, window 8192 (convert_smollm2.py)
     MODEL=models/smollm2-135m; BASE_CTX=8192; LENGTHS="16384 32768"; TARGET=32768; STEPS=200
@@ -84,21 +84,28 @@ run_dir() { echo "$OUT_ROOT/seed$SEED/$1"; }
 
 # train NAME CTX TRAINING [train.py flags...]: one fine-tuning run with $SEED into `run_dir NAME`, skipped
 # when that directory already holds a finished output (config.json is written last) trained after every file
-# of $MODEL; an output older than its base (a base replaced since) is moved aside and trained again.
+# of $MODEL on this scale's $DATA_MIXTURE; an output older than its base (a base replaced since) or trained on
+# other data is moved aside and trained again.
 train() {
   local name=$1 ctx=$2 training=$3; shift 3
   local lr=$LR_LORA; [ "$training" = full ] && lr=$LR_FULL
-  local out fresh=""; out=$(run_dir "$name")
+  local out fresh="" recorded; out=$(run_dir "$name")
   if [ -f "$out/config.json" ] && [ "$DRY_RUN" = 0 ]; then
-    if [ -z "$(find -L "$MODEL" -maxdepth 1 -type f -newer "$out/config.json" -print -quit)" ]; then
+    recorded=$(python -c 'import json, os, sys; f = sys.argv[1]
+print((json.load(open(f)).get("data_mixture") if os.path.isfile(f) else None) or "")' "$out/longlora_config.json")
+    if [ -n "$(find -L "$MODEL" -maxdepth 1 -type f -newer "$out/config.json" -print -quit)" ]; then
+      echo "= $name (seed $SEED): $MODEL changed after it was trained; training again (the old output moves aside)"
+    elif [ "$recorded" != "$DATA_MIXTURE" ]; then
+      echo "= $name (seed $SEED): trained on ${recorded:-books}, not ${DATA_MIXTURE:-books}; training again (the old" \
+        "output moves aside)"
+    else
       echo "= $name (seed $SEED) already trained"; return
     fi
-    echo "= $name (seed $SEED): $MODEL changed after it was trained; training again (the old output moves aside)"
     fresh="--resume false"
   fi
   run $LAUNCH train.py --model_name_or_path "$MODEL" --model_max_length "$ctx" --training "$training" \
     --max_steps "$STEPS" --learning_rate "$lr" --seed "$SEED" --output_dir "$out" \
-    --save_steps "$STEPS" --show_effect false $TRAIN_FLAGS $fresh "$@"
+    --save_steps "$STEPS" --show_effect false $TRAIN_FLAGS ${DATA_MIXTURE:+--data_mixture "$DATA_MIXTURE"} $fresh "$@"
 }
 
 # evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...] (a later --note wins)

@@ -1,6 +1,7 @@
 """Every ablation script runs end to end in --smoke mode (the committed mini model, two
 settings, two steps) and writes rows with every column filled; paper-scale commands print."""
 
+import json
 import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -124,15 +125,17 @@ def test_small_device_job_prints_its_commands():
         "+ bash ablations/table1.sh --smoke ", "+ bash ablations/figure4.sh --smoke "]  # each smoke-tested above
 
 
-def test_a_finished_run_is_reused_only_while_its_base_is_older(tmp_path):
-    """train() in common.sh skips a finished output trained after every file of the base, and trains
-    again (moving the old output aside) once the base has been replaced after it."""
+def test_a_finished_run_is_reused_only_while_its_base_is_older_and_its_data_the_same(tmp_path):
+    """train() in common.sh skips a finished output trained after every file of the base on the scale's
+    data, and trains again (moving the old output aside) once the base has been replaced after it, or
+    where the output was trained on other data (mini: the books and math mixture)."""
     base, out = tmp_path / "base", tmp_path / "outputs"
     base.mkdir()
     finished = out / "seed42" / "x"
     finished.mkdir(parents=True)
     (base / "model.safetensors").write_text("weights")
     (finished / "config.json").write_text("{}")
+    (finished / "longlora_config.json").write_text(json.dumps({"data_mixture": "books:5,math:3"}))
 
     def train_commands(base_age: int, output_age: int) -> str:
         os.utime(base / "model.safetensors", (base_age, base_age))
@@ -144,3 +147,6 @@ def test_a_finished_run_is_reused_only_while_its_base_is_older(tmp_path):
     assert "already trained" in train_commands(1_000, 2_000) and "train.py" not in train_commands(1_000, 2_000)
     replaced = train_commands(3_000, 2_000)
     assert "changed after it was trained" in replaced and "train.py" in replaced and "--resume false" in replaced
+    (finished / "longlora_config.json").write_text(json.dumps({"data_mixture": None}))
+    other_data = train_commands(1_000, 2_000)
+    assert "trained on books, not books:5,math:3" in other_data and "--resume false" in other_data
