@@ -3,10 +3,13 @@
 # carry over to full attention? Table 2's LoRA variants end far above full fine-tuning, evaluated with full
 # attention as the paper does. Each seed's LoRA+ run of Table 2 (outputs/mini/seed*/loraplus_s2_2048, from `bash
 # ablations/table2.sh`) evaluated at 2048 tokens, book validation split, with S2-Attn and with full attention,
-# perplexity over 8 equal ranges of positions beside the whole window: probe.csv.
+# perplexity over 8 equal ranges of positions beside the whole window: probe.csv (book-only fine-tuning, as the
+# ablations were until 2026-12-04). `run.sh results/probes/s2_transfer/mixture` writes the same for the runs
+# fine-tuned on the books and math mixture, the ablations' data since.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-out=results/probes/s2_transfer
+out=${1:-results/probes/s2_transfer}
+mkdir -p "$out"
 rm -f "$out/probe.csv"
 for seed in 42 43 44; do
   for attention in s2 full; do
