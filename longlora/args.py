@@ -19,6 +19,7 @@ from longlora.checks import check_model_dir, check_output_dir
 from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.model import TrainingMode, read_run_config
+from longlora.results import SCALES
 
 if not torch.accelerator.is_available():
     # accelerate imports DeepSpeed wherever it is installed, and DeepSpeed, left to guess the accelerator,
@@ -258,7 +259,7 @@ class ResultArguments:
     train_ctx: int | None = field(default=None, metadata={
         "help": "Training context of the evaluated model. Default: a trained model's --model_max_length, 0 for a "
                 "base model."})
-    scale: str = field(default="mini", metadata={"help": "mini, small or paper.", "choices": ("mini", "small", "paper")})
+    scale: str = field(default="mini", metadata={"help": "mini, small or paper.", "choices": SCALES})
     note: str = field(default="", metadata={"help": "Free note stored with the row (e.g. step=200)."})
     seed: int = field(default=42, metadata={"help": "Seed of window sampling / passkey draws."})
     results_dir: str | None = field(default=None, metadata={"help": "Results folder (default: results/)."})

@@ -31,6 +31,7 @@ from transformers import AutoModelForCausalLM
 
 from longlora.data import DEFAULT_MODEL
 from longlora.flops import config_name
+from longlora.results import SCALES
 
 SMOKE_LENGTHS = [128, 256]
 
@@ -50,7 +51,7 @@ class BenchArguments:
     repeats: int = field(default=3, metadata={"help": "Timed runs per measurement (the median is reported)."})
     warmup: int = field(default=1, metadata={"help": "Untimed runs before them."})
     scale: str = field(default="mini", metadata={"help": "Scale label of the rows.",
-                                                 "choices": ("mini", "small", "paper")})
+                                                 "choices": SCALES})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights and inputs."})
     threads: int = field(default=0, metadata={
         "help": "CPU threads for torch (0: torch's default, one per core). Use 1 when other jobs share the cores: "

@@ -93,11 +93,6 @@ def all_hold(*conditions: bool | None) -> bool | None:
     return None if None in conditions else True
 
 
-def seeds_of(measurements: dict) -> str:
-    counts = sorted({len(m.values) for m in measurements.values()})
-    return "/".join(map(str, counts)) + (" seed" if counts == [1] else " seeds")
-
-
 def _ppl(rows, table):
     """{(setting, train_ctx, eval_ctx): Measured} of one table: per seed the last row wins."""
     by_seed = defaultdict(dict)
@@ -437,10 +432,23 @@ CHECKS = {"base_model": base_model, "base_model_passkey": base_model_passkey,
 VERDICT = {True: "PASS", False: "FAIL", None: "NOT DISTINGUISHABLE"}
 
 
+# Checks that compare trained models: judged over seeds, so their evidence says when there was only one.
+TRAINED_COMPARISONS = {"base_model_adaptation", "table1", "table2", "table3", "table14", "table4", "table15",
+                       "table6", "table7", "table8", "figure4", "figure5"}
+
+
+def _rows_of(rows: list[dict], table: str) -> list[dict]:
+    """The rows a check reads (every base_model_* check reads the base_model rows)."""
+    source = "base_model" if table.startswith("base_model") else table
+    return [r for r in rows if r["table"] == source]
+
+
 def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     """(table, claim, verdict, evidence) for every table; NOT RUN where rows are missing.
     Rows trained with another step budget (note steps=N, from `ablations/*.sh --steps N`)
-    are checked on their own, as "table (steps=N)", and only where they exist."""
+    are checked on their own, as "table (steps=N)", and only where they exist; such a label
+    names the scale too where it is not mini ("table1 (small, steps=300)"). A comparison of
+    trained models measured on one seed says so in its evidence ("1 seed, no spread")."""
     budgets = defaultdict(list)
     for r in rows:
         budgets[note_value(r["note"], "steps")].append(r)
@@ -448,9 +456,13 @@ def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     for budget in sorted(budgets, key=lambda b: (b is not None, int(b or 0))):
         for table, check in CHECKS.items():
             results, claim = check(budgets[budget])
-            label = table if budget is None else f"{table} (steps={budget})"
+            checked = _rows_of(budgets[budget], table)
+            scales = "/".join(sorted({r.get("scale") or "mini" for r in checked} - {"mini"}))
+            label = table if budget is None else f"{table} ({scales + ', ' if scales else ''}steps={budget})"
+            seeds = {str(r["seed"]) for r in checked if r.get("seed") not in (None, "")}  # the paper's rows: none
+            one_seed = table in TRAINED_COMPARISONS and len(seeds) == 1
             if not results and budget is None:
                 out.append((label, claim, "NOT RUN", "no measured rows"))
             for ok, evidence in results:
-                out.append((label, claim, VERDICT[ok], evidence))
+                out.append((label, claim, VERDICT[ok], evidence + ("; 1 seed, no spread" if one_seed else "")))
     return out

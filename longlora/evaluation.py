@@ -126,21 +126,34 @@ def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float,
         before = round(depth * total)
         return before, total - before
 
-    if len(encode(0, 0)) > num_tokens:
-        raise ValueError(f"{num_tokens} tokens cannot hold a passkey prompt (needs {len(encode(0, 0))})")
-    low, high = 0, 1
-    while len(encode(*split(high))) <= num_tokens:
-        low, high = high, high * 2
-    while high - low > 1:  # the most sentences at `depth` that fit: prompt length grows with their count
+    shortest = len(encode(0, 0))
+    if shortest > num_tokens:
+        raise ValueError(f"{num_tokens} tokens cannot hold a passkey prompt (needs {shortest})")
+
+    def fits(total: int) -> bool:
+        return len(encode(*split(total))) <= num_tokens
+
+    # Each encoding tokenizes the whole prompt (tens of thousands of tokens at the paper's lengths): guess the
+    # count from the tokens of 64 sentences, bracket it, then bisect (prompt length grows with the count).
+    per_sentence = max((len(encode(*split(64))) - shortest) / 64, 0.5)
+    guess = int((num_tokens - shortest) / per_sentence)
+    step = max(guess // 64, 1)
+    low, high = (guess, guess + step) if fits(guess) else (max(guess - step, 0), guess)
+    while fits(high):
+        low, high = high, high + 2 * (high - low)
+    while low > 0 and not fits(low):
+        low, high = max(low - 2 * (high - low), 0), low
+    while high - low > 1:  # the most sentences at `depth` that fit
         middle = (low + high) // 2
-        low, high = (middle, high) if len(encode(*split(middle))) <= num_tokens else (low, middle)
+        low, high = (middle, high) if fits(middle) else (low, middle)
     best = encode(*split(low))
-    for total in (low, low + 1, low + 2):
-        for shift in (-3, -2, -1, 1, 2, 3):
-            before = split(total)[0] + shift
-            if 0 <= before <= total and len(best) < len(ids := encode(before, total - before)) <= num_tokens:
-                best = ids
-    return best
+    if len(best) == num_tokens:
+        return best
+    splits = [(before, total - before) for total in (low, low + 1, low + 2) for shift in (-3, -2, -1, 1, 2, 3)
+              if 0 <= (before := split(total)[0] + shift) <= total]
+    texts = [passkey_text(key, before, after, filler) for before, after in splits]  # one call: the tokenizer's threads
+    closer = [bos + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] if len(bos + ids) <= num_tokens]
+    return max([best] + closer, key=len)
 
 
 def answered(text: str, key: int) -> bool:

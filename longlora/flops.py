@@ -42,7 +42,7 @@ from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 from longlora.args import exit_on_error, parse_args
 from longlora.cli import description
 from longlora.corpora import REPO_ROOT
-from longlora.results import append_result
+from longlora.results import SCALES, append_result
 
 PRESETS = {"llama2-7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                              intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False)}
@@ -197,7 +197,7 @@ class FlopsArguments:
     save_results: bool = field(default=False, metadata={
         "help": "Append the table11 rows (attn_tflops_fwd, total_tflops_fwd) to <results_dir>/table11.csv."})
     scale: str = field(default="paper", metadata={"help": "Scale label of the saved rows.",
-                                                  "choices": ("mini", "small", "paper")})
+                                                  "choices": SCALES})
     results_dir: str | None = field(default=None, metadata={"help": "Results folder (default: results/)."})
 
 

@@ -21,6 +21,8 @@ import torch
 
 from longlora.corpora import REPO_ROOT
 
+SCALES = ("mini", "small", "paper")  # every row says its scale; smallest first
+
 RESULTS_DIR = REPO_ROOT / "results"
 PUBLISHED_SOURCE = REPO_ROOT.parent / "shared" / "paper" / "published_results.csv"
 PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]

@@ -123,6 +123,13 @@ def test_small_device_job_prints_its_commands():
                             capture_output=True, text=True, timeout=60)
     assert [line for line in result.stdout.splitlines() if line.startswith("+ ")] == [
         "+ bash ablations/table1.sh --smoke ", "+ bash ablations/figure4.sh --smoke "]  # each smoke-tested above
+    result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--dry_run", "--only", "figure4"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    commands = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert len(commands) == 2 and "figure4.sh --scale small" in commands[1]
+    result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--dry_run", "--only", "table9"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr == "error: --only takes table1 or figure4, got 'table9'\n"
 
 
 def test_a_finished_run_is_reused_only_while_its_base_is_older_and_its_data_the_same(tmp_path):

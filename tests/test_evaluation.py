@@ -12,7 +12,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from longlora.evaluation import (FILLER_SENTENCES, KEY_LINE, QUESTION, TASK, answered, passkey_accuracy,
-                                 passkey_prompt, perplexity)
+                                 passkey_prompt, passkey_text, perplexity)
 from longlora.results import COLUMNS, append_result, git_commit, read_results
 
 
@@ -135,6 +135,23 @@ def test_passkey_prompt_is_landmark_text_tokenized_once(make, depth):
             assert sentences == [FILLER_SENTENCES[i % 5] for i in range(len(sentences))]
         counts = [len(filler.split(". ")) if filler else 0 for filler in (before, after)]
         assert abs(counts[0] / sum(counts) - depth) <= 3.5 / sum(counts)
+
+
+@pytest.mark.parametrize("depth", [0.0, 0.5, 1.0])
+def test_passkey_prompt_holds_as_many_sentences_as_fit(depth):
+    """Against a linear scan: the largest number of filler sentences, split at `depth`, whose text
+    fits; the prompt holds at least that many (a split up to three sentences away may fit more)."""
+    tokenizer = make_tokenizer()
+    for length in (300, 700, 1500):
+        def tokens(total):
+            before = round(depth * total)
+            return 1 + len(tokenizer(passkey_text(5, before, total - before), add_special_tokens=False)["input_ids"])
+        most = 0
+        while tokens(most + 1) <= length:
+            most += 1
+        text = tokenizer.decode(passkey_prompt(tokenizer, length, 5, depth)[1:])
+        _, before, _, after, _ = text.split("\n")
+        assert sum(len(filler.split(". ")) if filler else 0 for filler in (before, after)) >= most
 
 
 def test_passkey_prompt_with_other_filler():

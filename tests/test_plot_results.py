@@ -144,6 +144,15 @@ def test_rows_of_another_step_budget_are_checked_on_their_own():
     assert "table2 (steps=300)" not in table  # absent budgets are not reported as NOT RUN
 
 
+def test_a_verdict_names_a_scale_other_than_mini_and_a_single_seed():
+    small = [{**row, "note": "steps=300", "scale": "small", "train_ctx": 16384, "eval_ctx": 16384}
+             for row in table1_rows(10.5)]
+    three_seeds = [{**row, "seed": seed} for seed in (1, 2, 3) for row in table1_rows(10.5)]
+    judged = {v[0]: v for v in verdicts(three_seeds + small)}
+    assert judged["table1 (small, steps=300)"][3] == "16384: full 10.00, short 12.00, S2 10.50; 1 seed, no spread"
+    assert "1 seed" not in judged["table1"][3]
+
+
 def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
     def rows(speedup, s2_mem):
         values = (("s2_attn|layer", "speedup_vs_full", speedup), ("s2_attn|layer", "flop_ratio", 4.0),
