@@ -19,15 +19,18 @@ passkey() {  # MODEL SETTING [passkey_retrieval.py flags...] (a later flag wins)
       --setting "$setting" --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" --filler "$filler" $RESULTS_FLAGS "$@"
   done
 }
-passkey "$MODEL" base --no_pi
-passkey "$MODEL" base+PI --rope_target "$TARGET"
+# Most telling first, so that a run stopped by a time limit (small_device.sh on a lent GPU) keeps what matters:
+# the LongLoRA models, then the base's curves, then PI pushed further, then the heatmap.
 for SEED in $SEEDS; do
   train "loraplus_s2_$TARGET" "$TARGET" lora_plus --attention s2
-  if [ "$SMOKE" = 0 ]; then
-    passkey "$(run_dir "loraplus_s2_$TARGET")" longlora --rope_target "$TARGET"  # its trained PI, also past its length
-    passkey "$(run_dir "loraplus_s2_$TARGET")" longlora+PI2x --rope_target "$max"
-  fi
+  [ "$SMOKE" = 1 ] || passkey "$(run_dir "loraplus_s2_$TARGET")" longlora --rope_target "$TARGET"  # its trained PI
 done
+SEED=${SEEDS%% *}
+passkey "$MODEL" base --no_pi
+passkey "$MODEL" base+PI --rope_target "$TARGET"
+if [ "$SMOKE" = 0 ]; then
+  for SEED in $SEEDS; do passkey "$(run_dir "loraplus_s2_$TARGET")" longlora+PI2x --rope_target "$max"; done
+fi
 SEED=${SEEDS%% *}
 passkey "$(run_dir "loraplus_s2_$TARGET")" longlora --heatmap --max_tokens "$TARGET" --num_tests "$heat_trials" \
   --experiment figure4_heatmap --table figure4_heatmap
