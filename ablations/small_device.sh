@@ -110,14 +110,11 @@ run_tables() {
   fi
   run python convert_smollm2.py --gguf "$PARTS/$GGUF" --output_dir "$MODEL"
   local flags=(--scale small --steps "$STEPS" --seeds 42 --accumulation 1)  # one call: minutes, not hours
-  local table
+  local table length_flag
   for table in $ONLY; do
-    case "$table" in
-      table1) run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
-                bash ablations/table1.sh "${flags[@]}" --lengths "$LENGTH" || true ;;
-      figure4) run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
-                 bash ablations/figure4.sh "${flags[@]}" --target "$LENGTH" || true ;;
-    esac
+    length_flag=--lengths; [ "$table" = figure4 ] && length_flag=--target
+    run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
+      bash "ablations/$table.sh" "${flags[@]}" "$length_flag" "$LENGTH" || true
   done
 }
 

@@ -119,8 +119,12 @@ def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float,
     `num_tokens` by less than one sentence, usually by a token or none."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
+    def encode_all(splits: list[tuple[int, int]]) -> list[list[int]]:  # one call: the tokenizer's threads
+        texts = [passkey_text(key, before, after, filler) for before, after in splits]
+        return [bos + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
+
     def encode(before: int, after: int) -> list[int]:
-        return bos + tokenizer(passkey_text(key, before, after, filler), add_special_tokens=False)["input_ids"]
+        return encode_all([(before, after)])[0]
 
     def split(total: int) -> tuple[int, int]:
         before = round(depth * total)
@@ -151,9 +155,7 @@ def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float,
         return best
     splits = [(before, total - before) for total in (low, low + 1, low + 2) for shift in (-3, -2, -1, 1, 2, 3)
               if 0 <= (before := split(total)[0] + shift) <= total]
-    texts = [passkey_text(key, before, after, filler) for before, after in splits]  # one call: the tokenizer's threads
-    closer = [bos + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"] if len(bos + ids) <= num_tokens]
-    return max([best] + closer, key=len)
+    return max([best] + [ids for ids in encode_all(splits) if len(ids) <= num_tokens], key=len)
 
 
 def answered(text: str, key: int) -> bool:
