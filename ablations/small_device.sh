@@ -36,6 +36,9 @@ done
 for table in $ONLY; do
   case "$table" in table1|figure4) ;; *) echo "error: --only takes table1 or figure4, got '$table'" >&2; exit 2 ;; esac
 done
+for number in "--steps $STEPS" "--length $LENGTH" "--time_limit $TIME_LIMIT"; do
+  [[ "${number#* }" =~ ^[1-9][0-9]*$ ]] || { echo "error: ${number% *} needs a positive whole number, got '${number#* }'" >&2; exit 2; }
+done
 PARTS=.cache/smollm2-parts GGUF=SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=.cache/wheels MODEL=models/smollm2-135m
 DATA=data/smollm2-135m AUSTEN=.cache/debian-root/usr/lib/R/site-library/janeaustenr
 CALL_MIB=62  # of the 64 MiB a call carries; the rest is slack

@@ -130,6 +130,9 @@ def test_small_device_job_prints_its_commands():
     result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--dry_run", "--only", "table9"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stderr == "error: --only takes table1 or figure4, got 'table9'\n"
+    result = subprocess.run(["bash", "ablations/small_device.sh", "run", "--dry_run", "--time_limit", "9m"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stderr == "error: --time_limit needs a positive whole number, got '9m'\n"
 
 
 def test_a_finished_run_is_reused_only_while_its_base_is_older_and_its_data_the_same(tmp_path):
