@@ -11,7 +11,7 @@ here=results/probes/head_dim64_base base=outputs/base_hd64/mini seed=${1:-42}
 declare -A LABEL=([full]=lora_plus_full [s2]=longlora)
 for spec in "${runs[@]}"; do
   IFS="|" read -r attention length <<< "$spec"
-  label=${LABEL[$attention]} run=outputs/base_hd64/seed$seed/${LABEL[$attention]}_$length
+  label=${LABEL[$attention]} run=outputs/base_hd64/seed$seed/${label}_$length
   python train.py --model_name_or_path $base --model_max_length "$length" --training lora_plus \
     --attention "$attention" --max_steps 60 --learning_rate 1e-3 --seed "$seed" --output_dir "$run" --save_steps 60 \
     --show_effect false --gradient_accumulation_steps 1 --data_mixture books:5,math:3

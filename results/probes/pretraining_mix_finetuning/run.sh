@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=results/probes/pretraining_mix_finetuning seed=${1:-42}
 for mix in recall:5,3,0,2 pretrain:0.25,0.15,0.3,0.3; do
-  name=${mix%%:*} data=outputs/probe_ftmix/${mix%%:*}
+  name=${mix%%:*} data=outputs/probe_ftmix/$name
   python $here/stream.py "$data" --length 2048 --blocks 200 --weights "${mix#*:}"
   out=$data/seed$seed
   python train.py --model_name_or_path models/mini --model_max_length 2048 --training lora_plus --attention s2 \

@@ -18,7 +18,7 @@ from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 import pretrain_base  # noqa: E402
-from longlora.data import default_data_path, load_token_stream  # noqa: E402
+from longlora.data import MANIFEST, default_data_path, load_token_stream, token_dtype  # noqa: E402
 
 MODEL = "models/mini"
 
@@ -31,27 +31,35 @@ def main() -> None:
     p.add_argument("--weights", default="5,3,0,2", help="books,math,copy,recall shares of the blocks")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
-    weights = np.array([float(w) for w in args.weights.split(",")])
+    try:
+        weights = np.array([float(w) for w in args.weights.split(",")])
+    except ValueError:
+        weights = np.zeros(0)
+    if len(weights) != 4 or weights.min() < 0 or weights.sum() <= 0:
+        p.error(f"--weights needs four shares >= 0 with a positive sum (books,math,copy,recall), got {args.weights!r}")
     weights /= weights.sum()
-    base = json.loads(Path(MODEL, "PROVENANCE.json").read_text())["arguments"]
+    base = argparse.Namespace(**json.loads(Path(MODEL, "PROVENANCE.json").read_text())["arguments"])
+    main_phase = base.max_steps  # the step the helpers below read: past the warm-up and the curriculum
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     streams = {c: load_token_stream(default_data_path(MODEL, c, "train")) for c in ("books", "math")}
     rng = np.random.default_rng(args.seed)
     sampler = pretrain_base.BlockSampler(streams, pretrain_base.filler_sentences(), tokenizer, rng,
-                                         base["repeat_share"], base["cycled_filler_share"], base["recall_digits"])
+                                         base.repeat_share, base.cycled_filler_share, base.recall_digits)
     # copy documents as in the base's main phase, minus motif documents, whose labels mark only the answers
-    copy_shares = np.array([1 - base["text_copy_share"] - base["motif_copy_share"], 0, base["text_copy_share"], 0])
+    copy_shares = np.array(pretrain_base.copy_weights(base, main_phase))
+    copy_shares[pretrain_base.COPY_VARIANTS.index("motif")] = 0
     copy_shares /= copy_shares.sum()
-    longest = int(args.length * base["longest_copy_period"])
-    kinds = rng.choice(4, size=args.blocks, p=weights)
+    longest = pretrain_base.longest_copy_period(base, main_phase, args.length)
+    kinds = rng.choice(len(pretrain_base.BlockSampler.KINDS), size=args.blocks, p=weights)
     blocks = [sampler.block(pretrain_base.BlockSampler.KINDS[k], args.length, copy_shares, longest)[0] for k in kinds]
+    counts = np.bincount(kinds, minlength=len(pretrain_base.BlockSampler.KINDS)).tolist()
+    dtype = token_dtype(len(tokenizer))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    np.concatenate(blocks).astype(np.uint16).tofile(out / "train.bin")
-    (out / "manifest.json").write_text(json.dumps({"dtype": "uint16", "tokenizer": MODEL, "command": " ".join(sys.argv),
-                                                   "kinds": np.bincount(kinds, minlength=4).tolist()}, indent=2))
-    print(f"{out / 'train.bin'}: {args.blocks} blocks of {args.length} (books, math, copy, recall: "
-          f"{np.bincount(kinds, minlength=4).tolist()})")
+    np.concatenate(blocks).astype(dtype).tofile(out / "train.bin")
+    (out / MANIFEST).write_text(json.dumps({"dtype": dtype.name, "tokenizer": MODEL, "command": " ".join(sys.argv),
+                                            "kinds": counts}, indent=2))
+    print(f"{out / 'train.bin'}: {args.blocks} blocks of {args.length} (books, math, copy, recall: {counts})")
 
 
 if __name__ == "__main__":
