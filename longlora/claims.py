@@ -430,6 +430,7 @@ CHECKS = {"base_model": base_model, "base_model_passkey": base_model_passkey,
 
 
 VERDICT = {True: "PASS", False: "FAIL", None: "NOT DISTINGUISHABLE"}
+ONE_SEED = "1 seed, no spread"  # ends the evidence of a comparison of trained models measured on one seed
 
 
 # Checks that compare trained models: judged over seeds, so their evidence says when there was only one.
@@ -448,7 +449,7 @@ def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
     Rows trained with another step budget (note steps=N, from `ablations/*.sh --steps N`)
     are checked on their own, as "table (steps=N)", and only where they exist; such a label
     names the scale too where it is not mini ("table1 (small, steps=300)"). A comparison of
-    trained models measured on one seed says so in its evidence ("1 seed, no spread")."""
+    trained models measured on one seed says so in its evidence (ONE_SEED)."""
     budgets = defaultdict(list)
     for r in rows:
         budgets[note_value(r["note"], "steps")].append(r)
@@ -464,5 +465,5 @@ def verdicts(rows: list[dict]) -> list[tuple[str, str, str, str]]:
             if not results and budget is None:
                 out.append((label, claim, "NOT RUN", "no measured rows"))
             for ok, evidence in results:
-                out.append((label, claim, VERDICT[ok], evidence + ("; 1 seed, no spread" if one_seed else "")))
+                out.append((label, claim, VERDICT[ok], evidence + (f"; {ONE_SEED}" if one_seed else "")))
     return out

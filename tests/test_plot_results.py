@@ -153,6 +153,17 @@ def test_a_verdict_names_a_scale_other_than_mini_and_a_single_seed():
     assert "1 seed" not in judged["table1"][3]
 
 
+def test_the_verdict_column_flags_a_verdict_from_one_seed():
+    import plot_results
+    small = [{**row, "note": "steps=300", "scale": "small", "train_ctx": 16384, "eval_ctx": 16384}
+             for row in table1_rows(12.5)]  # S2 above short: FAIL on one seed
+    three_seeds = [{**row, "seed": seed} for seed in (1, 2, 3) for row in table1_rows(10.5)]
+    lines = plot_results.verdict_tables(three_seeds + small, [])
+    verdict_of = {line.split(" | ")[0][2:]: line.split(" | ")[3] for line in lines if line.startswith("| table1")}
+    assert verdict_of["table1"] == "PASS" and verdict_of["table1 (small, steps=300)"] == "FAIL (1 seed)"
+    assert verdict_of["table14"] == "NOT RUN"  # no rows: nothing to flag
+
+
 def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
     def rows(speedup, s2_mem):
         values = (("s2_attn|layer", "speedup_vs_full", speedup), ("s2_attn|layer", "flop_ratio", 4.0),
