@@ -18,6 +18,7 @@ from longlora.attention import PATTERNS
 from longlora.checks import check_model_dir, check_output_dir
 from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
+from longlora.files import atomic_open
 from longlora.model import TrainingMode, read_run_config
 from longlora.results import SCALES
 
@@ -190,10 +191,8 @@ def write_run_config(path: str, resolved: dict) -> None:
     """Write longlora_config.json in `path` under a temporary name, then rename it: a run killed while
     writing keeps its previous file instead of a truncated one."""
     os.makedirs(path, exist_ok=True)
-    target = os.path.join(path, "longlora_config.json")
-    with open(target + ".tmp", "w") as f:
+    with atomic_open(os.path.join(path, "longlora_config.json")) as f:
         json.dump(resolved, f, indent=2)
-    os.replace(target + ".tmp", target)
 
 
 def save_run_config(path: str, *configs, extra: dict | None = None) -> dict:

@@ -30,6 +30,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
 from longlora.attention import enable_s2_attention
+from longlora.files import atomic_open
 from longlora.model import RUN_CONFIG, context_window, load_model, setup_training
 from longlora.results import git_commit
 
@@ -81,9 +82,8 @@ class LossLog(TrainerCallback):
             return
         with open(path) as f:
             rows = [line for line in f if _logged_step(line) <= step]
-        with open(path + ".tmp", "w") as f:
+        with atomic_open(path) as f:
             f.writelines(rows)
-        os.replace(path + ".tmp", path)
 
 
 def _logged_step(line: str) -> float:

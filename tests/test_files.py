@@ -1,0 +1,49 @@
+"""Atomic writes: a file being rewritten is replaced whole or left as it was, even under kill -9."""
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from longlora.files import atomic_open, atomic_write_text
+
+
+def test_an_error_inside_the_block_leaves_the_old_file(tmp_path):
+    target = tmp_path / "results.csv"
+    target.write_text("old\n")
+    with pytest.raises(RuntimeError):
+        with atomic_open(target) as f:
+            f.write("new, half")
+            raise RuntimeError("killed while writing")
+    assert target.read_text() == "old\n"
+    assert os.listdir(tmp_path) == ["results.csv"]  # no temporary left behind
+
+
+def test_a_completed_block_replaces_the_file(tmp_path):
+    target = tmp_path / "page.md"
+    target.write_text("old\n")
+    atomic_write_text(target, "new\n")
+    assert target.read_text() == "new\n"
+
+
+def test_kill_9_while_writing_leaves_the_old_file(tmp_path):
+    target = tmp_path / "results.csv"
+    target.write_text("old\n")
+    writer = (f"import time\nfrom longlora.files import atomic_open\n"
+              f"with atomic_open({str(target)!r}) as f:\n    f.write('new, half')\n    f.flush()\n"
+              f"    print('writing', flush=True)\n    time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": REPO})
+    assert process.stdout.readline().strip() == "writing"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert target.read_text() == "old\n"
+
+
+def test_append_mode_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="whole file"):
+        with atomic_open(tmp_path / "x", "a"):
+            pass
