@@ -19,11 +19,16 @@ Rules (see README "S2-Attn semantics"):
     head count (SmolLM2 has 9) the extra head is an unshifted one.
   * A reset of `position_ids` to 0 starts a new document (packed SFT): groups restart
     there and no attention crosses it.
+  * Under Ulysses sequence parallelism (DeepSpeed ALST) each of P ranks attends the whole
+    sequence with H/P consecutive heads. Which heads are shifted is decided by the global
+    head index (rank x H/P + local index), so a model's S2 training is the same at every P
+    (`shard_heads`); groups and document starts come from the whole sequence's positions.
   * A layer with a sliding window W (Mistral, Qwen2's sliding layers) needs groups inside
     it, G <= W, so that a group's attention is the layer's own; a larger G is an error.
   * Patterns for the paper's Table 6 ablation live here too (`PATTERNS`).
 """
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -59,6 +64,8 @@ class S2Config:
     group_size_ratio: float = 0.25
     group_size: int | None = None
     pattern: str = "s2"
+    sequence_parallel_rank: int = 0  # this rank's heads are the rank-th of sequence_parallel_size slices
+    sequence_parallel_size: int = 1
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
@@ -67,6 +74,13 @@ class S2Config:
             raise ValueError(f"group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
         if self.group_size is not None and self.group_size < 2:
             raise ValueError(f"group_size must be >= 2 tokens, got {self.group_size}")
+        if not 0 <= self.sequence_parallel_rank < self.sequence_parallel_size:
+            raise ValueError(f"sequence-parallel rank {self.sequence_parallel_rank} is not in "
+                             f"[0, {self.sequence_parallel_size})")
+
+    def global_heads(self, local_heads: int) -> tuple[int, int]:
+        """(global index of this rank's first head, heads of the whole layer) for a call with `local_heads`."""
+        return self.sequence_parallel_rank * local_heads, self.sequence_parallel_size * local_heads
 
 
 def _group_sizes(valid: torch.Tensor, doc_starts: torch.Tensor, cfg: S2Config) -> torch.Tensor:
@@ -266,8 +280,10 @@ def _split_heads(query, key, value, sizes: list[int]):
     return zip(torch.split(query, sizes, dim=2), torch.split(key, kv_sizes, dim=2), torch.split(value, kv_sizes, dim=2))
 
 
-def _sparse_mask(pattern: str, n: int, group_size: int, num_heads: int, device) -> torch.Tensor:
-    """(H, N, N) bool masks for the Table 6 baselines that are not groups."""
+def _sparse_mask(pattern: str, n: int, group_size: int, heads: tuple[int, int, int], device) -> torch.Tensor:
+    """(h, N, N) bool masks for the Table 6 baselines that are not groups; `heads` is (first global head,
+    local heads, heads of the layer): stride_sparse gives the first half of the layer's heads the local window."""
+    first, num_heads, total = heads
     i = torch.arange(n, device=device)[:, None]
     j = torch.arange(n, device=device)[None, :]
     causal = j <= i
@@ -279,13 +295,24 @@ def _sparse_mask(pattern: str, n: int, group_size: int, num_heads: int, device) 
         return (causal & (i // group_size - j // group_size <= 1)).expand(num_heads, n, n)
     local = causal & (i - j < group_size)
     strided = causal & ((i - j) % group_size == 0)
-    split = num_heads - num_heads // 2
-    return torch.cat([local.expand(split, n, n), strided.expand(num_heads - split, n, n)])
+    has_window = torch.arange(first, first + num_heads, device=device) < total - total // 2
+    return torch.where(has_window[:, None, None], local, strided)
 
 
 def _row_group_size(n: int, cfg: S2Config) -> int:
     """G of a row that is one whole document of n tokens: what _group_sizes gives it, without device work."""
     return cfg.group_size or max(2, math.ceil(n * cfg.group_size_ratio))
+
+
+def _local_sections(sections: list[tuple[int, bool]], first: int, count: int) -> list[tuple[int, bool]]:
+    """The layer's head sections cut to the heads [first, first + count) one sequence-parallel rank holds."""
+    local, start = [], 0
+    for size, shifted in sections:
+        overlap = min(start + size, first + count) - max(start, first)
+        if overlap > 0:
+            local.append((overlap, shifted))
+        start += size
+    return local
 
 
 def _head_sections(pattern: str, num_heads: int, layer_idx: int) -> list[tuple[int, bool]]:
@@ -317,11 +344,12 @@ def _attend_documents(q, k, v, valid, doc_starts, group, shifted, scaling, dropo
     return out.reshape(b, n, h, d)
 
 
-def _attend_masked(query, key, value, valid, group_size, pattern, scaling, dropout):
+def _attend_masked(query, key, value, valid, group_size, cfg: S2Config, scaling, dropout):
     """Table 6's mask patterns: one SDPA call with an explicit (B, H, N, N) mask. q/k/v: (B, H, N, D)."""
     _, num_heads, n, _ = query.shape
     key, value = (x.repeat_interleave(num_heads // x.shape[1], dim=1) for x in (key, value))
-    mask = _sparse_mask(pattern, n, group_size, num_heads, query.device)[None]
+    first, total = cfg.global_heads(num_heads)
+    mask = _sparse_mask(cfg.pattern, n, group_size, (first, num_heads, total), query.device)[None]
     mask = mask & valid[:, None, None, :] | torch.eye(n, dtype=torch.bool, device=query.device)
     out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scaling)
     return out.transpose(1, 2).contiguous()
@@ -361,10 +389,11 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
         doc_starts = _document_starts(valid, position_ids if packed else None)
         group = _group_sizes(valid, doc_starts, cfg)
         if cfg.pattern in MASK_PATTERNS:
-            return _attend_masked(query, key, value, valid, int(group.max()), cfg.pattern, scaling, dropout), None
+            return _attend_masked(query, key, value, valid, int(group.max()), cfg, scaling, dropout), None
 
     query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, N, heads, D): the memory layout
-    sections = _head_sections(cfg.pattern, num_heads, module.layer_idx)
+    first, total = cfg.global_heads(num_heads)
+    sections = _local_sections(_head_sections(cfg.pattern, total, module.layer_idx), first, num_heads)
     sizes = [size for size, _ in sections]
     if uniform and _cpu_kernel_applies(query, dropout):
         key, value, kv_sizes = _shared_kv(query, key, value, sizes)
@@ -413,4 +442,19 @@ def disable_s2_attention(model):
         del module.s2_config
     model.set_attn_implementation(previous)
     del model.s2_previous_attn_implementation
+    return model
+
+
+def shard_heads(model, rank: int, size: int):
+    """Tell S2-Attn that this process is rank `rank` of `size` Ulysses sequence-parallel ranks.
+
+    DeepSpeed's Ulysses wrapper calls the attention function with the rank's H/P consecutive heads
+    over the whole sequence. Without this, each rank would shift the last half of its *local* heads
+    (heads 1 and 3 of 4 at P = 2, not 2 and 3), a different model at every P. A model without S2-Attn
+    is left as it is. Returns the model.
+    """
+    for module in _attention_modules(model):
+        cfg = getattr(module, "s2_config", None)
+        if cfg is not None:
+            module.s2_config = dataclasses.replace(cfg, sequence_parallel_rank=rank, sequence_parallel_size=size)
     return model

@@ -199,3 +199,40 @@ def test_s2_runs_on_the_kernel_sdpa_is_allowed(backend):
     flash = any("flash_attention" in name for name in names)
     math_kernel = "aten::_scaled_dot_product_attention_math" in names
     assert (flash, math_kernel) == ((True, False) if backend == SDPBackend.FLASH_ATTENTION else (False, True))
+
+
+@pytest.mark.parametrize("pattern", ["s2", "s2_swap", "short"])
+@pytest.mark.parametrize("ranks", [2, 4])
+def test_sequence_parallel_ranks_shift_the_heads_of_the_whole_layer(pattern, ranks):
+    """Under Ulysses each rank attends with H/P consecutive heads: together the ranks must give the
+    reference's heads, whose shifted half is counted over the whole layer (not each rank's half)."""
+    torch.manual_seed(0)
+    heads, kv_heads, n, d, group = 8, 4, 32, 8, 8
+    q, k, v = torch.randn(1, heads, n, d), torch.randn(1, kv_heads, n, d), torch.randn(1, kv_heads, n, d)
+    shifted = {"s2": set(range(heads // 2, heads)), "s2_swap": set(range(heads // 2))}.get(pattern, set())
+    ref = reference_attention(q, k, v, [n], False, [group], shifted, d ** -0.5)
+    local, local_kv = heads // ranks, kv_heads // ranks
+    for rank in range(ranks):
+        cfg = S2Config(group_size=group, pattern=pattern, sequence_parallel_rank=rank, sequence_parallel_size=ranks)
+        out, _ = s2_attention_forward(SimpleNamespace(s2_config=cfg, layer_idx=0), q[:, rank * local:(rank + 1) * local],
+                                      k[:, rank * local_kv:(rank + 1) * local_kv],
+                                      v[:, rank * local_kv:(rank + 1) * local_kv], None, scaling=d ** -0.5)
+        torch.testing.assert_close(out, ref[:, :, rank * local:(rank + 1) * local], atol=1e-5, rtol=1e-5)
+
+
+def test_stride_sparse_gives_the_window_to_the_first_half_of_the_layer_heads_under_sequence_parallelism():
+    torch.manual_seed(0)
+    q, k, v = torch.randn(1, 4, 16, 8), torch.randn(1, 4, 16, 8), torch.randn(1, 4, 16, 8)
+    whole, _ = s2_attention_forward(SimpleNamespace(s2_config=S2Config(group_size=4, pattern="stride_sparse"),
+                                                    layer_idx=0), q, k, v, None, scaling=1.0)
+    for rank in range(2):
+        cfg = S2Config(group_size=4, pattern="stride_sparse", sequence_parallel_rank=rank, sequence_parallel_size=2)
+        heads = slice(2 * rank, 2 * rank + 2)
+        out, _ = s2_attention_forward(SimpleNamespace(s2_config=cfg, layer_idx=0), q[:, heads], k[:, heads],
+                                      v[:, heads], None, scaling=1.0)
+        torch.testing.assert_close(out, whole[:, :, heads])
+
+
+def test_a_sequence_parallel_rank_outside_the_group_is_refused():
+    with pytest.raises(ValueError, match="sequence-parallel rank 2"):
+        S2Config(sequence_parallel_rank=2, sequence_parallel_size=2)
