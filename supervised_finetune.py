@@ -88,7 +88,8 @@ def main() -> None:
     records = load_records(sft_args.data or default_data())
     quantization = {"quantization_config": qlora_config()} if sft_args.load_in_4bit else {}
     model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
-                                                   **quantization)
+                                                   sequence_parallel_size=training_args.sequence_parallel_size,
+                                                   padded_rows=True, **quantization)
     examples = tokenize_records(records, tokenizer, sft_args.prompt_template, sft_args.system_prompt,
                                 model_args.model_max_length)
     dataset = pack_examples(examples, model_args.model_max_length) if sft_args.packing else examples

@@ -75,7 +75,8 @@ def main() -> None:
     tokens, data = training_tokens(data_args, model_args.model_name_or_path, model_args.model_max_length)
     dataset = TokenBlocks(tokens, model_args.model_max_length)
     print(f"{len(dataset)} blocks of {model_args.model_max_length} tokens from {data}")
-    model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed)
+    model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
+                                                   sequence_parallel_size=training_args.sequence_parallel_size)
     check_token_ids(tokens, saved_config.get_text_config().vocab_size, data)
     run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan)
     if effect_args.show_effect and training_args.world_size == 1:

@@ -21,6 +21,7 @@ from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
 from longlora.model import TrainingMode, read_run_config
 from longlora.results import SCALES
+from longlora.sequence_parallel import sequence_parallel_config
 
 if not torch.accelerator.is_available():
     # accelerate imports DeepSpeed wherever it is installed, and DeepSpeed, left to guess the accelerator,
@@ -141,6 +142,10 @@ class LongLoRATrainingArguments(TrainingArguments):
     resume_from_checkpoint: str | None = field(default=None, metadata={
         "help": "Resume from this checkpoint-N directory instead of the newest in output_dir (it must exist "
                 "and be complete)."})
+    sequence_parallel_size: int = field(default=1, metadata={
+        "help": "Ulysses sequence parallelism (DeepSpeed ALST): P processes share each sequence, every one holding "
+                "N/P of its tokens and attending the whole sequence with H/P of the heads; needs --deepspeed. "
+                "The world is P x data-parallel replicas. 1: off."})
 
     def __post_init__(self) -> None:
         # On by default, without hiding transformers' deprecated --gradient_checkpointing (the original
@@ -151,6 +156,8 @@ class LongLoRATrainingArguments(TrainingArguments):
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max_steps must be positive (or -1: train --num_train_epochs epochs), got {self.max_steps}")
         check_output_dir(self.output_dir, "--output_dir")
+        self.parallelism_config = sequence_parallel_config(self.sequence_parallel_size, self.deepspeed,
+                                                           self.world_size)
         if self.deepspeed and self.use_cpu and torch.distributed.is_initialized():
             # transformers starts DeepSpeed's communication through accelerate on accelerators only: with
             # --use_cpu accelerate makes the gloo group and DeepSpeed stays unaware of it until the Trainer

@@ -13,6 +13,7 @@ the model is loaded or anything is written.
 
 import copy
 import dataclasses
+import itertools
 import json
 import os
 import re
@@ -33,6 +34,8 @@ from longlora.attention import enable_s2_attention
 from longlora.files import atomic_open
 from longlora.model import RUN_CONFIG, context_window, load_model, setup_training
 from longlora.results import git_commit
+from longlora.sequence_parallel import (SequenceParallelCollator, check_sequence_parallel,
+                                       sequence_parallel_gradient_scale, use_sequence_parallel)
 
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint-N/ without it is incomplete
@@ -141,6 +144,29 @@ class AtomicCheckpointTrainer(Trainer):
     """
 
     _staging: str | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        """The loss, passing back the share of its gradient that makes DeepSpeed's reduction exact under
+        Ulysses (`sequence_parallel_gradient_scale`); its value is unchanged."""
+        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        size = self.get_sp_size()
+        if size == 1 or not model.training:
+            return result
+        scale = sequence_parallel_gradient_scale(self.model_wrapped, size)
+        loss = result[0] if return_outputs else result
+        loss = loss.detach() + (loss - loss.detach()) * scale
+        return (loss, result[1]) if return_outputs else loss
+
+    def _run_epoch(self, **kwargs):
+        """Resume an epoch under Ulysses: the Trainer skips the trained batches with accelerate's
+        skip_first_batches, which rebuilds a plain DataLoader and fails on DeepSpeed's sequence-parallel
+        adapter ('no attribute dataset'). Here the adapter itself is advanced past them, so the resumed
+        run sees the batches an uninterrupted one would, and stops at the epoch's end as it would."""
+        loader, skip = kwargs["train_dataloader"], kwargs["steps_trained_in_current_epoch"]
+        if skip and self.get_sp_size() > 1 and not self.args.ignore_data_skip:
+            kwargs["train_dataloader"] = itertools.islice(loader, skip, kwargs["steps_in_epoch"])
+            kwargs["steps_trained_in_current_epoch"] = 0
+        return super()._run_epoch(**kwargs)
 
     def _get_output_dir(self, trial) -> str:
         return self._staging or super()._get_output_dir(trial)
@@ -260,30 +286,37 @@ def move_aside(output_dir: str) -> str:
     return aside
 
 
-def check_lengths(model_args: ModelArguments, attn_args: AttentionArguments) -> None:
-    """Refuse a group larger than the sequence (S2-Attn would silently be full attention) and warn of a
-    target below the model's window (training would silently extend nothing)."""
+def check_lengths(model_args: ModelArguments, attn_args: AttentionArguments, sequence_parallel_size: int = 1,
+                  padded_rows: bool = False) -> None:
+    """Refuse a group larger than the sequence (S2-Attn would silently be full attention) or what sequence
+    parallelism cannot split, and warn of a target below the model's window (training would silently
+    extend nothing)."""
     length = model_args.model_max_length
     if attn_args.attention != "full" and (attn_args.group_size or 0) > length:
         raise ValueError(f"--group_size {attn_args.group_size} is larger than the --model_max_length {length} "
                          f"sequences: S2-Attn would be full attention; give at most {length} (the paper: a quarter, "
                          f"{length // 4})")
-    window = context_window(AutoConfig.from_pretrained(model_args.model_name_or_path))
+    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    check_sequence_parallel(config, length, sequence_parallel_size, attn_args.attention, padded_rows)
+    window = context_window(config)
     if length < window:
         print(f"warning: --model_max_length {length} is below the model's {window}-token window: no position "
               "interpolation, the context is not extended", file=sys.stderr)
 
 
 def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lora_args: LoraArguments, seed: int,
-                  dtype: torch.dtype | None = None, quantization_config=None):
+                  dtype: torch.dtype | None = None, quantization_config=None, sequence_parallel_size: int = 1,
+                  padded_rows: bool = False):
     """Base model with position interpolation, trainable set and training attention.
 
     Returns (model, tokenizer, saved_config): saved_config is the extended config as it
     must be written beside a LoRA output (before any untying of the head).
     `quantization_config` (QLoRA) loads the frozen base in 4 bits. `seed` seeds the random
     initialisation of LoRA's A matrices (the Trainer seeds only when it is made, after them).
+    `sequence_parallel_size` and `padded_rows` (SFT's rows of several lengths) are checked against
+    the model's heads before it loads.
     """
-    check_lengths(model_args, attn_args)
+    check_lengths(model_args, attn_args, sequence_parallel_size, padded_rows)
     model, tokenizer = load_model(model_args.model_name_or_path, target_len=model_args.model_max_length,
                                   dtype=dtype or torch.float32, quantization_config=quantization_config,
                                   base_window=model_args.base_window)
@@ -329,6 +362,11 @@ def run_training(model, tokenizer, saved_config, train_dataset, training_args, c
                                                "trainable_parameters", "total_parameters")}))
     if plan.move_aside:
         _move_previous_run(out)
+    if training_args.parallelism_config is not None:
+        use_sequence_parallel(model, training_args)
+        length = next(c for c in configs if isinstance(c, ModelArguments)).model_max_length
+        data_collator = SequenceParallelCollator(training_args.parallelism_config.sp_size, length,
+                                                 tokenizer.pad_token_id, data_collator)
     if training_args.activation_checkpointing:  # non-reentrant: the frozen embeddings' outputs need no grad
         training_args.activation_checkpointing_kwargs = {"use_reentrant": False}
     trainer = AtomicCheckpointTrainer(model=model, args=training_args, train_dataset=train_dataset,

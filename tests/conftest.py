@@ -116,3 +116,14 @@ def run_script(*args: str) -> subprocess.CompletedProcess:
         os.chdir(saved_cwd)
         torch.set_num_threads(threads)
     return subprocess.CompletedProcess(list(args), status, stdout.getvalue(), stderr.getvalue())
+
+
+def deepspeed_config(name: str, folder) -> str:
+    """configs/<name>.json as shipped, but with torch's AdamW: DeepSpeed's own (FusedAdam, or CPUAdam under
+    offload) compiles for minutes on a CPU and computes the same update."""
+    with open(os.path.join(REPO, "configs", f"{name}.json")) as f:
+        config = json.load(f)
+    config["optimizer"]["params"]["torch_adam"] = True
+    path = folder / f"{name}.json"
+    path.write_text(json.dumps(config))
+    return str(path)

@@ -17,7 +17,7 @@ import sys
 import pytest
 import torch
 from accelerate.utils import FullyShardedDataParallelPlugin
-from conftest import REPO, run_script
+from conftest import REPO, deepspeed_config, run_script
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, TrainingArguments
 
@@ -55,17 +55,6 @@ def ddp_steps(tiny_model_dir, token_stream, tmp_path_factory) -> list[dict]:
 
 def test_torchrun_two_cpu_processes_train_together(ddp_steps):
     assert len({s["loss"] for s in ddp_steps}) == STEPS
-
-
-def deepspeed_config(name: str, folder) -> str:
-    """configs/<name>.json as shipped, but with torch's AdamW: DeepSpeed's own (FusedAdam, or CPUAdam under
-    offload) compiles for minutes on a CPU and computes the same update."""
-    with open(os.path.join(REPO, "configs", f"{name}.json")) as f:
-        config = json.load(f)
-    config["optimizer"]["params"]["torch_adam"] = True
-    path = folder / f"{name}.json"
-    path.write_text(json.dumps(config))
-    return str(path)
 
 
 @pytest.mark.parametrize("name", ["ds_zero2", "ds_zero3_offload"])
