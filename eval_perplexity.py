@@ -26,7 +26,7 @@ from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, pa
 from longlora.cli import description
 from longlora.data import check_token_ids, default_data_path, load_token_stream, tokenizer_source
 from longlora.evaluation import load_for_evaluation, perplexity
-from longlora.results import append_result
+from longlora.results import append_result, check_appendable
 
 
 @dataclass
@@ -65,6 +65,7 @@ class PerplexityArguments:
 def main() -> None:
     ppl_args, model_args, result_args = parse_args(PerplexityArguments, EvalModelArguments, ResultArguments,
                                                    description=description(__doc__))
+    check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
     data = ppl_args.data or default_data_path(model_args.model, ppl_args.corpus, ppl_args.split)
     tokens = load_token_stream(data)
     model, _ = load_for_evaluation(model_args, max(ppl_args.seq_len))

@@ -27,7 +27,7 @@ from longlora.cli import description
 from longlora.data import tokenizer_source
 from longlora.corpora import corpus_sentences
 from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy
-from longlora.results import append_result
+from longlora.results import append_result, check_appendable
 
 HEATMAP_DEPTHS = [i / 10 for i in range(11)]
 FILLERS = ("paper", "books")
@@ -57,6 +57,7 @@ def main() -> None:
                                                   description=description(__doc__))
     if result_args.experiment == "perplexity":
         result_args.experiment = "passkey"
+    check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
     model, tokenizer = load_for_evaluation(model_args, pk_args.max_tokens)
     rng = np.random.default_rng(result_args.seed)
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
