@@ -104,9 +104,9 @@ def load(results_dir: str) -> tuple[list[dict], list[dict]]:
     measured = []
     for path in sorted(glob.glob(os.path.join(results_dir, "*.csv"))):
         if os.path.basename(path) != "published.csv":
-            measured += read_results(path)
+            measured += read_results(path, numbers=True)
     published_path = os.path.join(results_dir, "published.csv")
-    published = read_results(published_path) if os.path.isfile(published_path) else []
+    published = read_results(published_path, numbers=True) if os.path.isfile(published_path) else []
     return measured, published
 
 

@@ -38,6 +38,9 @@ OPTIONAL_COLUMNS = ("note", "train_seconds")  # empty where there is nothing to 
 # Columns read as numbers, and what else they may hold: `value` OOM (ran out of memory) or nothing, the times nothing.
 NUMBERS = {"train_ctx": int, "eval_ctx": int, "value": float, "wall_seconds": float, "train_seconds": float}
 ALSO_ALLOWED = {"value": ("OOM", ""), "wall_seconds": ("",), "train_seconds": ("",)}
+# What one measurement is: a rerun whose row has all of these equal finds it already measured.
+MEASUREMENT_COLUMNS = ("table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "metric", "note",
+                       "scale", "seed", "trained_by")
 # Headers this project wrote before trained_by, then train_seconds, were added: upgraded, never refused.
 OLDER_HEADERS = (COLUMNS[:-2], COLUMNS[:-1])
 
@@ -191,10 +194,10 @@ def number_error(row: dict) -> str | None:
     return None
 
 
-def read_results(path: str | os.PathLike) -> list[dict]:
+def read_results(path: str | os.PathLike, numbers: bool = False) -> list[dict]:
     """The rows of a results CSV (or published.csv), refused in one line naming the file and line where
-    one cannot be read (bad UTF-8, a garbage line, a missing column, a value that is not a number): a
-    page built from them would otherwise stop half-way or quietly lack the row."""
+    one cannot be read (bad UTF-8, a garbage line, a missing column; with `numbers`, a NUMBERS column
+    that holds no number): a page built from them would otherwise stop half-way or quietly lack the row."""
     data = Path(path).read_bytes()
     try:
         text = data.decode("utf-8")
@@ -205,18 +208,31 @@ def read_results(path: str | os.PathLike) -> list[dict]:
     header = next(reader, None) or []
     missing = [c for c in PAPER_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f"{path}: no column {', '.join(missing)} (a results CSV starts with {','.join(PAPER_COLUMNS)})")
+        raise ValueError(f"{path}: no column {', '.join(missing)} (a results CSV starts with "
+                         f"{','.join(PAPER_COLUMNS)})")
     rows = []
     for fields in reader:
         if not fields:
             continue
         row = dict(zip(header, fields))
         error = (f"{len(fields)} fields where its header has {len(header)}" if len(fields) != len(header)
-                 else number_error(row))
+                 else numbers and number_error(row))
         if error:
             raise ValueError(f"{path} line {reader.line_num}: {error}")
         rows.append(row)
     return rows
+
+
+def measurement(row: dict) -> tuple[str, ...]:
+    """A row's MEASUREMENT_COLUMNS as the CSV spells them."""
+    return tuple(str(row.get(column, "")) for column in MEASUREMENT_COLUMNS)
+
+
+def measured(experiment: str, results_dir: str | os.PathLike | None = None) -> set[tuple[str, ...]]:
+    """The measurements already in <results_dir>/<experiment>.csv: a rerun of an interrupted
+    evaluation skips them and measures only what is missing."""
+    path = results_path(experiment, results_dir)
+    return {measurement(row) for row in read_results(path)} if path.exists() else set()
 
 
 def migrate(folder: str | os.PathLike) -> list[Path]:

@@ -1,4 +1,5 @@
-"""plot_results.py on small synthetic CSVs: figures, README section, claim verdicts; a bad CSV or a kill\nnever leaves a truncated page."""
+"""plot_results.py on small synthetic CSVs: figures, README section, claim verdicts; a bad CSV or a kill
+never leaves a truncated page."""
 
 import os
 import re

@@ -11,7 +11,8 @@ import time
 import pytest
 from conftest import REPO, run_script
 
-from longlora.results import COLUMNS, OLDER_HEADERS, PAPER_COLUMNS, RESULTS_DIR, append_result, read_header, read_results
+from longlora.results import (COLUMNS, OLDER_HEADERS, PAPER_COLUMNS, RESULTS_DIR, append_result, read_header,
+                              read_results)
 
 CALLS, ROWS = 300, 3
 # Rows longer than a write buffer (8 KiB for three of them), so that one call's rows reach the file
@@ -152,3 +153,15 @@ def test_a_link_to_the_papers_file_is_refused(tmp_path):
     (tmp_path / "reference.csv").symlink_to(RESULTS_DIR / "published.csv")
     with pytest.raises(ValueError, match="published numbers, read-only"):
         append_result("reference", [ROW], tmp_path)
+
+
+@pytest.mark.parametrize("command, experiment", [
+    (["bench_attention.py", "--smoke", "--threads", "1"], "efficiency_cpu"),
+    (["bench_training.py", "--smoke", "--threads", "1"], "table12_13_cpu"),
+    (["-m", "longlora.flops", "--model", "llama2-7b", "--seq_len", "8192", "--save_results"], "table11")])
+def test_every_script_that_appends_checks_its_csv_before_measuring(tmp_path, command, experiment):
+    before = write_csv(tmp_path / f"{experiment}.csv", ["valeur" if c == "value" else c for c in COLUMNS], [])
+    result = run_script(*command, "--results_dir", str(tmp_path))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "its header is not one of a results CSV" in lines[0]
+    assert result.stdout == "" and (tmp_path / f"{experiment}.csv").read_bytes() == before
