@@ -42,7 +42,7 @@ from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_no
 from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
 from longlora.cli import description
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
-from longlora.results import append_result
+from longlora.results import append_result, check_appendable
 
 CPU_LENGTHS, GPU_LENGTHS = [1024, 2048, 4096, 8192], [4096, 8192, 16384, 32768, 65536]
 
@@ -154,6 +154,7 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
 def main() -> None:
     (args,) = parse_args(AttentionBenchArguments, description=description(__doc__))
     device, dtype = bench_device(args)
+    check_appendable(f"efficiency_{device.type}", args.results_dir)  # before anything is measured
     config = load_config(args.model, args.num_layers)
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
     base = {"table": "efficiency", **base_row(args)}

@@ -37,7 +37,7 @@ from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_no
 from longlora.cli import description
 from longlora.flops import load_config
 from longlora.model import TrainingMode, setup_training
-from longlora.results import append_result
+from longlora.results import append_result, check_appendable
 
 CPU_LENGTHS, GPU_LENGTHS = [1024, 2048, 4096, 8192], [8192, 16384, 32768, 65536]
 # (attention, training mode) per table, as the paper's rows; table13 runs without flash attention.
@@ -113,6 +113,7 @@ def rows_for(result: dict, table: str, setting: str, n: int, base: dict, note: s
 def main() -> None:
     (args,) = parse_args(TrainingBenchArguments, description=description(__doc__))
     device, dtype = bench_device(args)
+    check_appendable(f"table12_13_{device.type}", args.results_dir)  # before anything is measured
     config = load_config(args.model, args.num_layers)
     base = base_row(args)
     path = None

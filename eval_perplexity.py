@@ -26,7 +26,7 @@ from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, pa
 from longlora.cli import description
 from longlora.data import check_token_ids, default_data_path, load_token_stream, tokenizer_source
 from longlora.evaluation import load_for_evaluation, perplexity
-from longlora.results import append_result
+from longlora.results import append_result, check_appendable, measurement
 
 
 @dataclass
@@ -65,12 +65,27 @@ class PerplexityArguments:
 def main() -> None:
     ppl_args, model_args, result_args = parse_args(PerplexityArguments, EvalModelArguments, ResultArguments,
                                                    description=description(__doc__))
+    path = check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
     data = ppl_args.data or default_data_path(model_args.model, ppl_args.corpus, ppl_args.split)
     tokens = load_token_stream(data)
+    base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
+    labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
+              "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
+              "split": ppl_args.split if not ppl_args.data else "-", "scale": result_args.scale,
+              "seed": result_args.seed}
+    done = result_args.already_measured()
+    missing = [n for n in ppl_args.seq_len if measurement({**labels, "eval_ctx": n, "metric": "perplexity",
+                                                           "note": result_args.note}) not in done]
+    skipped = [str(n) for n in ppl_args.seq_len if n not in missing]
+    if skipped:
+        print(f"--seq_len {' '.join(skipped)}: already in {path} for this model, setting, data, seed and note; "
+              "skipped (--remeasure measures them again)")
+    if not missing:
+        return
+    # PI and the --max_windows spans as for every --seq_len given: a rerun's rows equal an uninterrupted run's.
     model, _ = load_for_evaluation(model_args, max(ppl_args.seq_len))
     check_token_ids(tokens, model.config.get_text_config().vocab_size, data)
-    base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
-    for seq_len in ppl_args.seq_len:
+    for seq_len in missing:
         start = time.time()
         result = perplexity(model, tokens, seq_len, ppl_args.stride, ppl_args.max_windows or None,
                             ppl_args.batch_size, ppl_args.sample, result_args.seed,
@@ -78,11 +93,8 @@ def main() -> None:
                             position_buckets=ppl_args.position_buckets)
         print(f"{model_args.model} @ {seq_len}: perplexity {result['perplexity']:.3f} "
               f"({result['windows']} windows)")
-        row = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
-               "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
-               "split": ppl_args.split if not ppl_args.data else "-", "eval_ctx": seq_len,
-               "scale": result_args.scale, "seed": result_args.seed,
-               "wall_seconds": round(time.time() - start, 1), "samples": result["windows"]}
+        row = {**labels, "eval_ctx": seq_len, "wall_seconds": round(time.time() - start, 1),
+               "samples": result["windows"]}
         rows = [{**row, "value": round(result[metric], 4), "metric": metric, "note": result_args.note}
                 for metric in ("perplexity", "perplexity_token")]
         for first, end, value in result.get("by_position", []):

@@ -26,8 +26,8 @@ from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, pa
 from longlora.cli import description
 from longlora.data import tokenizer_source
 from longlora.corpora import corpus_sentences
-from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy
-from longlora.results import append_result
+from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy, passkey_trials
+from longlora.results import append_result, check_appendable, measurement
 
 HEATMAP_DEPTHS = [i / 10 for i in range(11)]
 FILLERS = ("paper", "books")
@@ -52,34 +52,51 @@ class PasskeyArguments:
             raise ValueError("need 0 < --min_tokens <= --max_tokens, --interval >= 1 and --num_tests >= 1")
 
 
+def row_note(note: str, depth: float | None, filler: str) -> str:
+    """The row's note: --note, then the heatmap depth and a filler other than the paper's."""
+    return " ".join(x for x in (note, "" if depth is None else f"depth={depth:.1f}",
+                                "" if filler == "paper" else f"filler={filler}") if x)
+
+
 def main() -> None:
     pk_args, model_args, result_args = parse_args(PasskeyArguments, EvalModelArguments, ResultArguments,
                                                   description=description(__doc__))
     if result_args.experiment == "perplexity":
         result_args.experiment = "passkey"
+    path = check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
+    base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
+    labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
+              "dataset": "passkey", "split": "-", "metric": "accuracy", "scale": result_args.scale,
+              "seed": result_args.seed}
+    depths = HEATMAP_DEPTHS if pk_args.heatmap else [None]
+    cells = [(length, depth, row_note(result_args.note, depth, pk_args.filler))
+             for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval) for depth in depths]
+    done = result_args.already_measured()
+    skipped = [(length, depth) for length, depth, note in cells
+               if measurement({**labels, "eval_ctx": length, "note": note}) in done]
+    if skipped:
+        print(f"{len(skipped)} of {len(cells)} lengths{' x depths' if pk_args.heatmap else ''} already in {path} for "
+              "this model, setting, seed and note; skipped (--remeasure measures them again)")
+    if len(skipped) == len(cells):
+        return
     model, tokenizer = load_for_evaluation(model_args, pk_args.max_tokens)
     rng = np.random.default_rng(result_args.seed)
-    base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
-    depths = HEATMAP_DEPTHS if pk_args.heatmap else [None]
     filler = FILLER_SENTENCES if pk_args.filler == "paper" else corpus_sentences("books", "test")
     written = 0
-    for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval):
-        for depth in depths:
-            start = time.time()
-            answers: list[tuple[int, str]] = []
-            accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth, filler, answers)
-            if pk_args.show_answers:
-                print("\n".join(f"  key {key:5d}: {continuation!r}" for key, continuation in answers))
-            note = " ".join(x for x in (result_args.note, "" if depth is None else f"depth={depth:.1f}",
-                                        "" if pk_args.filler == "paper" else f"filler={pk_args.filler}") if x)
-            print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")
-            row = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
-                   "dataset": "passkey", "split": "-", "eval_ctx": length,
-                   "value": accuracy, "metric": "accuracy", "note": note, "scale": result_args.scale,
-                   "seed": result_args.seed, "wall_seconds": round(time.time() - start, 1),
-                   "samples": pk_args.num_tests}
-            path = append_result(result_args.experiment, [row], result_args.results_dir)  # kept if stopped later
-            written += 1
+    for length, depth, note in cells:
+        if (length, depth) in skipped:  # its keys drawn all the same: the next lengths get the uninterrupted run's
+            passkey_trials(rng, pk_args.num_tests, depth)
+            continue
+        start = time.time()
+        answers: list[tuple[int, str]] = []
+        accuracy = passkey_accuracy(model, tokenizer, length, pk_args.num_tests, rng, depth, filler, answers)
+        if pk_args.show_answers:
+            print("\n".join(f"  key {key:5d}: {continuation!r}" for key, continuation in answers))
+        print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")
+        row = {**labels, "eval_ctx": length, "value": accuracy, "note": note,
+               "wall_seconds": round(time.time() - start, 1), "samples": pk_args.num_tests}
+        path = append_result(result_args.experiment, [row], result_args.results_dir)  # kept if stopped later
+        written += 1
     print(f"wrote {written} rows to {path}")
 
 

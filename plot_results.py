@@ -5,7 +5,10 @@
 
 Measured rows are solid, published ones dashed (a second panel when scales differ). RESULTS.md
 is written whole, the README's section between `<!-- results:start -->` and
-`<!-- results:end -->`; nothing in either is typed by hand.
+`<!-- results:end -->` (the repository's README only for its own results/, else --readme's);
+nothing in either is typed by hand. Every file is built first and replaced whole: a CSV that
+cannot be read (bad UTF-8, a garbage line, a value that is not a number) stops it in one line
+naming the file and line, with nothing written.
 """
 
 import argparse
@@ -22,6 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from longlora.claims import ONE_SEED, Measured, executed_ratio, note_device, note_filler, note_value, verdicts  # noqa: E402
 from longlora.cli import description  # noqa: E402
+from longlora.files import atomic_open, atomic_write_text  # noqa: E402
 from longlora.results import RESULTS_DIR, SCALES, read_results  # noqa: E402
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
@@ -100,9 +104,9 @@ def load(results_dir: str) -> tuple[list[dict], list[dict]]:
     measured = []
     for path in sorted(glob.glob(os.path.join(results_dir, "*.csv"))):
         if os.path.basename(path) != "published.csv":
-            measured += read_results(path)
+            measured += read_results(path, numbers=True)
     published_path = os.path.join(results_dir, "published.csv")
-    published = read_results(published_path) if os.path.isfile(published_path) else []
+    published = read_results(published_path, numbers=True) if os.path.isfile(published_path) else []
     return measured, published
 
 
@@ -195,8 +199,7 @@ def curve_figure(table: str, rows: list[dict], published: list[dict], out: str, 
         else:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{figure_name or table}.png"), dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, f"{figure_name or table}.png"), bbox_inches="tight")
 
 
 def base_passkey_figure(rows: list[dict], published: list[dict], out: str) -> None:
@@ -248,8 +251,7 @@ def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) ->
         ax.set_title(f"{table} {title}:\n{describe(source)}", fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, f"{table}.png"))
 
 
 def efficiency_figure(rows: list[dict], out: str) -> None:
@@ -296,8 +298,7 @@ def efficiency_figure(rows: list[dict], out: str) -> None:
     fig.suptitle("efficiency (bench_attention.py): S2-Attn against full attention, per model, level and kernel; "
                  + describe(rows).split(",")[0])
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "efficiency.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, "efficiency.png"))
 
 
 def cost_figure(table: str, rows: list[dict], published: list[dict], out: str) -> None:
@@ -331,8 +332,7 @@ def cost_figure(table: str, rows: list[dict], published: list[dict], out: str) -
     fig.suptitle(f"{table}: training cost per step against length, by setting (ours per model and device; "
                  "points missing where a setting ran out of memory)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, f"{table}.png"))
 
 
 def heatmap_title(table: str, filler: str, rows: list[dict]) -> str:
@@ -367,8 +367,7 @@ def heatmap_figure(table: str, rows: list[dict], out: str) -> None:
         ax.set_title(heatmap_title(table, filler, drawn[filler]), fontsize=9)
         fig.colorbar(image, ax=ax)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, f"{table}.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, os.path.join(out, f"{table}.png"))
 
 
 def cell(text) -> str:
@@ -593,14 +592,24 @@ def results_page(measured: list[dict], published: list[dict], figures_dir: str) 
 
 
 def write_readme(text: str, readme: str) -> bool:
+    """Replace the README's generated section, the file whole (a kill leaves the old one); False
+    where it has no such section."""
     if not os.path.isfile(readme):
         return False
-    content = open(readme).read()
+    with open(readme, encoding="utf-8") as f:
+        content = f.read()
     if START not in content or END not in content:
         return False
     head, rest = content.split(START, 1)
-    open(readme, "w").write(head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1])
+    atomic_write_text(readme, head + START + "\n" + text + "\n" + END + rest.split(END, 1)[1])
     return True
+
+
+def save_figure(fig, path: str, **kwargs) -> None:
+    """The figure as a PNG at `path`, written whole or not at all, then closed."""
+    with atomic_open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, **kwargs)
+    plt.close(fig)
 
 
 def compare(measured: list[dict], published: list[dict]) -> None:
@@ -619,7 +628,8 @@ def compare(measured: list[dict], published: list[dict]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=description(__doc__))
     parser.add_argument("--results_dir", default=str(RESULTS_DIR), help="folder of the CSVs")
-    parser.add_argument("--readme", default=str(RESULTS_DIR.parent / "README.md"), help="README to update")
+    parser.add_argument("--readme", default=None, help="README whose generated section to update (default: the "
+                        "repository's README.md, only when --results_dir is the repository's results/)")
     parser.add_argument("--results_page", default=None, help="the generated results page: figures, every number "
                         "beside the paper's, verdicts (default: RESULTS.md beside the results folder)")
     parser.add_argument("--compare", action="store_true", help="print measured vs published and the claims")
@@ -631,7 +641,12 @@ def main() -> None:
                                                           "RESULTS.md")
     if not os.path.isdir(os.path.dirname(os.path.abspath(args.results_page))):
         parser.exit(2, f"{parser.prog}: error: --results_page {args.results_page!r}: its folder does not exist\n")
-    measured, published = load(args.results_dir)
+    if args.readme is None and os.path.realpath(args.results_dir) == os.path.realpath(RESULTS_DIR):
+        args.readme = str(RESULTS_DIR.parent / "README.md")
+    try:
+        measured, published = load(args.results_dir)
+    except (ValueError, OSError) as error:  # a CSV that cannot be read: nothing is written
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     if args.compare:
         return compare(measured, published)
     out = os.path.join(args.results_dir, "figures")
@@ -649,11 +664,13 @@ def main() -> None:
             heatmap_figure(table, measured, out)
         else:
             bar_figure(table, measured, [r for r in published if r["table"] == table], out)
-    with open(args.results_page, "w") as f:
-        f.write(results_page(measured, published, out))
-    text = glance(measured, published)
-    print(f"figures in {out}; {args.results_page} written; README " +
-          ("updated" if write_readme(text, args.readme) else "markers not found:\n" + text))
+    page, text = results_page(measured, published, out), glance(measured, published)  # both built before writing
+    atomic_write_text(args.results_page, page)
+    if args.readme is None:
+        readme = "not updated (--results_dir is not the repository's results/; --readme names one to update)"
+    else:
+        readme = "updated" if write_readme(text, args.readme) else "markers not found:\n" + text
+    print(f"figures in {out}; {args.results_page} written; README {readme}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
 from longlora.model import TrainingMode, read_run_config
-from longlora.results import SCALES
+from longlora.results import SCALES, measured
 from longlora.sequence_parallel import sequence_parallel_config
 
 if not torch.accelerator.is_available():
@@ -269,10 +269,17 @@ class ResultArguments:
     note: str = field(default="", metadata={"help": "Free note stored with the row (e.g. step=200)."})
     seed: int = field(default=42, metadata={"help": "Seed of window sampling / passkey draws."})
     results_dir: str | None = field(default=None, metadata={"help": "Results folder (default: results/)."})
+    remeasure: bool = field(default=False, metadata={
+        "help": "Measure again what the CSV already holds for this model, setting, data, length, seed and note "
+                "(default: skip it, so that a rerun of an interrupted evaluation measures only what is missing)."})
 
     def __post_init__(self) -> None:
         if self.results_dir is not None:
             check_output_dir(self.results_dir, "--results_dir")
+
+    def already_measured(self) -> set[tuple[str, ...]]:
+        """What the results CSV holds already (see longlora.results.measurement), empty with --remeasure."""
+        return set() if self.remeasure else measured(self.experiment, self.results_dir)
 
     def model_columns(self, model: str) -> dict:
         """setting, train_ctx, trained_by and train_seconds of a row about `model`: the flags where given, else

@@ -164,6 +164,16 @@ def answered(text: str, key: int) -> bool:
     return bool(match) and int(match.group()) == key
 
 
+def passkey_trials(rng: np.random.Generator, trials: int, depth: float | None = None) -> list[tuple[int, float]]:
+    """Each trial's (key, depth), drawn in one fixed order: a rerun that skips a length already
+    measured draws its trials all the same, so that the later lengths get an uninterrupted run's keys."""
+    draws = []
+    for _ in range(trials):
+        key = int(rng.integers(1, MAX_KEY + 1))
+        draws.append((key, rng.random() if depth is None else depth))
+    return draws
+
+
 @torch.no_grad()
 def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.random.Generator,
                      depth: float | None = None, filler: Sequence[str] = FILLER_SENTENCES,
@@ -173,9 +183,8 @@ def passkey_accuracy(model, tokenizer, num_tokens: int, trials: int, rng: np.ran
     tells a lost key from a wrong match."""
     device = next(model.parameters()).device
     correct = 0
-    for _ in range(trials):
-        key = int(rng.integers(1, MAX_KEY + 1))
-        ids = passkey_prompt(tokenizer, num_tokens, key, rng.random() if depth is None else depth, filler)
+    for key, key_depth in passkey_trials(rng, trials, depth):
+        ids = passkey_prompt(tokenizer, num_tokens, key, key_depth, filler)
         answer_len = len(tokenizer(f" {key}", add_special_tokens=False)["input_ids"])
         output = model.generate(torch.tensor([ids], device=device), max_new_tokens=answer_len, do_sample=False,
                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)

@@ -6,29 +6,43 @@ hardware, date, wall time, the exact command, number of windows or trials, and t
 run behind an evaluated model).
 """
 
+import argparse
+import contextlib
 import csv
 import datetime
 import fcntl
+import io
 import os
 import platform
 import shlex
-import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import torch
 
+from longlora.checks import check_output_dir
 from longlora.corpora import REPO_ROOT
+from longlora.files import atomic_open
 
 SCALES = ("mini", "small", "paper")  # every row says its scale; smallest first
 
 RESULTS_DIR = REPO_ROOT / "results"
-PUBLISHED_SOURCE = REPO_ROOT.parent / "shared" / "paper" / "published_results.csv"
+PUBLISHED = "published"  # results/published.csv: the paper's numbers, never appended to
 PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]
 COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples",
                            "trained_by", "train_seconds"]
 OPTIONAL_COLUMNS = ("note", "train_seconds")  # empty where there is nothing to say / no training timed
+# Columns read as numbers, and what else they may hold: `value` OOM (ran out of memory) or nothing, the times nothing.
+NUMBERS = {"train_ctx": int, "eval_ctx": int, "value": float, "wall_seconds": float, "train_seconds": float}
+ALSO_ALLOWED = {"value": ("OOM", ""), "wall_seconds": ("",), "train_seconds": ("",)}
+# What one measurement is: a rerun whose row has all of these equal finds it already measured.
+MEASUREMENT_COLUMNS = ("table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "metric", "note",
+                       "scale", "seed", "trained_by")
+# Headers this project wrote before trained_by, then train_seconds, were added: upgraded, never refused.
+OLDER_HEADERS = (COLUMNS[:-2], COLUMNS[:-1])
 
 
 def git_commit() -> str:
@@ -54,6 +68,96 @@ def command_line() -> str:
     return shlex.join(["python", os.path.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:])
 
 
+def results_path(experiment: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """<results_dir>/<experiment>.csv for a plain file stem: a name with a folder in it ('../../x') would
+    write outside the results folder, and `published` (results/published.csv, or a link to it) holds the
+    paper's numbers, which no script may append to."""
+    if (not experiment or experiment.startswith(".") or experiment.endswith(".csv")
+            or any(separator in experiment for separator in ("/", "\\", os.sep))):
+        raise ValueError(f"--experiment {experiment!r} must be a plain file stem (results/<experiment>.csv, e.g. "
+                         "table1): no folder, no leading dot, no .csv")
+    path = Path(results_dir or RESULTS_DIR) / f"{experiment}.csv"
+    if experiment == PUBLISHED or path.resolve() == (RESULTS_DIR / f"{PUBLISHED}.csv").resolve():
+        raise ValueError(f"--experiment {experiment!r}: {path} holds the paper's published numbers, read-only to "
+                         "the scripts: name another experiment")
+    return path
+
+
+def read_header(path: str | os.PathLike) -> list[str] | None:
+    """The first row of a CSV, None for an empty file; bad UTF-8 named with its file."""
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return next(csv.reader(f), None)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} in its header)") from None
+
+
+def check_header(path: str | os.PathLike, header: list[str] | None) -> None:
+    """Refuse a file whose header is neither today's nor an older one this project wrote: filling
+    today's columns from it by name would blank every column it names otherwise (a renamed `value`)."""
+    if header is None or header == COLUMNS or header in OLDER_HEADERS:
+        return
+    unknown, missing = [c for c in header if c not in COLUMNS], [c for c in COLUMNS if c not in header]
+    raise ValueError(f"{path}: its header is not one of a results CSV (unknown columns {unknown}, missing "
+                     f"{missing}); nothing was written: fix the header or give another --experiment")
+
+
+def check_appendable(experiment: str, results_dir: str | os.PathLike | None = None) -> Path:
+    """The CSV append_result will write, checked before anything is measured (a row found
+    unwritable afterwards is lost): a plain name, a folder that is or can become writable,
+    a writable file with a header of this project (and a writable folder where it must be upgraded)."""
+    path = results_path(experiment, results_dir)
+    check_output_dir(str(path.parent), "--results_dir")
+    if not path.exists():
+        return path
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file: give another --experiment")
+    if not os.access(path, os.W_OK):
+        raise PermissionError(f"{path} is read-only: make it writable or give another --experiment/--results_dir")
+    header = read_header(path)
+    check_header(path, header)
+    if header in OLDER_HEADERS and not os.access(path.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"{path} has an older header and must be rewritten with today's, but its folder is "
+                              "read-only: run `python -m longlora.results --migrate` where it is writable")
+    return path
+
+
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[IO]:
+    """`path` opened for appending under an exclusive lock: several evaluations may append to one CSV
+    at once, and the lock keeps each call's rows (and the header of a new file) together. A file
+    replaced by an upgrade while this process waited is opened again (the old one is gone)."""
+    while True:
+        f = open(path, "a+", newline="", encoding="utf-8")
+        fcntl.flock(f, fcntl.LOCK_EX)
+        if os.fstat(f.fileno()).st_ino == os.stat(path).st_ino:
+            break
+        f.close()
+    with f:  # closing flushes, then unlocks
+        yield f
+
+
+def write_rows(path: Path, f: IO, rows: list[dict]) -> None:
+    """Append `rows` to the locked file `f`: after a header in a new file; into a rewrite of an older
+    format (its rows gain today's columns, empty) done whole under a temporary name, so that a
+    kill leaves the old file; refused for a header this project did not write."""
+    f.seek(0)
+    header = next(csv.reader(f), None)
+    check_header(path, header)
+    if header in OLDER_HEADERS:
+        f.seek(0)
+        kept = [{c: row.get(c) or "" for c in COLUMNS} for row in csv.DictReader(f)]
+        with atomic_open(path, "w", newline="", encoding="utf-8") as upgraded:
+            writer = csv.DictWriter(upgraded, fieldnames=COLUMNS, extrasaction="raise")
+            writer.writeheader()
+            writer.writerows(kept + [{c: row[c] for c in COLUMNS} for row in rows])
+        return
+    writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="raise")
+    if header is None:
+        writer.writeheader()
+    writer.writerows({c: row[c] for c in COLUMNS} for row in rows)
+
+
 def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathLike | None = None) -> Path:
     """Append rows to <results_dir>/<experiment>.csv; provenance columns are filled here.
 
@@ -65,36 +169,98 @@ def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathL
     provenance = {"git_commit": git_commit(), "hardware": hardware(), "command": command_line(), "trained_by": "-",
                   "train_seconds": "",
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-    path = Path(results_dir or RESULTS_DIR) / f"{experiment}.csv"
+    path = check_appendable(experiment, results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
     complete = [{**provenance, **row} for row in rows]
     for row in complete:
         missing = [c for c in COLUMNS if c not in row]
         if missing:
             raise ValueError(f"result row for {experiment} lacks {missing}")
-    with open(path, "a+", newline="") as f:
-        # Several evaluations may append to one CSV at once: the lock keeps each call's rows (and the
-        # header of a new file) together, where buffered writes of two processes interleaved.
-        fcntl.flock(f, fcntl.LOCK_EX)
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="raise")
-        f.seek(0)
-        earlier = csv.DictReader(f)
-        if earlier.fieldnames != COLUMNS:  # a new file, or one written before a column was added
-            kept = list(earlier) if earlier.fieldnames else []
-            f.truncate(0)
-            writer.writeheader()
-            writer.writerows({c: row.get(c) or "" for c in COLUMNS} for row in kept)
-        writer.writerows({c: row[c] for c in COLUMNS} for row in complete)  # closing flushes, then unlocks
+    with locked(path) as f:
+        write_rows(path, f, complete)
     return path
 
 
-def read_results(path: str | os.PathLike) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def number_error(row: dict) -> str | None:
+    """What in a row cannot be read as its number (plot_results computes with these columns)."""
+    for column, parse in NUMBERS.items():
+        text = row.get(column)
+        if text is None or text in ALSO_ALLOWED.get(column, ()):
+            continue
+        try:
+            parse(text)
+        except ValueError:
+            return f"{column} {text!r} is not {'an integer' if parse is int else 'a number'}"
+    return None
 
 
-def write_published(results_dir: str | os.PathLike | None = None) -> Path:
-    """results/published.csv: the paper's numbers, columns as in shared/paper."""
-    target = Path(results_dir or RESULTS_DIR) / "published.csv"
-    shutil.copyfile(PUBLISHED_SOURCE, target)
-    return target
+def read_results(path: str | os.PathLike, numbers: bool = False) -> list[dict]:
+    """The rows of a results CSV (or published.csv), refused in one line naming the file and line where
+    one cannot be read (bad UTF-8, a garbage line, a missing column; with `numbers`, a NUMBERS column
+    that holds no number): a page built from them would otherwise stop half-way or quietly lack the row."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise ValueError(f"{path} line {line}: not UTF-8 text ({error.reason})") from None
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None) or []
+    missing = [c for c in PAPER_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f"{path}: no column {', '.join(missing)} (a results CSV starts with "
+                         f"{','.join(PAPER_COLUMNS)})")
+    rows = []
+    for fields in reader:
+        if not fields:
+            continue
+        row = dict(zip(header, fields))
+        error = (f"{len(fields)} fields where its header has {len(header)}" if len(fields) != len(header)
+                 else numbers and number_error(row))
+        if error:
+            raise ValueError(f"{path} line {reader.line_num}: {error}")
+        rows.append(row)
+    return rows
+
+
+def measurement(row: dict) -> tuple[str, ...]:
+    """A row's MEASUREMENT_COLUMNS as the CSV spells them."""
+    return tuple(str(row.get(column, "")) for column in MEASUREMENT_COLUMNS)
+
+
+def measured(experiment: str, results_dir: str | os.PathLike | None = None) -> set[tuple[str, ...]]:
+    """The measurements already in <results_dir>/<experiment>.csv: a rerun of an interrupted
+    evaluation skips them and measures only what is missing."""
+    path = results_path(experiment, results_dir)
+    return {measurement(row) for row in read_results(path)} if path.exists() else set()
+
+
+def migrate(folder: str | os.PathLike) -> list[Path]:
+    """Rewrite each results CSV under `folder` (subfolders too) still on an older header with today's,
+    its values untouched and the new columns empty: once, so that appends never have to. Files with
+    other headers (the paper's published.csv, a probe's own answers) are left as they are."""
+    upgraded = []
+    for path in sorted(Path(folder).rglob("*.csv")):
+        if path.name != f"{PUBLISHED}.csv" and read_header(path) in OLDER_HEADERS:
+            with locked(path) as f:
+                write_rows(path, f, [])
+            upgraded.append(path)
+    return upgraded
+
+
+def main() -> None:
+    from longlora.args import exit_on_error  # longlora.args imports this module
+
+    parser = argparse.ArgumentParser(description="Bring results CSVs written by older code to today's header.")
+    parser.add_argument("--migrate", action="store_true", required=True,
+                        help="rewrite every CSV on an older header under --results_dir, atomically")
+    parser.add_argument("--results_dir", default=str(RESULTS_DIR), help="folder searched, subfolders too")
+    args = parser.parse_args()
+    if not os.path.isdir(args.results_dir):
+        parser.error(f"--results_dir {args.results_dir!r} is not a folder")
+    upgraded = exit_on_error(lambda: migrate(args.results_dir))
+    print(f"{len(upgraded)} files upgraded to today's header" + "".join(f"\n  {path}" for path in upgraded))
+
+
+if __name__ == "__main__":
+    main()

@@ -2,6 +2,7 @@
 
 import csv
 import math
+import os
 from types import SimpleNamespace
 
 import numpy as np
@@ -261,3 +262,90 @@ def test_a_results_file_with_an_older_header_gets_the_new_column(tmp_path):
     rows = read_results(tmp_path / "demo.csv")
     assert list(rows[0]) == COLUMNS and rows[0]["value"] == "old" and rows[0]["train_seconds"] == ""
     assert rows[1]["value"] == "new" and rows[1]["train_seconds"] == "new"
+
+
+def perplexity_run(model, data, folder, *flags):
+    return run_script("eval_perplexity.py", "--model", model, "--data", data, "--max_windows", "2",
+                      "--results_dir", str(folder), "--setting", "base", *flags)
+
+
+def interrupt_second_call(monkeypatch, name: str) -> None:
+    """longlora.evaluation.`name` measures once, then Ctrl-C: an evaluation stopped after its first length."""
+    import longlora.evaluation
+
+    measure, calls = getattr(longlora.evaluation, name), []
+
+    def first_only(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(longlora.evaluation, name, first_only)
+
+
+def test_a_rerun_measures_only_the_lengths_missing_from_the_csv(tiny_model_dir, token_stream, tmp_path,
+                                                                monkeypatch):
+    lengths = ("--seq_len", "32", "64")
+    whole = perplexity_run(tiny_model_dir, token_stream, tmp_path / "whole", *lengths)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    with monkeypatch.context() as patch:
+        interrupt_second_call(patch, "perplexity")
+        assert perplexity_run(tiny_model_dir, token_stream, tmp_path / "resumed", *lengths).returncode == 130
+    resumed = perplexity_run(tiny_model_dir, token_stream, tmp_path / "resumed", *lengths)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "--seq_len 32: already in" in resumed.stdout and "@ 32:" not in resumed.stdout and "@ 64:" in resumed.stdout
+
+    def values(folder):
+        return [(r["eval_ctx"], r["metric"], r["value"]) for r in read_results(tmp_path / folder / "perplexity.csv")]
+
+    assert values("resumed") == values("whole")  # the rows of an uninterrupted run, each once
+    again = perplexity_run(tiny_model_dir, token_stream, tmp_path / "resumed", *lengths, "--remeasure")
+    assert again.returncode == 0 and len(values("resumed")) == 8
+    other_note = perplexity_run(tiny_model_dir, token_stream, tmp_path / "resumed", *lengths, "--note", "x")
+    assert other_note.returncode == 0 and len(values("resumed")) == 12  # another note is another measurement
+
+
+def test_a_passkey_rerun_skips_measured_lengths_and_draws_the_same_keys_for_the_rest(tiny_model_dir, tmp_path,
+                                                                                      monkeypatch):
+    def passkey(folder):
+        return run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "200", "--max_tokens",
+                          "300", "--interval", "100", "--num_tests", "2", "--show_answers", "--results_dir",
+                          str(tmp_path / folder))
+
+    whole = passkey("whole")
+    with monkeypatch.context() as patch:
+        interrupt_second_call(patch, "passkey_accuracy")
+        assert passkey("resumed").returncode == 130
+    resumed = passkey("resumed")
+    assert resumed.returncode == whole.returncode == 0, resumed.stderr[-2000:]
+    assert "1 of 2 lengths already in" in resumed.stdout and "    200 tokens" not in resumed.stdout
+    keys_at_300 = [line for line in whole.stdout.split("    200 tokens")[1].splitlines() if line.startswith("  key")]
+    assert keys_at_300 and keys_at_300 == [line for line in resumed.stdout.splitlines() if line.startswith("  key")]
+    assert [r["eval_ctx"] for r in read_results(tmp_path / "resumed" / "passkey.csv")] == ["200", "300"]
+
+
+@pytest.mark.parametrize("script", ["eval_perplexity.py", "passkey_retrieval.py"])
+@pytest.mark.parametrize("name, message", [("published", "holds the paper's published numbers, read-only"),
+                                           ("../../x", "must be a plain file stem")])
+def test_the_papers_file_and_a_path_are_refused_as_experiment_before_any_work(tiny_model_dir, tmp_path, script,
+                                                                                name, message):
+    result = run_script(script, "--model", tiny_model_dir, "--experiment", name, "--results_dir", str(tmp_path / "r"))
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: --experiment {name!r}")
+    assert message in result.stderr and "perplexity" not in result.stdout and "tokens" not in result.stdout
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x.csv").exists()
+
+
+def test_a_read_only_results_csv_is_found_before_the_measurement(tiny_model_dir, token_stream, tmp_path,
+                                                                  monkeypatch):
+    target = tmp_path / "perplexity.csv"
+    append_result("perplexity", [{c: "1" for c in COLUMNS}], tmp_path)
+    target.chmod(0o444)
+    real_access = os.access  # root may write a 0o444 file: the check is what a user without that right meets
+    monkeypatch.setattr(os, "access", lambda path, mode: (os.fspath(path) != str(target) or not mode & os.W_OK)
+                        and real_access(path, mode))
+    result = perplexity_run(tiny_model_dir, token_stream, tmp_path, "--seq_len", "32")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: {target} is read-only: make it writable or give another --experiment/--results_dir")
+    assert "@ 32" not in result.stdout  # nothing measured, so no number lost

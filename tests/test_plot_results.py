@@ -1,8 +1,14 @@
-"""plot_results.py on small synthetic CSVs: figures, README section, claim verdicts."""
+"""plot_results.py on small synthetic CSVs: figures, README section, claim verdicts; a bad CSV or a kill
+never leaves a truncated page."""
 
 import os
+import re
+import signal
+import subprocess
+import sys
 
-from conftest import run_script
+import pytest
+from conftest import REPO, run_script
 
 from longlora.claims import verdicts
 from longlora.results import RESULTS_DIR, append_result
@@ -408,3 +414,78 @@ def test_each_table_says_what_its_models_were_fine_tuned_on():
     assert training_data(rows) == ("`--data data/x/train.bin`, `--data_mixture books:5,math:3`, "
                                    "the books (train.py's default)")
     assert training_data(rows[3:]) == ""
+
+
+def results_folder(tmp_path) -> dict:
+    """A results folder with table1 rows, an earlier page and README section; the bytes of each."""
+    append_result("table1", table1_rows(10.2), tmp_path)
+    (tmp_path / "RESULTS.md").write_text("# earlier page\n")
+    (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\nearlier\n<!-- results:end -->\n")
+    return {name: (tmp_path / name).read_bytes() for name in ("RESULTS.md", "README.md")}
+
+
+def plot_into(folder) -> list[str]:
+    return ["plot_results.py", "--results_dir", str(folder), "--readme", str(folder / "README.md"),
+            "--results_page", str(folder / "RESULTS.md")]
+
+
+CORRUPTIONS = {  # what is done to table1.csv, and the line the error names
+    "a garbage line": (lambda text: text + "garbage\n", r"table1.csv line 5: 1 fields where its header has 20"),
+    "no value column": (lambda text: text.replace(",value,", ",valeur,", 1), r"table1.csv: no column value"),
+    "a value that is not a number": (lambda text: text.replace(",10.2,", ",ten,"),
+                                     r"table1.csv line 4: value 'ten' is not a number"),
+    "bad UTF-8": (lambda text: text.replace("mini", "m\udcffni", 1), r"table1.csv line 2: not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("corruption", CORRUPTIONS)
+def test_an_unreadable_csv_stops_in_one_line_naming_file_and_line_and_nothing_is_written(tmp_path, corruption):
+    before = results_folder(tmp_path)
+    change, message = CORRUPTIONS[corruption]
+    csv_path = tmp_path / "table1.csv"
+    csv_path.write_bytes(change(csv_path.read_text()).encode("utf-8", "surrogateescape"))
+    result = run_script(*plot_into(tmp_path))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr[-2000:]
+    assert re.search(message, result.stderr), result.stderr
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
+    assert not (tmp_path / "figures").exists()
+
+
+def test_another_results_folder_never_rewrites_the_repositorys_readme(tmp_path, monkeypatch):
+    repo_results = tmp_path / "repo" / "results"
+    repo_results.mkdir(parents=True)
+    readme = tmp_path / "repo" / "README.md"
+    readme.write_text("<!-- results:start -->\nearlier\n<!-- results:end -->\n")
+    monkeypatch.setattr("longlora.results.RESULTS_DIR", repo_results)  # the repository plot_results defaults to
+    other = tmp_path / "other"
+    other.mkdir()
+    append_result("table1", table1_rows(10.2), other)
+    result = run_script("plot_results.py", "--results_dir", str(other))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert readme.read_text() == "<!-- results:start -->\nearlier\n<!-- results:end -->\n"
+    assert "README not updated" in result.stdout and (other.parent / "RESULTS.md").exists()
+    append_result("table1", table1_rows(10.2), repo_results)
+    assert run_script("plot_results.py", "--results_dir", str(repo_results)).returncode == 0
+    assert "earlier" not in readme.read_text() and "| table1 |" in readme.read_text()
+
+
+KILLED_WHILE_BUILDING = """
+import sys, time
+import plot_results
+def stall(*args):  # the results page is being built
+    print("building", flush=True)
+    time.sleep(60)
+plot_results.results_page = stall
+sys.argv = sys.argv[1:]
+plot_results.main()
+"""
+
+
+def test_kill_9_while_the_page_is_built_leaves_the_earlier_page_and_readme(tmp_path):
+    before = results_folder(tmp_path)
+    process = subprocess.Popen([sys.executable, "-c", KILLED_WHILE_BUILDING, *plot_into(tmp_path)], cwd=REPO,
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": REPO})
+    assert process.stdout.readline().strip() == "building"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert {name: (tmp_path / name).read_bytes() for name in before} == before
