@@ -37,11 +37,12 @@ ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not
 
 
 BASE_WINDOW_HELP = (
-    "The base model's current context window in tokens, where its config is ambiguous. A linear RoPE factor "
-    "next to max_position_embeddings M is read by default as an already extended window of M tokens (how "
-    "LongChat, transformers' llama3/yarn configs and this project's own outputs record it); LongLoRA's released "
-    "configs keep the pretraining window in M (4096 with factor 8 for 32k): pass --base_window 32768 for them. "
-    "The line 'read: ...; writing: ...' printed at start shows what was assumed. Default: read from the config.")
+    "The base model's current context window in tokens, where its config does not say it. A linear RoPE factor "
+    "says its window in max_sequence_length (LongChat, this project's outputs) or as "
+    "original_max_position_embeddings x factor; with neither, max_position_embeddings M is ambiguous (LongLoRA's releases "
+    "keep the pretraining window there: 4096 with factor 8 for 32k) and the run is refused until this flag says "
+    "M or M x factor. Also overrides any config's window (e.g. --base_window 32768 for Qwen3's native window). "
+    "The line 'read: ...; writing: ...' printed at start shows what was read. Default: read from the config.")
 
 
 def base_window_field():

@@ -194,11 +194,9 @@ def extension_report(base: str, trained: str, tokens: np.ndarray, target: int, b
     `target` tokens (cut into windows of the shorter length) and the same passkey prompts
     (seed 0; left out where `target` cannot hold a prompt). One dict per model: its name, path
     and one value per measurement."""
-    from transformers import AutoConfig
+    from longlora.model import load_config, load_model, read_rope
 
-    from longlora.model import load_model, read_rope
-
-    window = read_rope(AutoConfig.from_pretrained(base), base_window).window
+    window = read_rope(load_config(base), base_window).window
     rows = []
     for name, path in (("base + PI", base), ("trained", trained)):
         model, tokenizer = load_model(path, target_len=target, base_window=base_window if path == base else None)

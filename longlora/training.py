@@ -25,13 +25,13 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from peft import prepare_model_for_kbit_training
-from transformers import AutoConfig, ProgressCallback, Trainer, TrainerCallback, set_seed
+from transformers import ProgressCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
 from longlora.attention import enable_s2_attention
 from longlora.files import atomic_open
-from longlora.model import RUN_CONFIG, context_window, load_model, setup_training
+from longlora.model import RUN_CONFIG, context_window, load_config, load_model, setup_training
 from longlora.results import git_commit
 
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
@@ -268,7 +268,7 @@ def check_lengths(model_args: ModelArguments, attn_args: AttentionArguments) -> 
         raise ValueError(f"--group_size {attn_args.group_size} is larger than the --model_max_length {length} "
                          f"sequences: S2-Attn would be full attention; give at most {length} (the paper: a quarter, "
                          f"{length // 4})")
-    window = context_window(AutoConfig.from_pretrained(model_args.model_name_or_path))
+    window = context_window(load_config(model_args.model_name_or_path), model_args.base_window)
     if length < window:
         print(f"warning: --model_max_length {length} is below the model's {window}-token window: no position "
               "interpolation, the context is not extended", file=sys.stderr)
