@@ -26,7 +26,8 @@ from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, pa
 from longlora.cli import description
 from longlora.data import tokenizer_source
 from longlora.corpora import corpus_sentences
-from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy
+from longlora.evaluation import (FILLER_SENTENCES, attention_note, evaluated_attention, load_for_evaluation,
+                                 passkey_accuracy)
 from longlora.results import append_result
 
 HEATMAP_DEPTHS = [i / 10 for i in range(11)]
@@ -58,6 +59,7 @@ def main() -> None:
     if result_args.experiment == "perplexity":
         result_args.experiment = "passkey"
     model, tokenizer = load_for_evaluation(model_args, pk_args.max_tokens)
+    result_args.note = " ".join(filter(None, [result_args.note, attention_note(evaluated_attention(model_args))]))
     rng = np.random.default_rng(result_args.seed)
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
     depths = HEATMAP_DEPTHS if pk_args.heatmap else [None]

@@ -261,3 +261,39 @@ def test_a_results_file_with_an_older_header_gets_the_new_column(tmp_path):
     rows = read_results(tmp_path / "demo.csv")
     assert list(rows[0]) == COLUMNS and rows[0]["value"] == "old" and rows[0]["train_seconds"] == ""
     assert rows[1]["value"] == "new" and rows[1]["train_seconds"] == "new"
+
+
+def test_evaluation_runs_the_group_a_model_was_trained_with(tiny_model_dir, token_stream, tmp_path):
+    """Trained with --group_size 16, evaluated with --attention s2: it ran the default quarter (32 of 128
+    tokens) while its row said it ran as trained. Logits against the model given its groups by hand."""
+    from longlora.args import EvalModelArguments
+    from longlora.attention import enable_s2_attention
+    from longlora.evaluation import load_for_evaluation
+    from longlora.model import load_model
+
+    out = tmp_path / "run"
+    trained = run_script("train.py", "--model_name_or_path", tiny_model_dir, "--data", token_stream,
+                         "--model_max_length", "128", "--group_size", "16", "--max_steps", "1",
+                         "--output_dir", str(out), "--show_effect", "false")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    x = torch.tensor(np.fromfile(token_stream, dtype=np.uint16)[:128].astype(np.int64))[None]
+
+    def logits(model):
+        with torch.no_grad():
+            return model.float()(x).logits
+
+    model = load_model(str(out), dtype=torch.float32)[0]
+
+    def by_hand(**group):
+        return logits(enable_s2_attention(model, **group))
+
+    for flags, group in (({}, {"group_size": 16}), ({"group_size_ratio": 0.5}, {"group_size_ratio": 0.5}),
+                         ({"group_size": 32}, {"group_size": 32})):
+        args = EvalModelArguments(model=str(out), attention="s2", dtype="fp32", **flags)
+        torch.testing.assert_close(logits(load_for_evaluation(args, 128)[0]), by_hand(**group))
+    assert not torch.allclose(by_hand(group_size=16), by_hand(group_size_ratio=0.25))  # the groups matter here
+
+    result = run_script("eval_perplexity.py", "--model", str(out), "--seq_len", "128", "--max_windows", "1",
+                        "--attention", "trained", "--results_dir", str(tmp_path), "--experiment", "x")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert {row["note"] for row in read_results(tmp_path / "x.csv")} == {"eval_attention=s2 eval_group_size=16"}
