@@ -9,8 +9,9 @@ heatmap (needle-in-a-haystack style).
 A prompt is the instruction line, filler ("The grass is green. ...") with the line "The
 pass key is K. Remember it. K is the pass key." at a random depth, then "What is the pass
 key? The pass key is", one line each; K is uniform in [1, 50000]. The text is tokenized
-once; a length is reached by the number of filler sentences, at most the requested tokens
-and within 1% of them from 256 on. `--filler books` uses sentences of the book corpus's test
+once; a length is reached by the number of filler characters, cut at any character as
+Landmark cuts them, at most the requested tokens and within 1% of them from 256 on, the key
+within 0.03 of its depth. `--filler books` uses sentences of the book corpus's test
 split instead of the paper's five, so that retrieval is not tied to one filler. Greedy decoding of as many tokens as the answer needs;
 a trial counts when the first integer of the continuation is K. Rows (metric accuracy,
 eval_ctx = length; with --heatmap a note depth=D) go to results/<experiment>.csv.
