@@ -13,7 +13,9 @@ window and perplexity = exp(mean of the window losses) -- the number the paper r
 every length scores the same text: the windows are chosen as spans of the longest length
 (or --span_len) and each span is cut into windows of the shorter ones. The model is loaded
 once, with position interpolation for the longest length (or --rope_target), and full
-attention unless --attention says otherwise. Rows go to results/<experiment>.csv.
+attention unless --attention says otherwise (then with the group size a trained output was
+trained with, unless --group_size or --group_size_ratio say otherwise; the note records what
+ran). Rows go to results/<experiment>.csv.
 --position_buckets B adds the perplexity of B equal ranges of positions in the window (metric
 perplexity_by_position): where along a long window a model stops predicting well.
 """
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, parse_args
 from longlora.cli import description
 from longlora.data import check_token_ids, default_data_path, load_token_stream, tokenizer_source
-from longlora.evaluation import load_for_evaluation, perplexity
+from longlora.evaluation import attention_note, evaluated_attention, load_for_evaluation, perplexity
 from longlora.results import append_result, check_appendable, measurement
 
 
@@ -66,6 +68,7 @@ def main() -> None:
     ppl_args, model_args, result_args = parse_args(PerplexityArguments, EvalModelArguments, ResultArguments,
                                                    description=description(__doc__))
     path = check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
+    result_args.note = " ".join(filter(None, [result_args.note, attention_note(evaluated_attention(model_args))]))
     data = ppl_args.data or default_data_path(model_args.model, ppl_args.corpus, ppl_args.split)
     tokens = load_token_stream(data)
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))

@@ -9,8 +9,9 @@ heatmap (needle-in-a-haystack style).
 A prompt is the instruction line, filler ("The grass is green. ...") with the line "The
 pass key is K. Remember it. K is the pass key." at a random depth, then "What is the pass
 key? The pass key is", one line each; K is uniform in [1, 50000]. The text is tokenized
-once; a length is reached by the number of filler sentences, at most the requested tokens
-and within 1% of them from 256 on. `--filler books` uses sentences of the book corpus's test
+once; a length is reached by the number of filler characters, cut at any character as
+Landmark cuts them, at most the requested tokens and within 1% of them from 256 on, the key
+within 0.03 of its depth. `--filler books` uses sentences of the book corpus's test
 split instead of the paper's five, so that retrieval is not tied to one filler. Greedy decoding of as many tokens as the answer needs;
 a trial counts when the first integer of the continuation is K. Rows (metric accuracy,
 eval_ctx = length; with --heatmap a note depth=D) go to results/<experiment>.csv.
@@ -26,7 +27,8 @@ from longlora.args import EvalModelArguments, ResultArguments, exit_on_error, pa
 from longlora.cli import description
 from longlora.data import tokenizer_source
 from longlora.corpora import corpus_sentences
-from longlora.evaluation import FILLER_SENTENCES, load_for_evaluation, passkey_accuracy, passkey_trials
+from longlora.evaluation import (FILLER_SENTENCES, attention_note, evaluated_attention, load_for_evaluation,
+                                 passkey_accuracy, passkey_trials)
 from longlora.results import append_result, check_appendable, measurement
 
 HEATMAP_DEPTHS = [i / 10 for i in range(11)]
@@ -64,6 +66,7 @@ def main() -> None:
     if result_args.experiment == "perplexity":
         result_args.experiment = "passkey"
     path = check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
+    result_args.note = " ".join(filter(None, [result_args.note, attention_note(evaluated_attention(model_args))]))
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
     labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
               "dataset": "passkey", "split": "-", "metric": "accuracy", "scale": result_args.scale,

@@ -38,11 +38,12 @@ ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not
 
 
 BASE_WINDOW_HELP = (
-    "The base model's current context window in tokens, where its config is ambiguous. A linear RoPE factor "
-    "next to max_position_embeddings M is read by default as an already extended window of M tokens (how "
-    "LongChat, transformers' llama3/yarn configs and this project's own outputs record it); LongLoRA's released "
-    "configs keep the pretraining window in M (4096 with factor 8 for 32k): pass --base_window 32768 for them. "
-    "The line 'read: ...; writing: ...' printed at start shows what was assumed. Default: read from the config.")
+    "The base model's current context window in tokens, where its config does not say it. A linear RoPE factor "
+    "says its window in max_sequence_length (LongChat, this project's outputs) or as "
+    "original_max_position_embeddings x factor; with neither, max_position_embeddings M is ambiguous (LongLoRA's releases "
+    "keep the pretraining window there: 4096 with factor 8 for 32k) and the run is refused until this flag says "
+    "M or M x factor. Also overrides any config's window (e.g. --base_window 32768 for Qwen3's native window). "
+    "The line 'read: ...; writing: ...' printed at start shows what was read. Default: read from the config.")
 
 
 def base_window_field():
@@ -236,9 +237,15 @@ class EvalModelArguments:
     no_pi: bool = field(default=False, metadata={
         "help": "Evaluate without any new position interpolation (shows a base model's breakdown past its window)."})
     attention: str = field(default="full", metadata={
-        "help": "Attention at evaluation: full (the paper's protocol) or a training pattern such as s2 "
-                "(Table 6 'eval=train_pattern').", "choices": ATTENTION_CHOICES})
-    group_size_ratio: float = field(default=0.25, metadata={"help": "Group size ratio when --attention is not full."})
+        "help": "Attention at evaluation: full (the paper's protocol), trained (the pattern the evaluated output "
+                "was trained with) or a training pattern such as s2 (Table 6 'eval=train_pattern'). The row's note "
+                "says what ran (eval_attention=..., its group).", "choices": ATTENTION_CHOICES + ("trained",)})
+    group_size_ratio: float | None = field(default=None, metadata={
+        "help": "Group size ratio when --attention is not full. Default: the evaluated output's group "
+                "(--group_size or --group_size_ratio in its longlora_config.json), else 1/4."})
+    group_size: int | None = field(default=None, metadata={
+        "help": "Group size in tokens when --attention is not full; overrides --group_size_ratio. Default: as "
+                "--group_size_ratio."})
     dtype: str = field(default="auto", metadata={
         "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 (float32, bfloat16, float16 "
                 "also accepted, as in merge_lora.py).", "choices": ("auto",) + tuple(DTYPES)})
@@ -248,6 +255,10 @@ class EvalModelArguments:
         check_model_dir(self.model, "--model")
         if self.rope_target is not None and self.rope_target < 2:
             raise ValueError(f"--rope_target must be at least 2 tokens, got {self.rope_target}")
+        if self.group_size_ratio is not None and not 0 < self.group_size_ratio <= 1:
+            raise ValueError(f"--group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
+        if self.group_size is not None and self.group_size < 1:
+            raise ValueError(f"--group_size must be a positive number of tokens, got {self.group_size}")
 
     def torch_dtype(self) -> torch.dtype | None:
         return DTYPES.get(self.dtype)

@@ -4,8 +4,8 @@ Perplexity (LongLoRA's eval.py): windows of `seq_len` tokens start every `stride
 of one flat token stream (the last incomplete one dropped); each window's mean
 next-token loss over the whole window; perplexity = exp(mean of the window losses).
 Passkey retrieval (Landmark Attention's format, paper §4.2 / Figure 4): a key hidden in
-filler text at a random depth, the prompt built as text and tokenized once; greedy
-decoding; exact match.
+filler text at a random depth (the filler cut at any character, as Landmark cuts it), the
+prompt built as text and tokenized once; greedy decoding; exact match.
 """
 
 import math
@@ -26,16 +26,46 @@ QUESTION = "What is the pass key? The pass key is"
 MAX_KEY = 50000
 
 
+def evaluated_attention(args) -> dict:
+    """The attention an evaluation runs: {'attention': 'full'} (the paper's protocol), or the
+    pattern and group of --attention, --group_size and --group_size_ratio, each one not given
+    taken from the evaluated output's longlora_config.json: a model trained with groups of 64
+    tokens and evaluated with --attention s2 runs groups of 64, not the default quarter."""
+    from longlora.model import read_run_config
+
+    run = read_run_config(args.model) or {}
+    if args.attention == "trained" and "attention" not in run:
+        raise ValueError(f"--attention trained: {args.model} has no longlora_config.json saying how it was trained; "
+                         "name the pattern (e.g. --attention s2)")
+    attention = run["attention"] if args.attention == "trained" else args.attention
+    if attention == "full":
+        return {"attention": "full"}
+    if args.group_size or args.group_size_ratio:
+        return {"attention": attention, "group_size": args.group_size, "group_size_ratio": args.group_size_ratio or 0.25}
+    return {"attention": attention, "group_size": run.get("group_size"),
+            "group_size_ratio": run.get("group_size_ratio", 0.25)}
+
+
+def attention_note(settings: dict) -> str:
+    """What evaluated_attention ran, as note pairs of a result row ('' for full attention)."""
+    if settings["attention"] == "full":
+        return ""
+    group = (f"eval_group_size={settings['group_size']}" if settings["group_size"]
+             else f"eval_group_size_ratio={settings['group_size_ratio']:g}")
+    return f"eval_attention={settings['attention']} {group}"
+
+
 def load_for_evaluation(args, longest: int):
     """Model and tokenizer with PI for `longest` tokens (or --rope_target, or none with
-    --no_pi) and the requested attention; full attention unless told otherwise."""
+    --no_pi) and the attention of evaluated_attention; full attention unless told otherwise."""
     from longlora.attention import enable_s2_attention
     from longlora.model import load_model
 
+    settings = evaluated_attention(args)
     target = None if args.no_pi else (args.rope_target or longest)
     model, tokenizer = load_model(args.model, target_len=target, dtype=args.torch_dtype(), base_window=args.base_window)
-    if args.attention != "full":
-        enable_s2_attention(model, args.group_size_ratio, pattern=args.attention)
+    if settings["attention"] != "full":
+        enable_s2_attention(model, settings["group_size_ratio"], settings["group_size"], pattern=settings["attention"])
     if torch.cuda.is_available():
         model.cuda()
     return model.eval(), tokenizer
@@ -97,65 +127,66 @@ def perplexity(model, tokens: np.ndarray, seq_len: int, stride: int = 256, max_w
     return result
 
 
-def passkey_text(key: int, before: int, after: int, filler: Sequence[str] = FILLER_SENTENCES) -> str:
-    """Landmark Attention's prompt: instruction, `before` filler sentences, the key line, `after`
-    filler sentences, the question, joined by newlines; each filler run starts again at the first
-    sentence and cycles through `filler`, sentences joined by one space."""
-    def run(count: int) -> str:
-        return " ".join(filler[i % len(filler)] for i in range(count))
+def filler_stream(filler: Sequence[str], chars: int) -> str:
+    """At least `chars` characters of the filler sentences cycled, one space apart (Landmark's
+    `garbage_inf`)."""
+    once = " ".join(filler)
+    return " ".join([once] * (chars // (len(once) + 1) + 1))
 
-    return "\n".join([TASK, run(before), KEY_LINE.format(key=key), run(after), QUESTION])
+
+def passkey_text(key: int, before: int, after: int, stream: str) -> str:
+    """Landmark Attention's prompt: instruction, the first `before` characters of the filler
+    `stream`, the key line, its first `after` characters, the question, joined by newlines. Like
+    Landmark's, a filler run may end inside a sentence."""
+    return "\n".join([TASK, stream[:before], KEY_LINE.format(key=key), stream[:after], QUESTION])
 
 
 def passkey_prompt(tokenizer, num_tokens: int, key: int, depth: float,
                    filler: Sequence[str] = FILLER_SENTENCES) -> list[int]:
     """Token ids of the longest passkey prompt of at most `num_tokens` tokens, its key line after
-    `depth` (0..1) of the filler sentences.
+    `depth` (0..1) of the filler.
 
     The prompt is text tokenized once, as the model's tokenizer would read it (pieces tokenized
     apart give sequences no tokenizer produces: lost spaces, doubled word-start marks). The
-    length is reached by the number of filler sentences before and after the key (a split up to
-    three sentences away from `depth` when that comes closer), so it falls short of
-    `num_tokens` by less than one sentence, usually by a token or none."""
+    length is reached by the number of filler characters, split at `depth` as Landmark splits
+    them, so the key is at its depth to a character at any length (whole sentences, moved to
+    reach the length, put it up to 0.14 away at 256 tokens), and the prompt falls short of
+    `num_tokens` by a token or none."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    stream = filler_stream(filler, 8 * num_tokens)
 
-    def encode_all(splits: list[tuple[int, int]]) -> list[list[int]]:  # one call: the tokenizer's threads
-        texts = [passkey_text(key, before, after, filler) for before, after in splits]
+    def encode_all(totals: Sequence[int]) -> list[list[int]]:  # one call: the tokenizer's threads
+        nonlocal stream
+        if max(totals) > len(stream):
+            stream = filler_stream(filler, 2 * max(totals))
+        texts = [passkey_text(key, round(depth * total), total - round(depth * total), stream) for total in totals]
         return [bos + ids for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
 
-    def encode(before: int, after: int) -> list[int]:
-        return encode_all([(before, after)])[0]
+    def encode(total: int) -> list[int]:
+        return encode_all([total])[0]
 
-    def split(total: int) -> tuple[int, int]:
-        before = round(depth * total)
-        return before, total - before
-
-    shortest = len(encode(0, 0))
+    shortest = len(encode(0))
     if shortest > num_tokens:
         raise ValueError(f"{num_tokens} tokens cannot hold a passkey prompt (needs {shortest})")
 
     def fits(total: int) -> bool:
-        return len(encode(*split(total))) <= num_tokens
+        return len(encode(total)) <= num_tokens
 
     # Each encoding tokenizes the whole prompt (tens of thousands of tokens at the paper's lengths): guess the
-    # count from the tokens of 64 sentences, bracket it, then bisect (prompt length grows with the count).
-    per_sentence = max((len(encode(*split(64))) - shortest) / 64, 0.5)
-    guess = int((num_tokens - shortest) / per_sentence)
+    # count from the tokens of 512 characters, bracket it, then bisect (prompt length grows with the count).
+    per_char = max((len(encode(512)) - shortest) / 512, 0.05)
+    guess = int((num_tokens - shortest) / per_char)
     step = max(guess // 64, 1)
     low, high = (guess, guess + step) if fits(guess) else (max(guess - step, 0), guess)
     while fits(high):
         low, high = high, high + 2 * (high - low)
     while low > 0 and not fits(low):
         low, high = max(low - 2 * (high - low), 0), low
-    while high - low > 1:  # the most sentences at `depth` that fit
+    while high - low > 1:  # the most characters at `depth` that fit
         middle = (low + high) // 2
         low, high = (middle, high) if fits(middle) else (low, middle)
-    best = encode(*split(low))
-    if len(best) == num_tokens:
-        return best
-    splits = [(before, total - before) for total in (low, low + 1, low + 2) for shift in (-3, -2, -1, 1, 2, 3)
-              if 0 <= (before := split(total)[0] + shift) <= total]
-    return max([best] + [ids for ids in encode_all(splits) if len(ids) <= num_tokens], key=len)
+    # A cut inside a word may merge tokens, so a few more characters can still fit: the longest of them.
+    return max([ids for ids in encode_all(range(low, low + 8)) if len(ids) <= num_tokens], key=len)
 
 
 def answered(text: str, key: int) -> bool:
@@ -203,11 +234,9 @@ def extension_report(base: str, trained: str, tokens: np.ndarray, target: int, b
     `target` tokens (cut into windows of the shorter length) and the same passkey prompts
     (seed 0; left out where `target` cannot hold a prompt). One dict per model: its name, path
     and one value per measurement."""
-    from transformers import AutoConfig
+    from longlora.model import load_config, load_model, read_rope
 
-    from longlora.model import load_model, read_rope
-
-    window = read_rope(AutoConfig.from_pretrained(base), base_window).window
+    window = read_rope(load_config(base), base_window).window
     rows = []
     for name, path in (("base + PI", base), ("trained", trained)):
         model, tokenizer = load_model(path, target_len=target, base_window=base_window if path == base else None)

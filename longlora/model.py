@@ -7,9 +7,10 @@
 Position interpolation (Chen et al. 2023, used by LongLoRA §4): RoPE's factor multiplied
 by ceil(target_len / window), written into the config *before* the model is built
 (transformers 5 reads `rope_parameters` at construction) with max_position_embeddings =
-target_len, so a saved model keeps it. `read_rope` says what a config's RoPE is (docs/rope.md):
-default RoPE becomes linear; linear, llama3 and yarn keep their type and every field of it;
-dynamic and longrope cannot be extended by a factor and are refused.
+target_len (and max_sequence_length, as LongChat records it), so a saved model keeps it.
+`read_rope` says what a config's RoPE is (docs/rope.md): default RoPE becomes linear; linear,
+llama3 and yarn keep their type and every field of it; dynamic and longrope cannot be extended
+by a factor and are refused, and so is a linear factor whose window the config does not say.
 """
 
 import json
@@ -39,24 +40,17 @@ REFUSED = {
     "longrope": "longrope's per-dimension long_factor was searched for its own target length and a common factor "
                 "would not rescale it: extend from a default, linear, llama3 or yarn RoPE model instead",
 }
-ASSUMPTION = ("max_position_embeddings taken as the current window, factor included; "
-              "pass --base_window if it is the pretraining window")
 
 
 @dataclass(frozen=True)
 class RopeWindow:
-    """What position interpolation needs from a config's RoPE.
-
-    `pretraining` is the window before any scaling, `window` the one the model handles
-    now, its scaling included; `assumed` says the window came from the ambiguous linear
-    convention (docs/rope.md) rather than from the config's own fields or --base_window.
-    """
+    """What position interpolation needs from a config's RoPE: `pretraining` is the window
+    before any scaling, `window` the one the model handles now, its scaling included."""
 
     rope_type: str
     factor: float
     pretraining: int
     window: int
-    assumed: bool = False
 
     @property
     def scaling(self) -> str:
@@ -64,7 +58,7 @@ class RopeWindow:
 
     def __str__(self) -> str:
         over = "" if self.rope_type == "default" else f" over {self.pretraining}"
-        return f"{self.scaling}{over}, window {self.window}" + (f" ({ASSUMPTION})" if self.assumed else "")
+        return f"{self.scaling}{over}, window {self.window}"
 
 
 def rope_dict(config: PretrainedConfig) -> dict:
@@ -80,14 +74,14 @@ def rope_dict(config: PretrainedConfig) -> dict:
 
 
 def read_rope(config: PretrainedConfig, base_window: int | None = None) -> RopeWindow:
-    """Type, factor, pretraining window and current window of `config`'s RoPE.
+    """Type, factor, pretraining window and current window of `config`'s RoPE, from the fields
+    that say them (docs/rope.md); `base_window` states the current window instead.
 
-    llama3, yarn and longrope record the pretraining window (original_max_position_embeddings);
-    their current one is max_position_embeddings, or original x factor where a yarn factor was
-    added without raising max_position_embeddings (Qwen's documented recipe). For default,
-    linear and dynamic RoPE max_position_embeddings is the current window (a linear factor is
-    already included, as LongChat and this project write it); `base_window` overrides it where
-    the config means otherwise (LongLoRA's releases keep the pretraining window there).
+    llama3 and longrope record the pretraining window (original_max_position_embeddings) and keep
+    the current one in max_position_embeddings. YaRN's current window is original x factor, the
+    factor transformers applies (Yarn-Llama-2 raises max_position_embeddings only part way, Qwen's
+    card not at all). A linear factor says its window in max_sequence_length (LongChat) or
+    original_max_position_embeddings; without either it is refused, see linear_window.
     """
     if base_window is not None and base_window < 1:
         raise ValueError(f"--base_window must be a positive number of tokens, got {base_window}")
@@ -97,15 +91,42 @@ def read_rope(config: PretrainedConfig, base_window: int | None = None) -> RopeW
     if kind in ORIGINAL_WINDOW_TYPES:
         original = int(rope["original_max_position_embeddings"])
         factor = float(rope.get("factor") or length / original)  # Phi-3's longrope records no factor
-        window = base_window or (length if length > original else int(original * factor))
+        extended = int(original * factor)
+        window = base_window or (extended if kind == "yarn" or length <= original else length)
         return RopeWindow(kind, factor, original, window)
     if kind not in ("default", "linear", "dynamic"):
         raise ValueError(f"RoPE type {kind!r} is not supported: position interpolation reads default, linear, "
                          f"dynamic, {', '.join(ORIGINAL_WINDOW_TYPES)}")
-    factor = float(rope.get("factor") or 1.0) if kind != "default" else 1.0
-    window = base_window or length
-    pretraining = round(window / factor) if kind == "linear" else window
-    return RopeWindow(kind, factor, pretraining, window, assumed=kind == "linear" and base_window is None)
+    if kind != "linear":
+        factor = float(rope.get("factor") or 1.0) if kind == "dynamic" else 1.0
+        return RopeWindow(kind, factor, base_window or length, base_window or length)
+    factor = float(rope.get("factor") or 1.0)
+    window = base_window or linear_window(config, rope, factor)
+    return RopeWindow(kind, factor, round(window / factor), window)
+
+
+def linear_window(config: PretrainedConfig, rope: dict, factor: float) -> int:
+    """The current window of a linear-scaled config, from the field that records it.
+
+    Published linear configs disagree on max_position_embeddings: LongChat-13b-16k and LongLoRA's
+    releases keep the pretraining window there (2048 and 4096 with factor 8), Together's
+    Llama-2-7B-32K the extended one. So it is read only where it cannot be wrong: a factor of 1.
+    This project's own configs record max_sequence_length (load_config fills it in for outputs
+    saved before they did).
+    """
+    if getattr(config, "max_sequence_length", None):
+        return int(config.max_sequence_length)
+    original = rope.get("original_max_position_embeddings") or getattr(config, "original_max_position_embeddings", None)
+    if original:
+        return int(original * factor)
+    length = int(config.max_position_embeddings)
+    if factor == 1:
+        return length
+    raise ValueError(f"linear RoPE x{factor:g} next to max_position_embeddings {length}, and no max_sequence_length "
+                     f"or original_max_position_embeddings, is ambiguous: the window is {length} if "
+                     f"max_position_embeddings includes the factor, {round(length * factor)} if it is the pretraining "
+                     f"window (LongLoRA's releases): pass --base_window {length} or --base_window "
+                     f"{round(length * factor)}")
 
 
 def rope_scaling_factor(target_len: int, window: int, existing_factor: float = 1.0) -> float:
@@ -128,27 +149,58 @@ def extended_rope(rope: dict, read: RopeWindow, target_len: int) -> dict:
     return rope
 
 
-def context_window(config: PretrainedConfig) -> int:
+def context_window(config: PretrainedConfig, base_window: int | None = None) -> int:
     """The context length the model currently handles (its PI factor already included)."""
-    return read_rope(config).window
+    return read_rope(config, base_window).window
+
+
+def ntk_by_parts(config: PretrainedConfig) -> str:
+    """How much of a llama3 RoPE a larger factor scales. Meta's rule keeps every frequency whose
+    wavelength is below original / high_freq_factor, divides those above original /
+    low_freq_factor by the factor and blends the ones between: multiplying the factor is
+    NTK-by-parts, not position interpolation, and the counts say how far from it."""
+    rope = config.rope_parameters
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    dim = int(head_dim * rope.get("partial_rotary_factor", 1.0))
+    wavelengths = [2 * math.pi * rope["rope_theta"] ** (i / dim) for i in range(0, dim, 2)]
+    original = rope["original_max_position_embeddings"]
+    unscaled = sum(w < original / rope["high_freq_factor"] for w in wavelengths)
+    scaled = sum(w > original / rope["low_freq_factor"] for w in wavelengths)
+    return (f"NTK-by-parts, not position interpolation: {unscaled} of {len(wavelengths)} frequencies unscaled, "
+            f"{len(wavelengths) - unscaled - scaled} partly scaled")
 
 
 def apply_position_interpolation(config: PretrainedConfig, target_len: int, base_window: int | None = None) -> str:
     """Extend `config` in place to `target_len` tokens (a target within the window changes
     nothing, but a stated `base_window` is written as max_position_embeddings so that a saved
-    config reads back the same). Returns the line saying what was read and what is written."""
+    config reads back the same). The new window is written in max_position_embeddings and in
+    max_sequence_length, the field that says it for a linear factor (plain transformers ignores
+    it). Returns the line saying what was read and what is written."""
     read = read_rope(config, base_window)
     if target_len <= read.window and base_window is None:
         return f"read: {read}; writing: unchanged ({target_len} tokens fit its window)"
     config.rope_parameters = extended_rope(config.rope_parameters, read, target_len)
-    config.max_position_embeddings = max(target_len, read.window)
+    config.max_position_embeddings = config.max_sequence_length = max(target_len, read.window)
     written = read_rope(config).scaling
+    if config.rope_parameters["rope_type"] == "llama3":
+        written += f" ({ntk_by_parts(config)})"
     return f"read: {read}; writing: {written}, max_position_embeddings {config.max_position_embeddings}"
 
 
 def default_dtype() -> torch.dtype:
     """bf16 on GPUs that support it (the paper's setting), fp32 on CPU."""
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+
+
+def load_config(path: str) -> PretrainedConfig:
+    """`path`'s config.json, its window said where this project saved it: an output with a
+    longlora_config.json has its window in max_position_embeddings (apply_position_interpolation
+    writes it there), and outputs saved before max_sequence_length was written too would
+    otherwise be refused as ambiguous."""
+    config = AutoConfig.from_pretrained(path)
+    if read_run_config(path) is not None and not getattr(config, "max_sequence_length", None):
+        config.max_sequence_length = config.max_position_embeddings
+    return config
 
 
 def read_run_config(path: str) -> dict | None:
@@ -179,7 +231,7 @@ def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | No
     is_adapter = os.path.isfile(os.path.join(path, "adapter_config.json"))
     base = run.get("model_name_or_path", path) if is_adapter else path
     has_config = os.path.isfile(os.path.join(path, "config.json"))
-    config = AutoConfig.from_pretrained(path if has_config else base)
+    config = load_config(path if has_config else base)
     if is_adapter and not has_config and run.get("model_max_length"):  # a checkpoint: re-derive the trained PI
         apply_position_interpolation(config, run["model_max_length"], run.get("base_window"))
     if target_len or base_window:

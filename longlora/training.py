@@ -26,13 +26,13 @@ import numpy as np
 import torch
 from accelerate import PartialState
 from peft import prepare_model_for_kbit_training
-from transformers import AutoConfig, ProgressCallback, Trainer, TrainerCallback, set_seed
+from transformers import ProgressCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
 from longlora.attention import enable_s2_attention
 from longlora.files import atomic_open
-from longlora.model import RUN_CONFIG, context_window, load_model, setup_training
+from longlora.model import RUN_CONFIG, context_window, load_config, load_model, setup_training
 from longlora.results import git_commit
 from longlora.sequence_parallel import (SequenceParallelCollator, check_sequence_parallel,
                                        sequence_parallel_gradient_scale, use_sequence_parallel)
@@ -296,9 +296,9 @@ def check_lengths(model_args: ModelArguments, attn_args: AttentionArguments, seq
         raise ValueError(f"--group_size {attn_args.group_size} is larger than the --model_max_length {length} "
                          f"sequences: S2-Attn would be full attention; give at most {length} (the paper: a quarter, "
                          f"{length // 4})")
-    config = AutoConfig.from_pretrained(model_args.model_name_or_path)
+    config = load_config(model_args.model_name_or_path)
     check_sequence_parallel(config, length, sequence_parallel_size, attn_args.attention, padded_rows)
-    window = context_window(config)
+    window = context_window(config, model_args.base_window)
     if length < window:
         print(f"warning: --model_max_length {length} is below the model's {window}-token window: no position "
               "interpolation, the context is not extended", file=sys.stderr)

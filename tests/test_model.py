@@ -39,7 +39,7 @@ def test_config_gets_linear_scaling_and_round_trips(tmp_path):
 
 
 def test_existing_linear_factor_composes():
-    config = LlamaConfig(max_position_embeddings=8192,
+    config = LlamaConfig(max_position_embeddings=8192, max_sequence_length=8192,  # the window, as LongChat says it
                          rope_parameters={"rope_type": "linear", "factor": 2.0, "rope_theta": 10000.0})
     apply_position_interpolation(config, 32768)
     assert config.rope_parameters["factor"] == 8.0

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import sentencepiece
 import torch
-from conftest import TEXT
+from conftest import TEXT, make_tokenizer, run_script
 from test_attention import reference_attention
 from transformers import (AttentionInterface, AutoConfig, AutoModelForCausalLM, AutoTokenizer, GenerationConfig,
                           HfArgumentParser, LlamaConfig, LlamaForCausalLM)
@@ -54,16 +54,24 @@ LLAMA31_ROPE = {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
 CASES = {
     "Llama-2-7b": (tiny("llama", head_dim=128, max_position_embeddings=4096, rope_scaling=None, rope_theta=10000.0),
                    32768, None, {"rope_type": "linear", "factor": 8.0, "rope_theta": 10000.0}, 32768),
-    # LongLoRA's fine-tune.py kept the pretraining window next to its factor (Llama-2-7b-longlora-32k).
-    "LongLoRA-32k-release": (tiny("llama", head_dim=128, max_position_embeddings=4096,
-                                  rope_scaling={"factor": 8.0, "type": "linear"}),
-                             65536, 32768, {"rope_type": "linear", "factor": 16.0, "rope_theta": 10000.0}, 65536),
-    "LongLoRA-32k-release-default-reading": (
-        tiny("llama", head_dim=128, max_position_embeddings=4096, rope_scaling={"factor": 8.0, "type": "linear"}),
-        65536, None, {"rope_type": "linear", "factor": 128.0, "rope_theta": 10000.0}, 65536),
-    "LongChat-16k-style": (tiny("llama", head_dim=128, max_position_embeddings=16384,
-                                rope_scaling={"factor": 8.0, "type": "linear"}),
-                           32768, None, {"rope_type": "linear", "factor": 16.0, "rope_theta": 10000.0}, 32768),
+    # Yukang/Llama-2-13b-longlora-32k-ft config.json: LongLoRA's fine-tune.py set the factor and kept the
+    # pretraining window in max_position_embeddings, nothing else; its window is stated with --base_window.
+    "Llama-2-13b-longlora-32k-ft": (tiny("llama", head_dim=128, max_position_embeddings=4096,
+                                         rope_scaling={"factor": 8.0, "type": "linear"}),
+                                    65536, 32768, {"rope_type": "linear", "factor": 16.0, "rope_theta": 10000.0},
+                                    65536),
+    # lmsys/longchat-13b-16k config.json: the pretraining window in max_position_embeddings, the extended one
+    # in max_sequence_length.
+    "LongChat-13b-16k": (tiny("llama", head_dim=128, max_position_embeddings=2048, max_sequence_length=16384,
+                              rope_scaling={"factor": 8.0, "type": "linear"}),
+                         32768, None, {"rope_type": "linear", "factor": 16.0, "rope_theta": 10000.0}, 32768),
+    # NousResearch/Yarn-Llama-2-70b-32k config.json: max_position_embeddings raised only to 8192, the window
+    # is original x factor = 32768 (its max_sequence_length); the non-standard "finetuned" key is kept.
+    "Yarn-Llama-2-70b-32k": (tiny("llama", head_dim=128, max_position_embeddings=8192, max_sequence_length=32768,
+                                  rope_scaling={"factor": 8.0, "original_max_position_embeddings": 4096,
+                                                "type": "yarn", "finetuned": True}),
+                             65536, None, {"rope_type": "yarn", "factor": 16.0, "original_max_position_embeddings": 4096,
+                                           "finetuned": True, "rope_theta": 10000.0}, 65536),
     "Llama-3.1-8B": (tiny("llama", head_dim=128, max_position_embeddings=131072, rope_theta=500000.0,
                           rope_scaling=LLAMA31_ROPE),
                      262144, None, {**LLAMA31_ROPE, "factor": 16.0, "rope_theta": 500000.0}, 262144),
@@ -94,9 +102,17 @@ CASES = {
     "Pythia-160m": (tiny("gpt_neox", max_position_embeddings=2048, rotary_pct=0.25, rotary_emb_base=10000),
                     8192, None, {"rope_type": "linear", "factor": 4.0, "rope_theta": 10000,
                                  "partial_rotary_factor": 0.25}, 8192),
+    # Qwen/Qwen3-8B config.json says 40960, read as its window; its card's native 32768 is a --base_window.
     # 131072 / 40960 is not whole: factor ceil = 4, max_position_embeddings the target.
     "Qwen3-8B": (tiny("qwen3", head_dim=128, max_position_embeddings=40960, rope_theta=1000000),
                  131072, None, {"rope_type": "linear", "factor": 4.0, "rope_theta": 1000000}, 131072),
+    "Qwen3-8B-card-window": (tiny("qwen3", head_dim=128, max_position_embeddings=40960, rope_theta=1000000),
+                             262144, 32768, {"rope_type": "linear", "factor": 8.0, "rope_theta": 1000000}, 262144),
+    # Qwen3-8B with the YaRN block its card says to add (max_position_embeddings left at 40960): 32768 x 4.
+    "Qwen3-8B-YaRN": (tiny("qwen3", head_dim=128, max_position_embeddings=40960, rope_theta=1000000,
+                           rope_scaling={"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 32768}),
+                      262144, None, {"rope_type": "yarn", "factor": 8.0, "original_max_position_embeddings": 32768,
+                                     "rope_theta": 1000000}, 262144),
 }
 
 
@@ -121,6 +137,7 @@ def test_extension_gives_transformers_own_rope_for_the_expected_config(name):
     config = make_config(published)
     apply_position_interpolation(config, target, base_window)
     assert config.rope_parameters == rope and config.max_position_embeddings == max_positions
+    assert read_rope(config).window == max_positions  # read back as written
     model = AutoModelForCausalLM.from_config(config)
     assert_rope_is(model, rope, max_positions, published)
 
@@ -129,31 +146,87 @@ def test_the_done_when_of_issue_15():
     config = make_config(CASES["Llama-3.1-8B"][0])
     assert context_window(config) == 131072  # not 8192 x 8
     line = apply_position_interpolation(config, 2 * 131072)
-    assert line == ("read: llama3 x8 over 8192, window 131072; "
-                    "writing: llama3 x16, max_position_embeddings 262144")
+    assert line == ("read: llama3 x8 over 8192, window 131072; writing: llama3 x16 (NTK-by-parts, not position "
+                    "interpolation: 29 of 64 frequencies unscaled, 6 partly scaled), max_position_embeddings 262144")
     assert config.rope_parameters["original_max_position_embeddings"] == 8192
 
 
-@pytest.mark.parametrize("base_window,line", [
-    (32768, "read: linear x8 over 4096, window 32768; writing: linear x16, max_position_embeddings 65536"),
-    (None, "read: linear x8 over 512, window 4096 (max_position_embeddings taken as the current window, factor "
-           "included; pass --base_window if it is the pretraining window); writing: linear x128, "
-           "max_position_embeddings 65536"),
-])
-def test_a_longlora_release_continues_from_its_real_window_when_told(base_window, line, tiny_model_dir, tmp_path,
-                                                                     capsys):
-    """The default reading of an ambiguous linear config is visible in the printed line."""
-    published = CASES["LongLoRA-32k-release"][0]
-    LlamaForCausalLM(make_config(published)).save_pretrained(tmp_path)
-    (tmp_path / "config.json").write_text(json.dumps(published))  # its legacy rope_scaling, as shipped
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(tmp_path)
-    load_model(str(tmp_path), target_len=65536, base_window=base_window)
+def save_published(published: dict, path) -> str:
+    """A tiny checkpoint whose config.json is `published` as shipped (legacy rope_scaling and all)."""
+    LlamaForCausalLM(make_config(published)).save_pretrained(path)
+    (path / "config.json").write_text(json.dumps(published))
+    AutoTokenizer.from_pretrained(make_tokenizer_dir(path.parent)).save_pretrained(path)
+    return str(path)
+
+
+def make_tokenizer_dir(folder) -> str:
+    path = folder / "tokenizer"
+    if not path.exists():
+        make_tokenizer().save_pretrained(path)
+    return str(path)
+
+
+def test_a_longlora_release_continues_from_its_real_window_when_told(tmp_path, capsys):
+    path = save_published(CASES["Llama-2-13b-longlora-32k-ft"][0], tmp_path / "release")
+    load_model(path, target_len=65536, base_window=32768)
+    line = "read: linear x8 over 4096, window 32768; writing: linear x16, max_position_embeddings 65536"
     assert line in capsys.readouterr().err.splitlines()
+
+
+def test_a_linear_factor_without_its_window_is_refused_in_one_line(tmp_path):
+    """Both readings of Llama-2-13b-longlora-32k-ft's config and the flag, in the one line scripts print."""
+    path = save_published(CASES["Llama-2-13b-longlora-32k-ft"][0], tmp_path / "release")
+    both = "the window is 4096 if .* 32768 if .*: pass --base_window 4096 or --base_window 32768$"
+    with pytest.raises(ValueError, match=both):
+        load_model(path, target_len=65536)
+    (tmp_path / "text.txt").write_text("The sky is blue.")
+    result = run_script("generate.py", "--model", path, "--material", str(tmp_path / "text.txt"), "--question", "Why?",
+                        "--rope_target", "65536")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "error: linear RoPE x8" in result.stderr and "pass --base_window 4096 or --base_window 32768" in result.stderr
+
+
+def test_training_checks_lengths_from_the_stated_window(tmp_path, capsys):
+    """train.py's length check reads the window before loading: with --base_window, not refused."""
+    from longlora.args import AttentionArguments
+    from longlora.training import check_lengths
+    path = save_published(CASES["Llama-2-13b-longlora-32k-ft"][0], tmp_path / "release")
+    check_lengths(ModelArguments(path, model_max_length=16384, base_window=32768), AttentionArguments())
+    assert "below the model's 32768-token window" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="ambiguous"):
+        check_lengths(ModelArguments(path, model_max_length=16384), AttentionArguments())
+
+
+def test_an_output_of_this_project_reads_its_window_from_its_run_config(tmp_path, capsys):
+    """An output saved before max_sequence_length was written: linear x4 in a 256-token window and nothing
+    else in config.json, but a longlora_config.json beside it says this project wrote it (M is its window)."""
+    published = tiny("llama", head_dim=16, max_position_embeddings=256, rope_scaling={"factor": 4.0, "type": "linear"})
+    path = save_published(published, tmp_path / "output")
+    with pytest.raises(ValueError, match="ambiguous"):
+        load_model(path, target_len=512)
+    (tmp_path / "output" / "longlora_config.json").write_text(json.dumps({"model_max_length": 256,
+                                                                         "training": "full"}))
+    load_model(path, target_len=512)
+    line = "read: linear x4 over 64, window 256; writing: linear x8, max_position_embeddings 512"
+    assert line in capsys.readouterr().err.splitlines()
+
+
+def test_llama3_counts_are_transformers_own_scaled_frequencies():
+    """The unscaled / partly scaled counts of the printed line, against transformers' llama3 frequencies
+    divided by its default ones (1: unscaled, 1/factor: scaled, else partly)."""
+    config = make_config(CASES["Llama-3.2-1B"][0])
+    line = apply_position_interpolation(config, 2 * 131072)
+    default = rotary(AutoModelForCausalLM.from_config(make_config(tiny("llama", head_dim=64, rope_theta=500000.0))))
+    ratio = ROPE_INIT_FUNCTIONS["llama3"](config, None)[0] / default.inv_freq
+    unscaled = int((ratio == 1).sum())
+    partly = int(((ratio != 1) & ~torch.isclose(ratio, torch.tensor(1 / 64.0))).sum())
+    assert f"{unscaled} of {len(ratio)} frequencies unscaled, {partly} partly scaled" in line
+    assert 0 < unscaled < len(ratio) and partly > 0
 
 
 def test_a_stated_window_is_written_even_when_the_target_fits():
     """Else a saved LongLoRA-release run would read back as a 4096-token window."""
-    config = make_config(CASES["LongLoRA-32k-release"][0])
+    config = make_config(CASES["Llama-2-13b-longlora-32k-ft"][0])
     apply_position_interpolation(config, 32768, base_window=32768)
     assert config.max_position_embeddings == 32768 and config.rope_parameters["factor"] == 8.0
     assert read_rope(config).window == 32768
@@ -236,8 +309,9 @@ def test_train_merge_and_reload_keep_llama3_and_yarn(kind, tiny_model_dir, token
     run_main(monkeypatch, "train", "--model_name_or_path", str(tmp_path / "base"), "--model_max_length", "256",
              "--data", token_stream, "--output_dir", str(out), "--max_steps", "1", "--warmup_steps", "0",
              "--report_to", "none", "--learning_rate", "1e-2")
-    line = f"read: {kind} x4 over 32, window 128; writing: {kind} x8, max_position_embeddings 256"
-    assert line in capsys.readouterr().err
+    line = next(line for line in capsys.readouterr().err.splitlines() if line.startswith("read: "))
+    assert line.startswith(f"read: {kind} x4 over 32, window 128; writing: {kind} x8")
+    assert line.endswith(", max_position_embeddings 256")
     run_main(monkeypatch, "merge_lora", "--model", str(out))
 
     expected = {**rope, "factor": factor}  # every field kept, the factor doubled
