@@ -207,3 +207,30 @@ def test_train_py_with_the_flex_kernel_on_a_cpu_is_a_one_line_error(tiny_model_d
     # One line, after the Trainer's progress bar (drawn with carriage returns), and no traceback.
     assert "Traceback" not in result.stderr and result.stderr.count("error:") == 1
     assert "error: S2-Attn's flex kernel cannot train on a CPU" in result.stderr
+
+
+def test_bench_attention_refuses_flex_on_a_cpu_in_one_line(tmp_path):
+    result = run_script("bench_attention.py", "--smoke", "--s2_kernels", "flex", "--results_dir", str(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: --s2_kernels flex: FlexAttention has no backward")
+
+
+def test_bench_attention_times_s2_on_each_kernel_as_its_own_setting():
+    """Layer level, S2-Attn on sdpa and on auto beside full attention: each kernel a setting of the comparison,
+    computing S2-Attn (the flex kernel's own output is checked above; its backward needs a GPU)."""
+    import bench_attention
+    from longlora.benchmark import random_model
+    from transformers import LlamaConfig
+    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=50)
+    model = random_model(config, "sdpa", torch.device("cpu"), torch.float32, seed=0)
+    args = bench_attention.AttentionBenchArguments(repeats=1, warmup=0)
+    result = bench_attention.compare(model, 64, 16, "layer", "sdpa", ["sdpa", "auto"], args, torch.device("cpu"),
+                                     torch.float32)
+    assert set(result) == {"full_attn", "s2_attn", "s2_attn_auto", "groups_only"}
+    module = model.model.layers[0].self_attn
+    q, k, v = (x.detach().transpose(1, 2) for x in bench_attention.layer_inputs(module, 64, "cpu", torch.float32)[0])
+    for kernel in ("sdpa", "flex"):
+        out = bench_attention.s2_layer_attention(0.25, kernel)(module, q, k, v, None, scaling=0.3)[0]
+        ref = reference_attention(q, k, v, [64], False, [16], SHIFTED["s2"](4, 0), 0.3)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
