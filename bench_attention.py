@@ -43,8 +43,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
-                                measure_alternating, random_model, shown, step_runner)
-from longlora.attention import (KERNELS, S2Config, disable_s2_attention, enable_s2_attention, flash_attn_varlen_func,
+                                measure_alternating, random_model, s2_kernels, s2_setting, shown, step_runner)
+from longlora.attention import (S2Config, disable_s2_attention, enable_s2_attention, flash_attn_varlen_func,
                                 s2_attention_forward)
 from longlora.cli import description
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
@@ -63,9 +63,6 @@ class AttentionBenchArguments(BenchArguments):
     kernels: list[str] | None = field(default=None, metadata={
         "help": "Full-attention implementations to compare S2-Attn with (transformers names). Default: sdpa, plus "
                 "flash_attention_2 on a GPU with flash-attn installed."})
-    s2_kernels: list[str] | None = field(default=None, metadata={
-        "help": "S2-Attn kernels timed (rows s2_attn for sdpa, s2_attn_<kernel> for the others). Default: sdpa, "
-                "plus flex on a GPU (FlexAttention cannot train on a CPU).", "choices": KERNELS})
     gradient_checkpointing: bool = field(default=False, metadata={
         "help": "Recompute each decoder layer in the backward of a step (the paper trains this way)."})
 
@@ -124,22 +121,8 @@ def s2_layer_attention(group_size_ratio: float, kernel: str):
     return attend
 
 
-def s2_setting(kernel: str) -> str:
-    """Result label of S2-Attn on `kernel`: s2_attn on sdpa (the rows measured before kernels were a choice)."""
-    return "s2_attn" if kernel == "sdpa" else f"s2_attn_{kernel}"
-
-
 def default_kernels(device: torch.device) -> list[str]:
     return ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and flash_attn_varlen_func else [])
-
-
-def s2_kernels(args: AttentionBenchArguments, device: torch.device) -> list[str]:
-    """--s2_kernels, or sdpa (plus flex on a GPU); flex where it cannot train is refused before anything runs."""
-    kernels = args.s2_kernels or (["sdpa", "flex"] if device.type == "cuda" else ["sdpa"])
-    if "flex" in kernels and device.type == "cpu":
-        raise ValueError("--s2_kernels flex: FlexAttention has no backward on a CPU, so it cannot be timed "
-                         "forward + backward here; run it on a GPU")
-    return kernels
 
 
 def compare(model, n: int, group: int, level: str, kernel: str, s2_kernel_names: list[str],

@@ -234,3 +234,15 @@ def test_bench_attention_times_s2_on_each_kernel_as_its_own_setting():
         out = bench_attention.s2_layer_attention(0.25, kernel)(module, q, k, v, None, scaling=0.3)[0]
         ref = reference_attention(q, k, v, [64], False, [16], SHIFTED["s2"](4, 0), 0.3)
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_bench_training_adds_longlora_on_each_other_s2_kernel_to_table12(tmp_path):
+    from longlora.results import read_results
+    result = run_script("bench_training.py", "--tables", "table12", "table13", "--s2_kernels", "sdpa", "auto",
+                        "--seq_len", "64", "--num_layers", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+                        "--results_dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    settings = {(row["table"], row["setting"]) for row in read_results(tmp_path / "table12_13_cpu.csv")}
+    assert settings == {("table12", "full_attn|full_ft"), ("table12", "full_attn|lora"),
+                        ("table12", "s2_attn|lora_plus"), ("table12", "s2_attn_auto|lora_plus"),
+                        ("table13", "full_attn|lora_plus|no_fa2"), ("table13", "s2_attn|lora_plus|no_fa2")}
