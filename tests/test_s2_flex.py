@@ -3,6 +3,7 @@
 today's SDPA kernel. Eager FlexAttention on a CPU is slow and has no backward: tiny shapes, forwards only."""
 
 import math
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -246,3 +247,19 @@ def test_bench_training_adds_longlora_on_each_other_s2_kernel_to_table12(tmp_pat
     assert settings == {("table12", "full_attn|full_ft"), ("table12", "full_attn|lora"),
                         ("table12", "s2_attn|lora_plus"), ("table12", "s2_attn_auto|lora_plus"),
                         ("table13", "full_attn|lora_plus|no_fa2"), ("table13", "s2_attn|lora_plus|no_fa2")}
+
+
+def test_gpu_kernel_benchmark_script_prints_its_commands_and_runs_with_smoke():
+    """ablations/small_device.sh bench: the layer level, then the step level, S2-Attn on sdpa and flex, 4k..64k;
+    --smoke runs the same two commands on the CPU (S2-Attn on sdpa only: FlexAttention cannot train here)."""
+    import subprocess
+    from conftest import REPO
+    dry = subprocess.run(["bash", "ablations/small_device.sh", "bench", "--dry_run"], cwd=REPO, capture_output=True,
+                         text=True)
+    commands = [line.strip() for line in dry.stdout.splitlines() if line.startswith("+ timeout")]
+    assert dry.returncode == 0 and len(commands) == 2
+    assert all("--s2_kernels sdpa flex --seq_len 4096 8192 16384 32768 65536" in c for c in commands)
+    assert commands[0].endswith("--levels layer") and commands[1].endswith("--levels step")
+    smoke = subprocess.run(["bash", "ablations/small_device.sh", "bench", "--smoke"], cwd=REPO, capture_output=True,
+                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert smoke.returncode == 0 and smoke.stdout.count("rows in ") == 2, smoke.stderr[-3000:]
