@@ -3,6 +3,7 @@
     python bench_attention.py                        # the mini config, CPU lengths 1024..8192
     python bench_attention.py --smoke                # seconds; rows go to a temporary folder
     python bench_attention.py --model llama2-7b --num_layers 8 --gradient_checkpointing --scale paper   # one GPU
+    python bench_attention.py --s2_kernels sdpa flex ...   # S2-Attn on each kernel, beside full attention
 
 Two levels, both forward + backward (no optimizer step), on random inputs:
   layer  one attention call on q, k, v of shape (1, heads, N, head_dim) from the model's
@@ -10,8 +11,11 @@ Two levels, both forward + backward (no optimizer step), on random inputs:
          the full-attention kernel (sdpa: scaled_dot_product_attention with is_causal);
   step   a whole training forward + backward of a model built from the config (random
          weights: the time does not depend on them), loss on N tokens.
-S2-Attn runs on SDPA (PyTorch's flash kernel on a GPU), so `sdpa` is the same kernel family;
-on a GPU with flash-attn installed, full attention is also timed with flash_attention_2.
+S2-Attn runs on each of --s2_kernels (longlora.attention.KERNELS): `sdpa` cuts its groups into SDPA
+calls (PyTorch's flash kernel on a GPU), the same kernel family as full attention's `sdpa`, its rows
+labelled s2_attn; `flex` is one block-sparse FlexAttention call per layer, rows s2_attn_flex (it has
+no backward on a CPU: a GPU only). On a GPU with flash-attn installed, full attention is also timed
+with flash_attention_2.
 bf16 on a GPU, fp32 on a CPU. Each number is the median of --repeats timed runs after
 --warmup untimed ones, full attention's and S2-Attn's runs taken in turn (so that a drift
 of the machine's speed affects both alike). Peak memory is the increase over what is held before
@@ -32,14 +36,16 @@ Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
-                                measure_alternating, random_model, shown, step_runner)
-from longlora.attention import disable_s2_attention, enable_s2_attention, flash_attn_varlen_func, s2_attention_forward
+                                measure_alternating, random_model, s2_kernels, s2_setting, shown, step_runner)
+from longlora.attention import (S2Config, disable_s2_attention, enable_s2_attention, flash_attn_varlen_func,
+                                s2_attention_forward)
 from longlora.cli import description
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
 from longlora.results import append_result, check_appendable
@@ -94,10 +100,10 @@ def layer_runner(module, attention, inputs: tuple[list[torch.Tensor], torch.Tens
     return run
 
 
-def with_s2_attention(run: Callable[[], None], model, group_size_ratio: float) -> Callable[[], None]:
-    """`run` with S2-Attn switched on in `model` for the call (full attention's runs use the same model)."""
+def with_s2_attention(run: Callable[[], None], model, group_size_ratio: float, kernel: str) -> Callable[[], None]:
+    """`run` with S2-Attn on `kernel` switched on in `model` for the call (full attention's runs use the same model)."""
     def switched():
-        enable_s2_attention(model, group_size_ratio)
+        enable_s2_attention(model, group_size_ratio, kernel=kernel)
         try:
             run()
         finally:
@@ -105,34 +111,44 @@ def with_s2_attention(run: Callable[[], None], model, group_size_ratio: float) -
     return switched
 
 
+def s2_layer_attention(group_size_ratio: float, kernel: str):
+    """s2_attention_forward with the settings enable_s2_attention(model, group_size_ratio, kernel=kernel) gives
+    a layer, as an attention function of the module it is called with."""
+    cfg = S2Config(group_size_ratio, kernel=kernel)
+
+    def attend(module, *args, **kwargs):
+        return s2_attention_forward(SimpleNamespace(s2_config=cfg, layer_idx=module.layer_idx), *args, **kwargs)
+    return attend
+
+
 def default_kernels(device: torch.device) -> list[str]:
     return ["sdpa"] + (["flash_attention_2"] if device.type == "cuda" and flash_attn_varlen_func else [])
 
 
-def compare(model, n: int, group: int, level: str, kernel: str, args: AttentionBenchArguments, device,
-            dtype) -> dict:
-    """{"full_attn": measurement, "s2_attn": measurement} at one length and level, their calls
-    alternating (longlora.benchmark.measure_alternating); for a layer also "groups_only": the
-    full-attention kernel on S2-Attn's N/G groups of G tokens as a batch, when G divides N."""
+def compare(model, n: int, group: int, level: str, kernel: str, s2_kernel_names: list[str],
+            args: AttentionBenchArguments, device, dtype) -> dict:
+    """{"full_attn": measurement, "s2_attn": measurement, ...} at one length and level (S2-Attn once per
+    kernel of `s2_kernel_names`), their calls alternating (longlora.benchmark.measure_alternating); for a
+    layer also "groups_only": the full-attention kernel on S2-Attn's N/G groups of G tokens as a batch,
+    when G divides N."""
     runs = {}
     torch.manual_seed(args.seed)
     if level == "step":
         runs["full_attn"] = step_runner(model, n, device)
-        torch.manual_seed(args.seed)
-        runs["s2_attn"] = with_s2_attention(step_runner(model, n, device), model, args.group_size_ratio)
+        for s2_kernel in s2_kernel_names:
+            torch.manual_seed(args.seed)
+            runs[s2_setting(s2_kernel)] = with_s2_attention(step_runner(model, n, device), model,
+                                                            args.group_size_ratio, s2_kernel)
         return measure_alternating(runs, device, args.repeats, args.warmup)
     module = model.model.layers[0].self_attn
-    settings = [("full_attn", ALL_ATTENTION_FUNCTIONS[kernel], None), ("s2_attn", s2_attention_forward, None)]
+    settings = [("full_attn", ALL_ATTENTION_FUNCTIONS[kernel], None)]
+    settings += [(s2_setting(k), s2_layer_attention(args.group_size_ratio, k), None) for k in s2_kernel_names]
     if n % group == 0:
         settings.append(("groups_only", ALL_ATTENTION_FUNCTIONS[kernel], group))
     for setting, attention, groups_of in settings:
         torch.manual_seed(args.seed)
         runs[setting] = layer_runner(module, attention, layer_inputs(module, n, device, dtype), groups_of)
-    enable_s2_attention(model, args.group_size_ratio)  # the S2 function reads its settings from the module
-    try:
-        return measure_alternating(runs, device, args.repeats, args.warmup)
-    finally:
-        disable_s2_attention(model)
+    return measure_alternating(runs, device, args.repeats, args.warmup)
 
 
 def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, note: str) -> list[dict]:
@@ -143,7 +159,7 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
         values = cost_values(m, n, "ms_median")
         if setting != "full_attn" and not m.get("oom") and not result["full_attn"].get("oom"):
             values["speedup_vs_full"] = round(result["full_attn"]["ms"] / m["ms"], 3)
-            if setting == "s2_attn":
+            if setting.startswith("s2_attn"):
                 values["flop_ratio"] = round(flop_ratio, 3)
         rows += [{**base, "train_ctx": n, "eval_ctx": n, "setting": f"{setting}|{level}", "metric": metric,
                   "value": value, "note": note, "wall_seconds": round(m["wall"], 2)}
@@ -159,15 +175,16 @@ def main() -> None:
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
     base = {"table": "efficiency", **base_row(args)}
     path = None
-    print(f"{'kernel':>17} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} {'executed':>8} "
-          f"{'groups only':>11} {'full MB':>8} {'S2 MB':>8}")
+    s2_kernel_names = s2_kernels(args, device)
+    print(f"{'kernel':>17} {'S2':>4} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} "
+          f"{'executed':>8} {'groups only':>11} {'full MB':>8} {'S2 MB':>8}")
     for kernel in args.kernels or default_kernels(device):
         model = random_model(config, kernel, device, dtype, args.seed, args.gradient_checkpointing)
         for n in lengths:
             group = math.ceil(args.group_size_ratio * n)
             full, s2 = forward_flops(config, n), forward_flops(config, n, group)
             for level in args.levels:
-                result = compare(model, n, group, level, kernel, args, device, dtype)
+                result = compare(model, n, group, level, kernel, s2_kernel_names, args, device, dtype)
                 ratio = full.attn / s2.attn if level == "layer" else full.total / s2.total
                 theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
                 note = (bench_note(kernel, dtype, device, args.group_size_ratio, args.gradient_checkpointing)
@@ -175,13 +192,15 @@ def main() -> None:
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
                 path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, note),
                                      args.results_dir)
-                f, s = result["full_attn"], result["s2_attn"]
+                f = result["full_attn"]
                 executed = (f"{executed_step_ratio(config, n, args.group_size_ratio, args.gradient_checkpointing):.2f}"
                             if level == "step" else "-")
                 groups = result.get("groups_only", {})
                 groups_speedup = f"{f['ms'] / groups['ms']:.2f}" if "ms" in groups and "ms" in f else "-"
-                print(f"{kernel:>17} {level:>5} {n:>6} {shown(f, 'ms'):>9} {shown(s, 'ms'):>9} {ratio:>10.2f} "
-                      f"{executed:>8} {groups_speedup:>11} {shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
+                for s2_kernel in s2_kernel_names:
+                    s = result[s2_setting(s2_kernel)]
+                    print(f"{kernel:>17} {s2_kernel:>4} {level:>5} {n:>6} {shown(f, 'ms'):>9} {shown(s, 'ms'):>9} "
+                          f"{ratio:>10.2f} {executed:>8} {groups_speedup:>11} {shown(f, 'mb'):>8} {shown(s, 'mb'):>8}")
         del model
     print(f"rows in {path}")
 

@@ -10,7 +10,9 @@ values): forward, backward and an AdamW step (betas 0.9/0.95, no weight decay), 
 gradient checkpointing as the paper trains (--no_gradient_checkpointing to turn it off).
 
   table12  with the flash kernel (`sdpa`: PyTorch's flash attention on a GPU), the settings of
-           the paper's Table 12: full_attn|full_ft, full_attn|lora, s2_attn|lora_plus.
+           the paper's Table 12: full_attn|full_ft, full_attn|lora, s2_attn|lora_plus; and LongLoRA with
+           S2-Attn on each other kernel of --s2_kernels (default on a GPU: flex, one block-sparse
+           FlexAttention call per layer), s2_attn_<kernel>|lora_plus.
   table13  without flash attention (`eager`: the N x N scores are materialised), LoRA+ with
            full attention vs S2-Attn: full_attn|lora_plus|no_fa2, s2_attn|lora_plus|no_fa2. S2-Attn
            then runs its groups on SDPA's math kernel, which materialises each group's scores the
@@ -33,7 +35,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from longlora.args import exit_on_error, parse_args
 from longlora.attention import enable_s2_attention
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
-                                memory_level, random_model, shown, step_runner)
+                                memory_level, random_model, s2_kernels, s2_setting, shown, step_runner)
 from longlora.cli import description
 from longlora.flops import load_config
 from longlora.model import TrainingMode, setup_training
@@ -59,9 +61,19 @@ class TrainingBenchArguments(BenchArguments):
     smoke_repeats: ClassVar[int] = 1
 
 
-def setting_name(table: str, attention: str, mode: str) -> str:
-    """The paper's setting label, e.g. full_attn|full_ft or s2_attn|lora_plus|no_fa2."""
-    return f"{attention}|{'full_ft' if mode == 'full' else mode}" + ("|no_fa2" if table == "table13" else "")
+def setting_name(table: str, attention: str, mode: str, s2_kernel: str = "sdpa") -> str:
+    """The paper's setting label, e.g. full_attn|full_ft or s2_attn|lora_plus|no_fa2; S2-Attn on another
+    kernel than sdpa is s2_attn_<kernel>, e.g. s2_attn_flex|lora_plus."""
+    label = s2_setting(s2_kernel) if attention == "s2_attn" else attention
+    return f"{label}|{'full_ft' if mode == 'full' else mode}" + ("|no_fa2" if table == "table13" else "")
+
+
+def table_settings(table: str, kernels: list[str]) -> list[tuple[str, str, str]]:
+    """(attention, training mode, S2 kernel) of a table's rows: the paper's, then (Table 12 only) LongLoRA on
+    each other S2 kernel. Table 13 is about full attention without a flash kernel: S2-Attn there is sdpa's math."""
+    settings = [(attention, mode, "sdpa") for attention, mode in SETTINGS[table]]
+    extra = [("s2_attn", "lora_plus", kernel) for kernel in kernels if kernel != "sdpa"] if table == "table12" else []
+    return settings + extra
 
 
 def paper_optimizer(model) -> torch.optim.AdamW:
@@ -70,11 +82,11 @@ def paper_optimizer(model) -> torch.optim.AdamW:
     return torch.optim.AdamW(trainable, lr=2e-5, betas=(0.9, 0.95), weight_decay=0.0)
 
 
-def build_setting(config, table: str, attention: str, mode: str, args, device, dtype):
+def build_setting(config, table: str, attention: str, mode: str, args, device, dtype, s2_kernel: str = "sdpa"):
     """The model of one setting, built from scratch (so nothing of another setting is counted)."""
     model = random_model(config, KERNEL[table], device, dtype, args.seed, not args.no_gradient_checkpointing)
     if attention == "s2_attn":
-        enable_s2_attention(model, args.group_size_ratio)
+        enable_s2_attention(model, args.group_size_ratio, kernel=s2_kernel)
     return setup_training(model, TrainingMode(mode))
 
 
@@ -83,10 +95,11 @@ def table_kernels(table: str):
     return sdpa_kernel(SDPBackend.MATH) if table == "table13" else nullcontext()
 
 
-def measure_setting(config, table: str, attention: str, mode: str, n: int, args, device, dtype) -> dict:
+def measure_setting(config, table: str, attention: str, mode: str, n: int, args, device, dtype,
+                    s2_kernel: str = "sdpa") -> dict:
     """Time one setting's step and its peak memory, counting from before its model is built."""
     baseline = memory_level(device)
-    model = build_setting(config, table, attention, mode, args, device, dtype)
+    model = build_setting(config, table, attention, mode, args, device, dtype, s2_kernel)
     with table_kernels(table):
         run = step_runner(model, n, device, paper_optimizer(model))
         result = measure(run, device, args.repeats, args.warmup, baseline)
@@ -118,15 +131,16 @@ def main() -> None:
     base = base_row(args)
     path = None
     lengths = args.seq_len or (GPU_LENGTHS if device.type == "cuda" else CPU_LENGTHS)
+    kernels = s2_kernels(args, device)
     warm_up_process(config, args.tables[0], min(lengths), args, device, dtype)
     print(f"{'table':>7} {'setting':>30} {'N':>6} {'ms/step':>9} {'peak MB':>9}")
     for table in args.tables:
         note = (bench_note(KERNEL[table], dtype, device, args.group_size_ratio, not args.no_gradient_checkpointing)
                 + " optimizer=AdamW batch=1")
         for n in lengths:
-            for attention, mode in SETTINGS[table]:
-                setting = setting_name(table, attention, mode)
-                result = measure_setting(config, table, attention, mode, n, args, device, dtype)
+            for attention, mode, s2_kernel in table_settings(table, kernels):
+                setting = setting_name(table, attention, mode, s2_kernel)
+                result = measure_setting(config, table, attention, mode, n, args, device, dtype, s2_kernel)
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
                 path = append_result(f"table12_13_{device.type}", rows_for(result, table, setting, n, base, note),
                                      args.results_dir)

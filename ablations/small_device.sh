@@ -14,7 +14,13 @@
 #            bash ablations/small_device.sh run --out "$OUT" --time_limit S 2>&1 | tee "$OUT/log"
 #            (install, join, check, convert, Table 1, Figure 4 until S seconds have passed; the result CSVs are
 #            copied to --out every 20 s and at the end, so rows finished before a stop come back: commit those)
-# Flags: --dry_run prints the commands of `run`; --smoke runs them on the CPU with the mini model (CI);
+# Issue 42's kernel benchmark, after the tables or on its own (needs only the wheels: the first call's carry
+# without the GGUF part, i.e. [".cache/wheels"]):
+#   device:  bash ablations/small_device.sh bench --out "$OUT" --time_limit 540 2>&1 | tee "$OUT/log"
+#            (bench_attention.py on Llama-2-7B's layer shapes, 8 layers, bf16, 4k..64k: S2-Attn on sdpa and on flex
+#            beside full attention on sdpa and flash-attn where installed; the layer level in the first half of
+#            the time, then the step level; rows to results/efficiency_cuda.csv, copied to --out as they come)
+# Flags: --dry_run prints the commands of `run`/`bench`; --smoke runs them on the CPU with the mini model (CI);
 #        --steps N (default 300); --length N (default 16384: Table 1's length, Figure 4's target);
 #        --out DIR; --time_limit S (default 540); --only table1|figure4 (default both, Table 1 first).
 set -euo pipefail
@@ -88,10 +94,21 @@ run() {  # print, then run unless --dry_run
 
 copy_results() { [ -z "$OUT_DIR" ] || cp "${RESULTS[@]}" "$OUT_DIR"/ 2>/dev/null || true; }
 
-prepare_device() {  # the pinned packages over the image's, then the GGUF joined and checked
+install_wheels() {  # the pinned packages over the image's
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/small-site \
     "$WHEELS"/*.whl
   export PYTHONPATH=/tmp/small-site${PYTHONPATH:+:$PYTHONPATH}
+}
+
+start_copier() {  # the result CSVs to --out every 20 s and at the end, so rows finished before a stop come back
+  if [ -n "$OUT_DIR" ]; then
+    (while sleep 20; do copy_results; done) & COPIER=$!
+    trap 'kill $COPIER 2>/dev/null; copy_results' EXIT
+  fi
+}
+
+prepare_device() {  # the pinned packages, then the GGUF joined and checked
+  install_wheels
   (cd "$PARTS" && sha256sum --check --quiet SHA256SUMS)
   cat "$PARTS"/part-* > "$PARTS/$GGUF"
   (cd "$PARTS" && sha256sum --check --quiet GGUF.sha256)
@@ -106,10 +123,7 @@ run_tables() {
   local deadline=$(( SECONDS + TIME_LIMIT ))
   if [ "$DRY_RUN" = 0 ]; then
     prepare_device
-    if [ -n "$OUT_DIR" ]; then
-      (while sleep 20; do copy_results; done) & COPIER=$!
-      trap 'kill $COPIER 2>/dev/null; copy_results' EXIT
-    fi
+    start_copier
   fi
   run python convert_smollm2.py --gguf "$PARTS/$GGUF" --output_dir "$MODEL"
   local flags=(--scale small --steps "$STEPS" --seeds 42 --accumulation 1)  # one call: minutes, not hours
@@ -121,9 +135,26 @@ run_tables() {
   done
 }
 
+run_bench() {  # issue 42: S2-Attn on sdpa and flex beside full attention, the layer level first
+  local bench=(python bench_attention.py --model llama2-7b --num_layers 8 --gradient_checkpointing --scale paper
+               --s2_kernels sdpa flex --seq_len 4096 8192 16384 32768 65536)
+  if [ "$SMOKE" = 1 ]; then  # FlexAttention cannot train on a CPU: the plumbing, with S2-Attn on sdpa only
+    bench=(python bench_attention.py --smoke --threads 1 --s2_kernels sdpa)
+  fi
+  local deadline=$(( SECONDS + TIME_LIMIT )) half=$(( TIME_LIMIT / 2 ))
+  RESULTS=(results/efficiency_cuda.csv)
+  if [ "$DRY_RUN" = 0 ] && [ "$SMOKE" = 0 ]; then
+    install_wheels
+    start_copier
+  fi
+  run timeout "$half" "${bench[@]}" --levels layer || true
+  run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) "${bench[@]}" --levels step || true
+}
+
 case "$ACTION" in
   split) split_gguf ;;
   run) run_tables ;;
-  *) echo "usage: bash ablations/small_device.sh split|run [--dry_run] [--smoke] [--steps N] [--length N]" \
+  bench) run_bench ;;
+  *) echo "usage: bash ablations/small_device.sh split|run|bench [--dry_run] [--smoke] [--steps N] [--length N]" \
        "[--out DIR] [--time_limit S] [--only table1|figure4]" >&2; exit 2 ;;
 esac

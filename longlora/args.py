@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from longlora.attention import PATTERNS
+from longlora.attention import KERNELS, PATTERNS
 from longlora.checks import check_model_dir, check_output_dir
 from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
@@ -77,6 +77,10 @@ class AttentionArguments:
         "help": "S2-Attn group size as a fraction of each sequence's real tokens (paper: 1/4)."})
     group_size: int | None = field(default=None, metadata={
         "help": "S2-Attn group size in tokens; overrides --group_size_ratio."})
+    s2_kernel: str = field(default="auto", metadata={
+        "help": "S2-Attn kernel: sdpa (the groups as SDPA / flash-attn calls), flex (one block-sparse FlexAttention "
+                "call per layer; trains on a GPU only) or auto (sdpa until GPU measurements choose).",
+        "choices": KERNELS})
 
     def __post_init__(self) -> None:
         if not 0 < self.group_size_ratio <= 1:

@@ -26,15 +26,21 @@ Rules (see README "S2-Attn semantics"):
   * A layer with a sliding window W (Mistral, Qwen2's sliding layers) needs groups inside
     it, G <= W, so that a group's attention is the layer's own; a larger G is an error.
   * Patterns for the paper's Table 6 ablation live here too (`PATTERNS`).
+  * Kernels (`KERNELS`): `sdpa` cuts the groups into SDPA (or flash-attn varlen) calls; `flex` evaluates
+    the same attention as one block-sparse FlexAttention call per layer, every head at once, with a
+    per-head mask (`s2_block_mask`); `auto` is `sdpa` until GPU measurements show flex faster.
 """
 
 import dataclasses
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.flex_attention import BlockMask, create_block_mask, flex_attention
 from transformers import AttentionInterface
+from transformers.integrations.flex_attention import compile_friendly_flex_attention
 from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
 try:  # flash-attn is a GPU extra (requirements-gpu.txt)
@@ -46,6 +52,7 @@ S2_ATTENTION = "s2_attention"
 GROUP_PATTERNS = ("s2", "short", "only_shifted", "s2_cross_layers", "s2_swap")
 MASK_PATTERNS = ("dilated", "block_sparse", "stride_sparse")
 PATTERNS = GROUP_PATTERNS + MASK_PATTERNS
+KERNELS = ("auto", "sdpa", "flex")
 
 
 @dataclass
@@ -59,6 +66,7 @@ class S2Config:
     `dilated` (causal inside each residue class i mod N/G), `block_sparse` (own group
     and the previous one), `stride_sparse` (Sparse-Transformer strided: half the heads
     a causal window of G, half every G-th token).
+    kernel: one of KERNELS (see the module docstring); the attention is the same on each.
     """
 
     group_size_ratio: float = 0.25
@@ -66,10 +74,13 @@ class S2Config:
     pattern: str = "s2"
     sequence_parallel_rank: int = 0  # this rank's heads are the rank-th of sequence_parallel_size slices
     sequence_parallel_size: int = 1
+    kernel: str = "auto"
 
     def __post_init__(self) -> None:
         if self.pattern not in PATTERNS:
             raise ValueError(f"unknown S2-Attn pattern {self.pattern!r}; choose one of {PATTERNS}")
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown S2-Attn kernel {self.kernel!r}; choose one of {KERNELS}")
         if self.group_size is None and not 0 < self.group_size_ratio <= 1:
             raise ValueError(f"group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
         if self.group_size is not None and self.group_size < 2:
@@ -103,6 +114,12 @@ def _document_starts(valid: torch.Tensor, position_ids: torch.Tensor | None) -> 
     return starts
 
 
+def _document_start_positions(doc_starts: torch.Tensor) -> torch.Tensor:
+    """(B, N): the index in its row of the first token of each token's document (0 before the first)."""
+    arange = torch.arange(doc_starts.shape[1], device=doc_starts.device).expand_as(doc_starts)
+    return torch.cummax(torch.where(doc_starts, arange, 0), dim=1).values
+
+
 def _segments(valid: torch.Tensor, doc_starts: torch.Tensor, group: torch.Tensor, shifted: bool):
     """Contiguous attention segments as (flat start index in B*N, length), in order.
 
@@ -111,10 +128,8 @@ def _segments(valid: torch.Tensor, doc_starts: torch.Tensor, group: torch.Tensor
     each document form a short group of their own and the last group ends at the
     document's end (no wrap-around). `group` holds each token's G, (B, N).
     """
-    n = valid.shape[1]
-    arange = torch.arange(n, device=valid.device).expand_as(valid)
-    start_pos = torch.cummax(torch.where(doc_starts, arange, 0), dim=1).values
-    pos_in_doc = arange - start_pos  # (B, N)
+    arange = torch.arange(valid.shape[1], device=valid.device).expand_as(valid)
+    pos_in_doc = arange - _document_start_positions(doc_starts)  # (B, N)
     g = group
     group_index = (pos_in_doc + (g // 2 if shifted else 0)) // g
     prev_index = F.pad(group_index[:, :-1], (1, 0), value=-1)
@@ -280,23 +295,30 @@ def _split_heads(query, key, value, sizes: list[int]):
     return zip(torch.split(query, sizes, dim=2), torch.split(key, kv_sizes, dim=2), torch.split(value, kv_sizes, dim=2))
 
 
+def _window_heads(first: int, num_heads: int, total: int) -> list[bool]:
+    """stride_sparse: whether each of the heads [first, first + num_heads) has the local window (the first
+    half of the layer's `total` heads, counted over the whole layer) rather than the strided keys."""
+    return [head < total - total // 2 for head in range(first, first + num_heads)]
+
+
+def _sparse_allowed(pattern: str, n: int, group_size: int, window, i, j):
+    """Whether query i attends key j in a Table 6 baseline that is not groups, elementwise over
+    broadcast tensors: the one definition behind both the dense mask and the FlexAttention mask_mod."""
+    causal = j <= i
+    if pattern == "dilated":
+        return causal & ((i - j) % max(1, math.ceil(n / group_size)) == 0)
+    if pattern == "block_sparse":
+        return causal & (i // group_size - j // group_size <= 1)
+    return causal & torch.where(window, i - j < group_size, (i - j) % group_size == 0)
+
+
 def _sparse_mask(pattern: str, n: int, group_size: int, heads: tuple[int, int, int], device) -> torch.Tensor:
     """(h, N, N) bool masks for the Table 6 baselines that are not groups; `heads` is (first global head,
     local heads, heads of the layer): stride_sparse gives the first half of the layer's heads the local window."""
     first, num_heads, total = heads
-    i = torch.arange(n, device=device)[:, None]
-    j = torch.arange(n, device=device)[None, :]
-    causal = j <= i
-    if pattern == "dilated":
-        rate = max(1, math.ceil(n / group_size))
-        mask = causal & ((i - j) % rate == 0)
-        return mask.expand(num_heads, n, n)
-    if pattern == "block_sparse":
-        return (causal & (i // group_size - j // group_size <= 1)).expand(num_heads, n, n)
-    local = causal & (i - j < group_size)
-    strided = causal & ((i - j) % group_size == 0)
-    has_window = torch.arange(first, first + num_heads, device=device) < total - total // 2
-    return torch.where(has_window[:, None, None], local, strided)
+    arange = torch.arange(n, device=device)
+    window = torch.tensor(_window_heads(first, num_heads, total), device=device)[:, None, None]
+    return _sparse_allowed(pattern, n, group_size, window, arange[:, None], arange[None, :]).expand(num_heads, n, n)
 
 
 def _row_group_size(n: int, cfg: S2Config) -> int:
@@ -355,6 +377,111 @@ def _attend_masked(query, key, value, valid, group_size, cfg: S2Config, scaling,
     return out.transpose(1, 2).contiguous()
 
 
+# FlexAttention's block masks, kept per (pattern, heads, N, G, batch, device) with the document layout
+# they were built for: every layer of a forward, and the next forwards of whole rows, reuse one. From
+# _COMPILE_MASKS_FROM tokens a mask is built compiled (eagerly it materialises a B x H x N x N tensor).
+_COMPILE_MASKS_FROM = 2048
+_BLOCK_MASKS_KEPT = 4
+_block_masks: OrderedDict = OrderedDict()
+
+
+def _head_flags(cfg: S2Config, layer_idx: int, first: int, num_heads: int, total: int) -> tuple[bool, ...]:
+    """Per local head, by its global index: shifted (group patterns) or with the local window (stride_sparse)."""
+    if cfg.pattern in MASK_PATTERNS:
+        return tuple(_window_heads(first, num_heads, total))
+    sections = _local_sections(_head_sections(cfg.pattern, total, layer_idx), first, num_heads)
+    return tuple(shifted for count, shifted in sections for _ in range(count))
+
+
+def _group_mask_mod(shifted, valid, start, group):
+    """S2-Attn's groups as a FlexAttention mask_mod: query q attends key kv of its own document when
+    kv <= q and both lie in the same group, counted from the document's start, offset by G/2 on the
+    shifted heads (so the first and last G/2 tokens are groups of their own: nothing wraps around).
+    Per token, (B, N) or (1, N) for every row alike: valid (not padding), start (its document's first
+    index), group (its G)."""
+    def mask_mod(b, h, q, kv):
+        row = b % valid.shape[0]
+        g, first = group[row, q], start[row, q]
+        offset = torch.where(shifted[h], g // 2, 0)
+        same_group = (q - first + offset) // g == (kv - first + offset) // g
+        return (kv <= q) & (start[row, kv] == first) & same_group & valid[row, q] & valid[row, kv]
+    return mask_mod
+
+
+def _sparse_mask_mod(pattern: str, n: int, group_size: int, window, valid):
+    """A Table 6 mask pattern as a FlexAttention mask_mod: the dense path's mask (_attend_masked), token by token."""
+    def mask_mod(b, h, q, kv):
+        return _sparse_allowed(pattern, n, group_size, window[h], q, kv) & valid[b % valid.shape[0], kv] | (q == kv)
+    return mask_mod
+
+
+def _same_layout(kept, layout) -> bool:
+    if kept is None or layout is None:
+        return kept is layout
+    return all(torch.equal(a, b) for a, b in zip(kept, layout))
+
+
+def s2_block_mask(cfg: S2Config, layer_idx: int, num_heads: int, n: int, group_size: int,
+                  layout: tuple[torch.Tensor, ...] | None = None, device: torch.device | str = "cpu") -> BlockMask:
+    """The FlexAttention BlockMask of an S2 call with `num_heads` local heads over N tokens: every head's
+    mask in one, so one kernel call serves the layer and skips the blocks no group reaches.
+
+    layout: None for whole rows (one mask shared by the batch; G = group_size), else the batch's
+    (valid, doc_starts, group), each (B, N): padding, packed documents and each document's G.
+    Mask patterns use G = group_size over the whole row, as the dense path does.
+    """
+    first, total = cfg.global_heads(num_heads)
+    flags = _head_flags(cfg, layer_idx, first, num_heads, total)
+    batch = None if layout is None else layout[0].shape[0]
+    key = (cfg.pattern, flags, n, group_size, batch, str(device))
+    kept = _block_masks.get(key)
+    if kept is not None and _same_layout(kept[0], layout):
+        _block_masks.move_to_end(key)
+        return kept[1]
+    if layout is None:
+        valid = torch.ones(1, n, dtype=torch.bool, device=device)
+        start = torch.zeros(1, n, dtype=torch.long, device=device)
+        group = torch.full((1, n), group_size, device=device)
+    else:
+        layout = tuple(x.clone() for x in layout)  # the caller's mask may change in place
+        valid, doc_starts, group = layout
+        start = _document_start_positions(doc_starts)
+    heads = torch.tensor(flags, device=device)
+    mask_mod = (_sparse_mask_mod(cfg.pattern, n, group_size, heads, valid) if cfg.pattern in MASK_PATTERNS
+                else _group_mask_mod(heads, valid, start, group))
+    block_mask = create_block_mask(mask_mod, batch, num_heads, n, n, device=device,
+                                   _compile=n >= _COMPILE_MASKS_FROM)
+    _block_masks[key] = (layout, block_mask)
+    if len(_block_masks) > _BLOCK_MASKS_KEPT:
+        _block_masks.popitem(last=False)
+    return block_mask
+
+
+def _uses_flex(cfg: S2Config, query: torch.Tensor, dropout: float) -> bool:
+    """Whether this call runs on FlexAttention: with kernel `flex` only (`auto` keeps the SDPA paths until
+    GPU measurements choose, issue 42). Where FlexAttention cannot run the call, one clear error."""
+    if cfg.kernel != "flex":
+        return False
+    if query.device.type == "cpu" and query.requires_grad and torch.is_grad_enabled():
+        raise ValueError("S2-Attn's flex kernel cannot train on a CPU (FlexAttention has no CPU backward): "
+                         "use --s2_kernel auto or sdpa")
+    if dropout:
+        raise ValueError("S2-Attn's flex kernel has no attention dropout: use --s2_kernel auto or sdpa")
+    return True
+
+
+def _attend_flex(query, key, value, block_mask: BlockMask, scaling):
+    """One FlexAttention call for every head: q (B, H, N, D), k/v (B, H_kv, N, D) -> (B, N, H, D).
+    Compiled on a GPU (transformers' wrapper compiles it once); eager on a CPU, where it only runs forwards."""
+    gqa = key.shape[1] != query.shape[1]
+    if query.device.type == "cpu":
+        out = flex_attention(query, key, value, block_mask=block_mask, scale=scaling, enable_gqa=gqa)
+    else:
+        out = compile_friendly_flex_attention(query, key, value, training=query.requires_grad,
+                                              block_mask=block_mask, scale=scaling, enable_gqa=gqa)
+    return out.transpose(1, 2).contiguous()
+
+
 def _check_sliding_window(cfg: S2Config, n: int, sliding_window: int | None) -> None:
     """A layer with a sliding window W (Mistral, Qwen2's sliding layers) sees the last W tokens. S2-Attn's
     groups must lie inside it (G <= W): then each group's causal attention is exactly the layer's own,
@@ -389,7 +516,13 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
         doc_starts = _document_starts(valid, position_ids if packed else None)
         group = _group_sizes(valid, doc_starts, cfg)
         if cfg.pattern in MASK_PATTERNS:
-            return _attend_masked(query, key, value, valid, int(group.max()), cfg, scaling, dropout), None
+            g = int(group.max())
+    if _uses_flex(cfg, query, dropout):
+        block_mask = s2_block_mask(cfg, module.layer_idx, num_heads, n, g,
+                                   None if uniform else (valid, doc_starts, group), query.device)
+        return _attend_flex(query, key, value, block_mask, scaling), None
+    if cfg.pattern in MASK_PATTERNS:
+        return _attend_masked(query, key, value, valid, g, cfg, scaling, dropout), None
 
     query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, N, heads, D): the memory layout
     first, total = cfg.global_heads(num_heads)
@@ -415,13 +548,13 @@ def _attention_modules(model):
 
 
 def enable_s2_attention(model, group_size_ratio: float = 0.25, group_size: int | None = None,
-                        shift: bool = True, pattern: str | None = None):
+                        shift: bool = True, pattern: str | None = None, kernel: str = "auto"):
     """Switch every attention layer of a causal LM to S2-Attn (training only).
 
     `shift=False` is the paper's "short attention without shift" baseline; `pattern`
-    overrides both (see S2Config). Returns the model.
+    overrides both (see S2Config); `kernel` is one of KERNELS. Returns the model.
     """
-    cfg = S2Config(group_size_ratio, group_size, pattern or ("s2" if shift else "short"))
+    cfg = S2Config(group_size_ratio, group_size, pattern or ("s2" if shift else "short"), kernel=kernel)
     modules = _attention_modules(model)
     if not modules:
         raise ValueError(f"{type(model).__name__} has no attention layers using the attention registry")

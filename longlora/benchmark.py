@@ -29,6 +29,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM
 
+from longlora.attention import KERNELS
 from longlora.data import DEFAULT_MODEL
 from longlora.flops import config_name
 from longlora.results import SCALES
@@ -60,6 +61,9 @@ class BenchArguments:
         "help": "Results folder (default: results/; with --smoke a new temporary folder)."})
     smoke: bool = field(default=False, metadata={
         "help": f"Seconds-long check: N in {SMOKE_LENGTHS}, fewer repeats, rows to a temporary folder."})
+    s2_kernels: list[str] | None = field(default=None, metadata={
+        "help": "S2-Attn kernels timed (rows s2_attn for sdpa, s2_attn_<kernel> for the others). Default: sdpa, "
+                "plus flex on a GPU (FlexAttention cannot train on a CPU).", "choices": KERNELS})
     smoke_repeats: ClassVar[int] = 2
 
     def __post_init__(self) -> None:
@@ -72,6 +76,20 @@ class BenchArguments:
             raise ValueError("--num_layers must be at least 1")
         if self.seq_len is not None and min(self.seq_len) < 8:
             raise ValueError("every --seq_len must be at least 8 tokens")
+
+
+def s2_kernels(args: BenchArguments, device: torch.device) -> list[str]:
+    """--s2_kernels, or sdpa (plus flex on a GPU); flex where it cannot train is refused before anything runs."""
+    kernels = args.s2_kernels or (["sdpa", "flex"] if device.type == "cuda" else ["sdpa"])
+    if "flex" in kernels and device.type == "cpu":
+        raise ValueError("--s2_kernels flex: FlexAttention has no backward on a CPU, so it cannot be timed "
+                         "forward + backward here; run it on a GPU")
+    return kernels
+
+
+def s2_setting(kernel: str) -> str:
+    """Result label of S2-Attn on `kernel`: s2_attn on sdpa (the rows measured before kernels were a choice)."""
+    return "s2_attn" if kernel == "sdpa" else f"s2_attn_{kernel}"
 
 
 def bench_device(args: BenchArguments) -> tuple[torch.device, torch.dtype]:

@@ -347,11 +347,11 @@ def efficiency(rows):
             continue
         level = setting.split("|")[1]
         speedup, ratio = values[(model, setting, n, metric, note)], values.get((model, setting, n, "flop_ratio", note))
-        s2_mem, full_mem = (values.get((model, f"{a}|{level}", n, "peak_mem_mb", note))
-                            for a in ("s2_attn", "full_attn"))
+        s2_mem, full_mem = (values.get((model, s, n, "peak_mem_mb", note)) for s in (setting, f"full_attn|{level}"))
         if None in (ratio, s2_mem, full_mem):
             continue
-        where = f"{model} {level} @{n} ({' '.join(note.split()[:3])})"
+        kernel = setting.split("|")[0].removeprefix("s2_attn").removeprefix("_")  # s2_attn_flex: S2-Attn on flex
+        where = f"{model} {level} @{n} ({' '.join(note.split()[:3])}{', S2 on ' + kernel if kernel else ''})"
         groups_only = values.get((model, f"groups_only|{level}", n, metric, note))
         kernel_alone = "" if groups_only is None else f" (the kernel alone on the groups: {groups_only:.2f})"
         verdicts.append((speedup >= 0.9 * ratio,

@@ -326,7 +326,8 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
         saved_config.__dict__.pop("quantization_config", None)  # the adapter belongs to the unquantized base
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     if attn_args.attention != "full":
-        enable_s2_attention(model, attn_args.group_size_ratio, attn_args.group_size, pattern=attn_args.attention)
+        enable_s2_attention(model, attn_args.group_size_ratio, attn_args.group_size, pattern=attn_args.attention,
+                            kernel=attn_args.s2_kernel)
     set_seed(seed)
     model = setup_training(model, lora_args.training_mode())
     if tokenizer.pad_token is None:
