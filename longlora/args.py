@@ -147,6 +147,10 @@ class LongLoRATrainingArguments(TrainingArguments):
     resume_from_checkpoint: str | None = field(default=None, metadata={
         "help": "Resume from this checkpoint-N directory instead of the newest in output_dir (it must exist "
                 "and be complete)."})
+    loss_tile_tokens: int = field(default=0, metadata={
+        "help": "With --sequence_parallel_size: compute the loss in tiles of this many tokens per rank, never holding "
+                "a rank's whole logits (tokens x vocabulary; ALST's tiled logits+loss): the same loss and gradients. "
+                "0: off."})
     sequence_parallel_size: int = field(default=1, metadata={
         "help": "Ulysses sequence parallelism (DeepSpeed ALST): P processes share each sequence, every one holding "
                 "N/P of its tokens and attending the whole sequence with H/P of the heads; needs --deepspeed. "
@@ -163,6 +167,9 @@ class LongLoRATrainingArguments(TrainingArguments):
         check_output_dir(self.output_dir, "--output_dir")
         self.parallelism_config = sequence_parallel_config(self.sequence_parallel_size, self.deepspeed,
                                                            self.world_size)
+        if self.loss_tile_tokens < 0 or (self.loss_tile_tokens and self.sequence_parallel_size == 1):
+            raise ValueError(f"--loss_tile_tokens {self.loss_tile_tokens}: a positive tile of tokens, with "
+                             "--sequence_parallel_size above 1 (0 turns it off)")
         if self.deepspeed and self.use_cpu and torch.distributed.is_initialized():
             # transformers starts DeepSpeed's communication through accelerate on accelerators only: with
             # --use_cpu accelerate makes the gloo group and DeepSpeed stays unaware of it until the Trainer

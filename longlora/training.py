@@ -34,8 +34,10 @@ from longlora.attention import enable_s2_attention
 from longlora.files import atomic_open
 from longlora.model import RUN_CONFIG, context_window, load_config, load_model, setup_training
 from longlora.results import git_commit
+from longlora.sft import IGNORE_INDEX
 from longlora.sequence_parallel import (SequenceParallelCollator, check_sequence_parallel,
                                        sequence_parallel_gradient_scale, use_sequence_parallel)
+from longlora.tiled_loss import final_hidden_states, tiled_loss_sum
 
 CHECKPOINT = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 TRAINER_STATE = "trainer_state.json"  # the Trainer writes it last: a checkpoint-N/ without it is incomplete
@@ -148,14 +150,33 @@ class AtomicCheckpointTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         """The loss, passing back the share of its gradient that makes DeepSpeed's reduction exact under
         Ulysses (`sequence_parallel_gradient_scale`); its value is unchanged."""
-        result = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         size = self.get_sp_size()
         if size == 1 or not model.training:
-            return result
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.args.loss_tile_tokens:
+            loss, outputs = self._tiled_sequence_parallel_loss(model, inputs), None
+        else:
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
         scale = sequence_parallel_gradient_scale(self.model_wrapped, size)
-        loss = result[0] if return_outputs else result
         loss = loss.detach() + (loss - loss.detach()) * scale
-        return (loss, result[1]) if return_outputs else loss
+        return (loss, outputs) if return_outputs else loss
+
+    def _tiled_sequence_parallel_loss(self, model, inputs: dict) -> torch.Tensor:
+        """The group's token-weighted loss as transformers' deepspeed_sp_compute_loss gives it (each rank's
+        loss summed, gathered with a differentiable all-gather, divided by the group's scored tokens), with
+        each rank's loss computed in tiles (longlora.tiled_loss)."""
+        from deepspeed.utils import groups
+
+        shift_labels = inputs.pop("shift_labels")
+        inputs.pop("labels", None)
+        unwrapped = self.accelerator.unwrap_model(model)
+        base = unwrapped.get_base_model() if hasattr(unwrapped, "get_base_model") else unwrapped
+        hidden = final_hidden_states(model, base, inputs)
+        loss_sum = tiled_loss_sum(base.get_output_embeddings(), hidden, shift_labels, self.args.loss_tile_tokens)
+        group = groups._get_sequence_parallel_group()
+        sums = torch.distributed.nn.functional.all_gather(loss_sum, group=group)
+        counts = torch.distributed.nn.functional.all_gather((shift_labels != IGNORE_INDEX).sum(), group=group)
+        return torch.stack(sums).sum() / torch.stack(counts).sum().clamp(min=1)
 
     def _run_epoch(self, **kwargs):
         """Resume an epoch under Ulysses: the Trainer skips the trained batches with accelerate's
