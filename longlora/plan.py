@@ -2,6 +2,8 @@
 
     python -m longlora.plan --model llama2-7b --seq_len 8192 --training lora_plus --zero 2 --gpus 8
     python -m longlora.plan --model llama2-7b --seq_len 65536 --training full --zero 3 --gpus 8
+    python -m longlora.plan --model llama3.1-8b --training full --zero 3 --gpus 8 --sequence_parallel_size 8 \
+        --offload optimizer --offload_checkpoints --tiled_mlp --tiled_loss --longest_context
 
 Model states (P parameters stored, T trainable, a bytes per weight: 2 for bf16) follow
 DeepSpeed's own estimator (estimate_zero2/3_model_states_mem_needs: 4P + 16P/gpus for
@@ -27,11 +29,26 @@ in tests/test_plan.py):
                  (4 + a) * H * K (4 * H * K in fp32): the only N^2 term;
   head and loss  final RMSNorm 4h + 2ah + 4, fp32 log-probabilities 4V, token ids and labels 16.
 Saved for backward: with gradient checkpointing each layer keeps only its input (a * h),
-without it every layer keeps the above (and RoPE's cos and sin, 2a * head_dim). The
-backward adds a working set: the fp32 gradients of the log-probabilities and logits (8V)
-or, when larger, one checkpointed layer recomputed. A fixed --overhead_gb (default 1 GiB)
-stands for the CUDA context (~0.5 GiB), cuBLAS/NCCL workspaces and DeepSpeed's reduce
-buckets (2 x hidden^2 16-bit elements); allocator fragmentation is not counted.
+without it every layer keeps the above (and RoPE's cos and sin, 2a * head_dim); the
+backward then adds the fp32 gradients of the log-probabilities and logits (8V). With
+checkpointing the peak is the larger of two moments: the loss's backward (the head's saved
+tensors and 8V) and one layer recomputed with its gradients: the incoming gradient (a * h)
+and the larger of the MLP's (2aI beside its saved tensors) and attention's (FlashAttention-2's
+mha_bwd: dout, dq, dk, dv, an fp32 dq accumulator, fp32 softmax_d, K/V gradients expanded to
+every query head under GQA); checked against the peak measured on a CPU in tests/test_plan.py.
+
+Long-context pieces (DeepSpeed ALST, arXiv 2506.13996): --sequence_parallel_size P (Ulysses)
+gives each GPU N/P tokens outside attention, and inside it the whole sequence for H/P heads,
+the same n * hq elements (K/V replicated when P exceeds the K/V heads) plus the output in both
+layouts; --offload_checkpoints keeps one layer's checkpoint on the GPU instead of all of them;
+--tiled_mlp leaves the MLP's input only, with one tile of hidden-size tokens recomputed in the
+backward; --tiled_loss computes logits and loss in tiles of 1 GiB of fp32 logits, keeping the
+gradient of the head's input; --offload optimizer|all moves AdamW states and gradients (and
+the weights but the gathered layers) to CPU memory, as DeepSpeed's estimator counts them.
+--longest_context searches the longest N that fits; --flops_at prints longlora.flops.step_flops.
+A fixed --overhead_gb (default 1 GiB) stands for the CUDA context (~0.5 GiB), cuBLAS/NCCL
+workspaces and DeepSpeed's reduce buckets (2 x hidden^2 16-bit elements); allocator
+fragmentation is not counted.
 """
 
 import math
@@ -51,7 +68,7 @@ DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
 @dataclass
 class PlanArguments:
     model: str = field(default="llama2-7b", metadata={
-        "help": "Preset (llama2-7b) or a local model directory (its config.json; Llama architecture)."})
+        "help": "Preset (llama2-7b, llama3.1-8b) or a local model directory (its config.json; Llama architecture)."})
     seq_len: int = field(default=8192, metadata={"help": "Training sequence length N in tokens."})
     training: str = field(default="lora_plus", metadata={
         "help": "full, lora (q/k/v/o) or lora_plus (LoRA + embeddings and norms).",

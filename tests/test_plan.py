@@ -134,8 +134,8 @@ def measured_peak(config: LlamaConfig, n: int) -> float:
 @pytest.mark.parametrize("tiled", [False, True])
 def test_activation_peak_matches_the_measured_peak_at_two_lengths(tiled, monkeypatch):
     """Within 5% at 1024 and 4096 tokens (fp32, SDPA on the CPU; overhead 0): with the MLP whole its backward
-    is the peak, with TiledMLP the loss's. The flash kernel's backward buffers the planner counts are
-    FlashAttention-2's, which the CPU kernel does not all allocate: the plan stays above the measurement."""
+    is the peak, with TiledMLP the loss's. The attention backward buffers the planner counts are
+    FlashAttention-2's (GPU); at this shape neither peak lies in attention's backward."""
     if tiled:
         monkeypatch.setattr(LlamaMLP, "forward", tiled_mlp_forward)
     config = LlamaConfig(vocab_size=300, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
