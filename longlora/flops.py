@@ -45,7 +45,11 @@ from longlora.corpora import REPO_ROOT
 from longlora.results import SCALES, append_result, check_appendable
 
 PRESETS = {"llama2-7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
-                             intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False)}
+                             intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False),
+           # meta-llama/Llama-3.1-8B config.json (huggingface.co/meta-llama/Llama-3.1-8B/blob/main/config.json)
+           "llama3.1-8b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+                               intermediate_size=14336, vocab_size=128256, rope_theta=500000.0,
+                               max_position_embeddings=131072, tie_word_embeddings=False)}
 TABLE11_LENGTHS = (8192, 16384, 32768, 65536)
 
 
@@ -130,7 +134,7 @@ def forward_flops(config: PretrainedConfig, seq_len: int, group_size: float | No
 
 
 def step_flops(config: PretrainedConfig, seq_len: int, group_size: float | None = None, causal: bool = True,
-               checkpointing: bool = False) -> Flops:
+               checkpointing: bool = False, tiled_mlp: bool = False) -> Flops:
     """FLOPs one training step (forward + backward) executes, per part: the count a measured
     speedup can be held to, where Table 11's forward count overstates attention's share.
 
@@ -140,15 +144,17 @@ def step_flops(config: PretrainedConfig, seq_len: int, group_size: float | None 
     attention (a flash kernel recomputes QK^T: five products against the forward's two, as
     torch's FlopCounterMode counts it); checkpointing: the decoder layers run their forward
     once more, up to the FFN's down projection (torch's checkpoint stops at the last tensor
-    the backward needs; the vocabulary head is not recomputed either).
+    the backward needs; the vocabulary head is not recomputed either); tiled_mlp: DeepSpeed's
+    TiledMLP keeps only the MLP's input and runs the whole MLP forward again in its backward
+    (one more forward of the FFN, where checkpointing's own recomputation then stops at that input).
     """
     f = forward_flops(config, seq_len, group_size)
     keys = seq_len if group_size is None else min(group_size, seq_len)
     triangle = (keys + 1) / (2 * keys) if causal else 1.0
     again = 1 if checkpointing else 0
     return Flops(attn=f.attn * triangle * (1 + again + 2.5), proj=f.proj * (3 + again),
-                 ffn=f.ffn * (3 + again * 2 / 3), head=f.head * 3,
-                 ffn_elementwise=f.ffn_elementwise * (3 + again),
+                 ffn=f.ffn * (4 if tiled_mlp else 3 + again * 2 / 3), head=f.head * 3,
+                 ffn_elementwise=f.ffn_elementwise * (4 if tiled_mlp else 3 + again),
                  other_elementwise=f.other_elementwise * (3 + again))
 
 
