@@ -186,3 +186,25 @@ def test_lm_eval_scores_a_task_offline(tiny_model_dir, restore_offline_flags, ca
     assert not outcome.skipped, outcome.line()
     assert 0 <= outcome.score <= 1 and outcome.samples == 1
     assert "Downloaded" not in capsys.readouterr().out
+
+
+def test_plot_results_draws_ruler_rows_by_task_and_lists_them(tmp_path):
+    from longlora.results import append_result
+
+    def row(task, setting, train_ctx, length, value, seed):
+        return {"table": "ruler", "model": "mini", "train_ctx": train_ctx, "setting": setting, "dataset": task,
+                "split": "-", "eval_ctx": length, "value": value, "metric": "accuracy", "note": "", "scale": "mini",
+                "seed": seed, "wall_seconds": 1.0, "samples": 5}
+
+    rows = [row(task, "base+PI", 0, length, 0.2, 42) for task in ("niah_single_1", "ruler_fwe") for length in (2048, 4096)]
+    rows += [row("niah_single_1", "s2_attn|lora_plus", 2048, length, value, seed)
+             for seed, value in ((42, 0.4), (43, 0.8)) for length in (2048, 4096)]
+    append_result("ruler", rows, tmp_path)
+    page = tmp_path / "RESULTS.md"
+    result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(tmp_path / "none.md"),
+                        "--results_page", str(page))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert os.listdir(tmp_path / "figures") == ["ruler.png"]
+    text = page.read_text()
+    assert "![ruler](results/figures/ruler.png)" in text
+    assert "| s2_attn\\|lora_plus | niah_single_1 | 2048 | 4096 |  | accuracy | 0.6 ± 0.28 (n=2) |" in text
