@@ -40,7 +40,9 @@ class RulerArguments:
         "help": "Lengths in tokens (each task's samples are made to fit each)."})
     tasks: list[str] = field(default_factory=lambda: list(OFFLINE_TASKS), metadata={
         "help": "RULER tasks, among the offline ones: " + ", ".join(OFFLINE_TASKS) + "."})
-    limit: int = field(default=10, metadata={"help": "Samples per task and length (RULER makes 500; 0: all)."})
+    limit: int = field(default=5, metadata={
+        "help": "Samples per task and length (RULER makes 500; 0: all): few, so that a CPU runs all six tasks "
+                "in minutes; raise it where compute allows."})
     samples_time_limit: float = field(default=120, metadata={
         "help": "Seconds to make a task's samples of a length (in a child process, before scoring); a task "
                 "not done by then is skipped (ruler_vt loops forever where its samples cannot fit)."})
