@@ -208,3 +208,23 @@ def test_plot_results_draws_ruler_rows_by_task_and_lists_them(tmp_path):
     text = page.read_text()
     assert "![ruler](results/figures/ruler.png)" in text
     assert "| s2_attn\\|lora_plus | niah_single_1 | 2048 | 4096 |  | accuracy | 0.6 ± 0.28 (n=2) |" in text
+
+
+def test_the_readme_compute_line_leads_with_the_cpu_setting_most_rows_ran_on(tmp_path):
+    """RULER rows ran with one thread beside rows of two: the README's line named whichever sorted
+    first (0.1 h on 1 thread) and hid the hours on two."""
+    from longlora.results import append_result
+
+    def row(hardware, seconds, task):
+        return {"table": "ruler", "model": "mini", "train_ctx": 0, "setting": "base+PI", "dataset": task,
+                "split": "-", "eval_ctx": 2048, "value": 0.0, "metric": "accuracy", "note": "", "scale": "mini",
+                "seed": 42, "wall_seconds": seconds, "samples": 5, "hardware": hardware}
+
+    append_result("ruler", [row("CPU x86_64 x2 (1 threads)", 360, "ruler_vt"),
+                            row("CPU x86_64 x2 (2 threads)", 7200, "ruler_fwe")], tmp_path)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
+                      "--results_page", str(tmp_path / "RESULTS.md")).returncode == 0
+    assert ("took 2.0 h on CPU x86_64 x2 (2 threads) (0.0 h training 0 runs, 2.0 h evaluating), and 0.1 h on "
+            "CPU x86_64 x2 (1 threads) (0.0 h training 0 runs, 0.1 h evaluating): the compute") in readme.read_text()
