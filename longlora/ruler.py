@@ -5,8 +5,8 @@ the needle tasks on a repeated haystack, variable tracking, common and frequent 
 RULER task of lm-eval imports its needle preparation, which calls `nltk.download("punkt_tab")`
 (only the essay tasks use it; without a network it fails and then prints "Downloaded ...",
 and where packets are swallowed it blocks for two minutes): go_offline turns that call into a
-no-op and the hub off. Some tasks cannot be made at some lengths (ruler_cwe divides by zero
-below ~2048 tokens of the mini tokenizer; ruler_vt loops forever below ~1024): run_bounded
+no-op and the hub off. Some tasks cannot be made at some lengths (with the mini tokenizer
+ruler_cwe divides by zero below 2048 tokens and from 4096; ruler_vt loops forever below ~1024): run_bounded
 makes a task's samples in a child it can kill, then scores under an alarm, and turns an error
 or an overrun into a one-line skip, so that one task never stops the others. Only this
 module's lm_eval_runner imports lm-eval (requirements-ruler.txt).
@@ -78,7 +78,11 @@ def in_child(function: Callable[[], object], seconds: float) -> str:
 
     process = context.Process(target=child, daemon=True)
     process.start()
-    why = receive.recv() if receive.poll(seconds) else f"its samples were not made within {seconds:g} s"
+    send.close()  # the child's copy stays open: a child that dies unheard reads as end of file here
+    try:
+        why = receive.recv() if receive.poll(seconds) else f"its samples were not made within {seconds:g} s"
+    except EOFError:
+        why = "the process making its samples died"
     process.kill()
     process.join()
     return why

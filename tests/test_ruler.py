@@ -228,3 +228,11 @@ def test_the_readme_compute_line_leads_with_the_cpu_setting_most_rows_ran_on(tmp
                       "--results_page", str(tmp_path / "RESULTS.md")).returncode == 0
     assert ("took 2.0 h on CPU x86_64 x2 (2 threads) (0.0 h training 0 runs, 2.0 h evaluating), and 0.1 h on "
             "CPU x86_64 x2 (1 threads) (0.0 h training 0 runs, 0.1 h evaluating): the compute") in readme.read_text()
+
+
+def test_a_sample_maker_that_dies_is_a_skip_without_waiting_for_the_limit():
+    start = time.time()
+    outcome = run_bounded(lambda task, length: (1.0, 1), "ruler_fwe", 2048, seconds=60,
+                          make_samples=lambda task, length: os._exit(3), samples_seconds=60)
+    assert outcome.line() == "ruler_fwe @2048: skipped (the process making its samples died)"
+    assert time.time() - start < 10
