@@ -54,10 +54,11 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def one_line(error: BaseException) -> str:
-    """An error as `Type: first line of its message` (160 characters at most)."""
-    message = str(error).strip()
-    return type(error).__name__ + (f": {message.splitlines()[0][:160]}" if message else "")
+def one_line(error: BaseException, width: int = 160) -> str:
+    """An error as `Type: first line of its message`, the message cut to `width` characters ('...' where cut)."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    message = first if len(first) <= width else first[:width - 3] + "..."
+    return type(error).__name__ + (f": {message}" if message else "")
 
 
 def in_child(function: Callable[[], object], seconds: float) -> str:

@@ -236,3 +236,10 @@ def test_a_sample_maker_that_dies_is_a_skip_without_waiting_for_the_limit():
                           make_samples=lambda task, length: os._exit(3), samples_seconds=60)
     assert outcome.line() == "ruler_fwe @2048: skipped (the process making its samples died)"
     assert time.time() - start < 10
+
+
+def test_a_long_error_is_cut_visibly():
+    error = ValueError("Could not generate any sample at max_seq_length=256. " * 5 + "\nsecond line")
+    line = ruler.one_line(error)
+    assert line.startswith("ValueError: Could not generate") and line.endswith("...") and len(line) == 172
+    assert ruler.one_line(ZeroDivisionError()) == "ZeroDivisionError"
