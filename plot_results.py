@@ -254,6 +254,44 @@ def bar_figure(table: str, rows: list[dict], published: list[dict], out: str) ->
     save_figure(fig, os.path.join(out, f"{table}.png"))
 
 
+def ruler_figure(rows: list[dict], out: str) -> None:
+    """RULER accuracy by length, a panel per task and a line per model (setting and training
+    length, mean and spread over its seeds): which models keep which tasks as prompts grow."""
+    ours = [r for r in over_seeds(rows) if r["table"] == "ruler" and r["metric"] == "accuracy"]
+    tasks = sorted({r["dataset"] for r in ours})
+    columns = min(3, len(tasks))
+    fig, axes = plt.subplots(math.ceil(len(tasks) / columns), columns, figsize=(4.5 * columns, 3.6 * math.ceil(
+        len(tasks) / columns)), squeeze=False)
+    colours = palette([r["setting"] for r in ours])
+    contexts = sorted({int(r["train_ctx"]) for r in ours})  # one setting trained at two lengths: a line style each
+    for ax, task in zip(axes.flat, tasks):
+        curves = defaultdict(list)
+        for r in ours:
+            if r["dataset"] == task:
+                curves[(r["setting"], int(r["train_ctx"]), r["seeds"])].append(
+                    (int(r["eval_ctx"]), float(r["value"]), r["spread"]))
+        for index, ((setting, train_ctx, seeds), points) in enumerate(sorted(curves.items())):
+            xs, ys, spreads = zip(*sorted(points))
+            ax.errorbar(xs, ys, yerr=spreads if any(spreads) else None, capsize=3, marker="os^vD"[index % 5],
+                        linestyle=("-", "--", "-.", ":")[contexts.index(train_ctx) % 4],
+                        markersize=3 + 1.5 * (len(curves) - 1 - index), color=colours[setting],
+                        label=setting + (f", trained at {train_ctx}" if train_ctx else "") + f" (n={seeds})")
+        lengths = sorted({x for points in curves.values() for x, _, _ in points})
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(lengths, lengths)
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_title(describe([r for r in ours if r["dataset"] == task]), fontsize=8)  # its dataset: the task
+        ax.set_xlabel("length (tokens)")
+        ax.set_ylabel("accuracy")
+        ax.legend(fontsize=6)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "ruler.png"), dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def efficiency_figure(rows: list[dict], out: str) -> None:
     """bench_attention.py rows: per kernel and level, bars per length of the measured speedup
     of S2-Attn beside its FLOP ratio (for a layer also the kernel's own speedup on the groups, for
@@ -516,17 +554,24 @@ def compute_table(measured: list[dict]) -> list[str]:
 
 
 def mini_time(measured: list[dict]) -> str:
-    """The README's line on what the committed mini rows cost on CPU (issue 14: say how long)."""
+    """The README's line on what the committed mini rows cost on CPU (issue 14: say how long): on the
+    CPU setting most of it ran on, then on each other one (another thread count is another setting)."""
     evaluations, trainings = run_times(measured)
-    cpus = sorted({h for _, s, h in evaluations if s == "mini" and h.startswith("CPU")})
+    cpus = {h for _, s, h in evaluations if s == "mini" and h.startswith("CPU")}
     if not cpus:
         return ""
-    evaluated, trained, runs, untimed = totals(evaluations, trainings, "mini", cpus[0])
-    return (f"The committed mini rows took {(evaluated + trained) / 3600:.1f} h on {cpus[0]} "
-            f"({trained / 3600:.1f} h training {runs} runs, {evaluated / 3600:.1f} h evaluating"
-            + (f"; {untimed} runs without a recorded time (trained before it was recorded, or resumed) are "
-               "not counted" if untimed else "")
-            + "): the compute section of RESULTS.md has it per table.")
+    spent = {cpu: totals(evaluations, trainings, "mini", cpu) for cpu in cpus}
+
+    def cost(cpu: str) -> str:
+        evaluated, trained, runs, untimed = spent[cpu]
+        return (f"{(evaluated + trained) / 3600:.1f} h on {cpu} ({trained / 3600:.1f} h training {runs} runs, "
+                f"{evaluated / 3600:.1f} h evaluating"
+                + (f"; {untimed} runs without a recorded time (trained before it was recorded, or resumed) are "
+                   "not counted" if untimed else "") + ")")
+
+    ordered = sorted(cpus, key=lambda cpu: (-(spent[cpu][0] + spent[cpu][1]), cpu))
+    return (f"The committed mini rows took {cost(ordered[0])}" + "".join(f", and {cost(cpu)}" for cpu in ordered[1:])
+            + ": the compute section of RESULTS.md has it per table.")
 
 
 def glance(measured: list[dict], published: list[dict]) -> str:
@@ -658,6 +703,8 @@ def main() -> None:
                 base_passkey_figure(measured, published, out)
         elif table == "efficiency":
             efficiency_figure(measured, out)
+        elif table == "ruler":
+            ruler_figure(measured, out)
         elif table in COST_TABLES:
             cost_figure(table, measured, [r for r in published if r["table"] == table], out)
         elif table.endswith("_heatmap"):
