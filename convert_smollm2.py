@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from longlora.args import exit_on_error
+from longlora.checks import check_not_a_run
 from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT
 
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--output_dir", "--out", default=str(REPO_ROOT / "models" / "smollm2-135m"),
                         help="output directory (--out: its former name, still accepted)")
     args = parser.parse_args()
+    check_not_a_run(args.output_dir, "--output_dir")
     gguf = Path(args.gguf) if args.gguf else packaged_gguf()
     if not gguf.is_file():
         raise FileNotFoundError(f"GGUF file {gguf} does not exist")

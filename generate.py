@@ -22,8 +22,9 @@ import torch
 from transformers import TextStreamer
 
 from longlora.args import base_window_field, exit_on_error, parse_args
-from longlora.checks import check_model_dir
+from longlora.checks import check_finite, check_model_dir
 from longlora.cli import description
+from longlora.corpora import read_text
 from longlora.model import context_window, load_model, read_run_config
 from longlora.sft import PROMPT_TEMPLATES, SYSTEM_PROMPT, document_question, format_prompt
 
@@ -52,6 +53,7 @@ class GenerateArguments:
     def __post_init__(self) -> None:
         if not os.path.isfile(self.material):
             raise FileNotFoundError(f"--material {self.material!r} is not a file: give the text file to ask about")
+        check_finite(self)  # --temperature nan passed every comparison, and the status line became invalid JSON
         if not self.question.strip():
             raise ValueError("--question is empty: ask something about the --material text")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_new_tokens < 1:
@@ -62,8 +64,7 @@ class GenerateArguments:
 
 def main() -> None:
     (args,) = parse_args(GenerateArguments, description=description(__doc__))
-    with open(args.material) as f:
-        material = f.read()
+    material = read_text(args.material)  # names the file if its bytes are not UTF-8
     if not material.strip():
         raise ValueError(f"--material {args.material} is empty: give the text the question is about")
     run = read_run_config(args.model) or {}
@@ -79,7 +80,7 @@ def main() -> None:
                          f"model's {window}-token window: pass --rope_target {prompt_len + args.max_new_tokens} "
                          "(position interpolation) or use a shorter text")
     print(json.dumps({"model": args.model, "template": template, "prompt_tokens": prompt_len, "window": window,
-                      "temperature": args.temperature}), file=sys.stderr)
+                      "temperature": args.temperature}, allow_nan=False), file=sys.stderr)
     torch.manual_seed(args.seed)
     sampling = ({"do_sample": True, "temperature": args.temperature, "top_p": args.top_p} if args.temperature > 0
                 else {"do_sample": False})

@@ -25,10 +25,12 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
-from longlora.args import exit_on_error, parse_args, save_run_config
+from longlora.args import exit_on_error, parse_args, run_config
+from longlora.checks import check_data_file, check_model_dir, check_output_dir
 from longlora.cli import description
 from longlora.corpora import read_text
 from longlora.data import DEFAULT_MODEL, REPO_ROOT, default_data_path, load_token_stream
+from longlora.files import atomic_open, atomic_write_text
 from longlora.sft import document_question
 
 DEFAULT_OUTPUT = Path(REPO_ROOT) / "data" / "longqa" / "longqa.json"
@@ -52,7 +54,11 @@ class LongQAArguments:
         "help": "Model whose tokenizer measures (and, for the book corpus, decodes) the excerpts."})
     text_file: str | None = field(default=None, metadata={
         "help": "Plain text to cut excerpts from. Default: the book corpus train split tokenized for the model."})
-    output: str = field(default=str(DEFAULT_OUTPUT), metadata={"help": "JSON file to write (LongAlpaca format)."})
+    output: str = field(default=str(DEFAULT_OUTPUT), metadata={
+        "help": "JSON file to write (LongAlpaca format); the flags that made it go beside it, in <name>.config.json. "
+                "A file there that make_longqa.py did not write is replaced only with --overwrite."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace an existing --output that make_longqa.py did not write."})
     num_records: int = field(default=1000, metadata={"help": "Records to generate."})
     min_tokens: int = field(default=128, metadata={"help": "Shortest excerpt, in tokens."})
     max_tokens: int = field(default=1792, metadata={
@@ -62,11 +68,52 @@ class LongQAArguments:
     seed: int = field(default=42, metadata={"help": "Random seed: the same seed and text give the same records."})
 
     def __post_init__(self) -> None:
+        if self.num_records < 1:
+            raise ValueError(f"--num_records must be at least 1, got {self.num_records}")
         if not 0 < self.min_tokens <= self.max_tokens:
             raise ValueError(f"need 0 < --min_tokens <= --max_tokens, got {self.min_tokens} and {self.max_tokens}")
         if not 1 <= self.facts <= len(NAMES):
             raise ValueError(f"--facts must be between 1 and {len(NAMES)}, got {self.facts}")
+        check_model_dir(self.model_name_or_path, "--model_name_or_path")
+        if self.text_file is not None:
+            check_data_file(self.text_file, "--text_file", "text file")
+        check_output_file(self.output, self.overwrite)
 
+
+def provenance_path(output: str) -> str:
+    """Where the flags that made `output` are written: <name>.config.json beside it (never a
+    longlora_config.json, which in a run's folder is the run's record)."""
+    return os.path.splitext(output)[0] + ".config.json"
+
+
+def written_here(output: str) -> bool:
+    """Whether `output` is a long-QA set of make_longqa.py (its provenance beside it says so)."""
+    legacy = os.path.join(os.path.dirname(os.path.abspath(output)), "longlora_config.json")  # its former name
+    for record in (provenance_path(output), legacy):
+        try:
+            with open(record, encoding="utf-8") as f:
+                flags = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(flags, dict) and str(flags.get("command", "")).startswith("make_longqa.py") and \
+                (record != legacy or os.path.abspath(str(flags.get("output"))) == os.path.abspath(output)):
+            return True
+    return False
+
+
+def check_output_file(output: str, overwrite: bool) -> None:
+    """--output names a file that may be written: not a folder, in a folder that can be made, and not a
+    file of something else (a run's record, a results table) unless --overwrite."""
+    if not output.strip():
+        raise ValueError("--output is empty: give the JSON file to write")
+    if os.path.isdir(output):
+        raise ValueError(f"--output {output!r} is a folder: give the JSON file to write (e.g. "
+                         f"{os.path.join(output, 'longqa.json')})")
+    check_output_dir(os.path.dirname(os.path.abspath(output)), "--output's folder")
+    for path in (output, provenance_path(output)):
+        if os.path.exists(path) and not overwrite and not written_here(output):
+            raise ValueError(f"--output {output!r}: {path} exists and was not written by make_longqa.py: give "
+                             "another --output, or add --overwrite to replace it")
 
 def insert_facts(text: str, facts: list[str], rng: random.Random) -> tuple[str, list[float]]:
     """Insert each fact after a random sentence end; returns the text and each fact's depth
@@ -114,9 +161,9 @@ def write_longqa(args: LongQAArguments) -> str:
     rng = random.Random(args.seed)
     records = [make_record(tokens, tokenizer, args, rng) for _ in range(args.num_records)]
     os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
+    with atomic_open(args.output) as f:
         json.dump(records, f, indent=1)
-    save_run_config(os.path.dirname(os.path.abspath(args.output)), args)
+    atomic_write_text(provenance_path(args.output), json.dumps(run_config(args), indent=2))
     mean = sum(r["tokens"] for r in records) / len(records)
     print(f"wrote {len(records)} long-QA records (excerpts of {mean:.0f} tokens on average) to {args.output}")
     return args.output

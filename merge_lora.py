@@ -7,10 +7,14 @@ weights (untied when training untied it, LongLoRA §3.3), the RoPE scaling and
 max_position_embeddings of the training context in config.json, and the tokenizer.
 Everything is read back from the run's longlora_config.json: the base model, the
 context size, whether the head was untied. A QLoRA run merges into the unquantized base.
+The merge goes to a new or empty folder: one that holds anything (a previous merge, another
+run) is replaced only with --overwrite, whole (written beside it, then renamed into place);
+the run and its base never.
 
 Miniature:
     python merge_lora.py --model outputs/train                  # -> outputs/train-merged
     python merge_lora.py --model outputs/sft/checkpoint-100     # a Trainer checkpoint (run config: its parent)
+    python merge_lora.py --model outputs/train --overwrite      # again, after more training
 Paper scale (a DeepSpeed ZeRO checkpoint is consolidated with deepspeed's zero_to_fp32):
     python merge_lora.py --model outputs/llama2-7b-32k --base_model /path/to/Llama-2-7b-hf \
         --dtype bf16 --output_dir outputs/llama2-7b-32k-merged
@@ -25,8 +29,9 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoTokenizer
 
 from longlora.args import DTYPES, exit_on_error, parse_args, save_run_config
-from longlora.checks import check_model_dir, check_output_dir
+from longlora.checks import check_model_dir, check_plain_model, check_replaceable
 from longlora.cli import description
+from longlora.files import replaced_dir
 from longlora.model import RUN_CONFIG, load_model, peft_quietly, read_run_config, untie_output_head
 
 # Training settings copied into the merged directory's longlora_config.json (provenance; eval and
@@ -43,7 +48,11 @@ class MergeArguments:
         "help": "A LoRA output directory of train.py or supervised_finetune.py, one of its checkpoint-N/ "
                 "directories, or a DeepSpeed ZeRO checkpoint-N/ (with global_stepN/ inside)."})
     output_dir: str | None = field(default=None, metadata={
-        "help": "Merged model directory. Default: <run>-merged, or <run>-checkpoint-N-merged for a checkpoint."})
+        "help": "Merged model directory, new or empty (or replaced whole with --overwrite). Default: <run>-merged, "
+                "or <run>-checkpoint-N-merged for a checkpoint."})
+    overwrite: bool = field(default=False, metadata={
+        "help": "Replace what --output_dir holds (a previous merge, another model): the merge is written beside it "
+                "and renamed into place once complete. Never the run being merged or its base."})
     base_model: str | None = field(default=None, metadata={
         "help": "The base model the adapter was trained on. Default: the one recorded in longlora_config.json "
                 "(pass it when the base has moved)."})
@@ -53,11 +62,19 @@ class MergeArguments:
         "choices": ("auto",) + tuple(DTYPES)})
 
     def __post_init__(self) -> None:
-        check_model_dir(self.model, "--model")
+        """Every path is checked here, before a model is loaded or a file written (the run itself: `check_run`)."""
+        check_model_dir(self.model, "--model", check_base=self.base_model is None)
+        recorded = (read_run_config(self.model) or {}).get("model_name_or_path", "")
         if self.base_model is not None:
             check_model_dir(self.base_model, "--base_model")
-        if self.output_dir is not None:
-            check_output_dir(self.output_dir, "--output_dir")
+            check_plain_model(self.base_model, "--base_model")
+        # Beside the run, never inside it: the Trainer deletes old checkpoint-* directories there.
+        run_name = os.path.normpath(self.model).replace(os.sep + "checkpoint-", "-checkpoint-")
+        self.output_dir = self.output_dir if self.output_dir is not None else run_name + "-merged"
+        checkpoint = os.path.basename(os.path.normpath(self.model)).startswith("checkpoint-")
+        check_replaceable(self.output_dir, "--output_dir", self.overwrite, {
+            "--model": self.model, "the run of --model": os.path.dirname(os.path.normpath(self.model)) if checkpoint
+            else "", "the base model": self.base_model or recorded})
 
 
 def zero_state_dict(path: str) -> dict | None:
@@ -102,20 +119,28 @@ def check_rope(config, path: str) -> None:
                          f"positions but the base gives {config.rope_parameters}: is it the base the run used?")
 
 
+def check_run(model: str) -> dict:
+    """The run config of a LoRA output that can be merged."""
+    run = read_run_config(model)
+    if run is None:
+        raise FileNotFoundError(f"no {RUN_CONFIG} in {model} or its parent: not a train.py or "
+                                "supervised_finetune.py output")
+    if run.get("training") == "full":
+        raise ValueError(f"{model} is a full fine-tuning output: it loads with from_pretrained as it is")
+    if "merged_from" in run or not os.path.isfile(os.path.join(model, "adapter_config.json")):
+        raise ValueError(f"{model} holds no adapter (adapter_config.json): nothing to merge")
+    recorded = run.get("model_name_or_path", "")
+    if os.path.isfile(os.path.join(recorded, "adapter_config.json")):
+        raise ValueError(f"{model} was trained on {recorded}, an unmerged LoRA output: its adapter sits on another "
+                         f"adapter and cannot be merged; train again on a merged base (python merge_lora.py --model "
+                         f"{recorded})")
+    return run
+
+
 def main() -> None:
     (args,) = parse_args(MergeArguments, description=description(__doc__))
-    run = read_run_config(args.model)
-    if run is None:
-        raise FileNotFoundError(f"no {RUN_CONFIG} in {args.model} or its parent: not a train.py or "
-                                "supervised_finetune.py output")
-    if run["training"] == "full":
-        raise ValueError(f"{args.model} is a full fine-tuning output: it loads with from_pretrained as it is")
+    run = check_run(args.model)
     base = args.base_model or run["model_name_or_path"]
-    # Beside the run, never inside it: the Trainer deletes old checkpoint-* directories there.
-    run_name = os.path.normpath(args.model).replace(os.sep + "checkpoint-", "-checkpoint-")
-    args.output_dir = args.output_dir or run_name + "-merged"
-    if not os.path.exists(base) and os.sep in base:
-        raise FileNotFoundError(f"base model {base!r} (from {RUN_CONFIG}) does not exist; pass --base_model")
     # The model exactly as longlora.training.prepare_model built it: base + PI, head untied if it was.
     model, tokenizer = load_model(base, target_len=run["model_max_length"], dtype=torch.float32,
                                   base_window=run.get("base_window"))
@@ -126,15 +151,16 @@ def main() -> None:
     merged = model.merge_and_unload()
     dtype = DTYPES.get(args.dtype) or AutoConfig.from_pretrained(base).dtype or torch.float32
     merged.to(dtype)
-    merged.save_pretrained(args.output_dir)
     if os.path.isfile(os.path.join(args.model, "tokenizer_config.json")):
         tokenizer = AutoTokenizer.from_pretrained(args.model)  # as trained (pad token set by prepare_model)
-    tokenizer.save_pretrained(args.output_dir)
-    save_run_config(args.output_dir, args, extra={**{k: run[k] for k in PROVENANCE_KEYS if k in run},
-                                             "merged_from": os.path.abspath(args.model), "base_model": base,
-                                             "dtype": str(dtype).removeprefix("torch."),
-                                             "deepspeed_consolidated": consolidated,
-                                             "train_command": run.get("command")})
+    with replaced_dir(args.output_dir) as staging:  # appears (or replaces the previous one) only once complete
+        merged.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        save_run_config(staging, args, extra={**{k: run[k] for k in PROVENANCE_KEYS if k in run},
+                                              "merged_from": os.path.abspath(args.model), "base_model": base,
+                                              "dtype": str(dtype).removeprefix("torch."),
+                                              "deepspeed_consolidated": consolidated,
+                                              "train_command": run.get("command")})
     print(f"merged {args.model} into {base} ({run['model_max_length']} tokens, RoPE "
           f"{merged.config.rope_parameters}, {dtype}) -> {args.output_dir}")
 

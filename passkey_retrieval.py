@@ -52,6 +52,12 @@ class PasskeyArguments:
             raise ValueError(f"--filler must be one of {', '.join(FILLERS)}, got {self.filler!r}")
         if not 0 < self.min_tokens <= self.max_tokens or self.interval < 1 or self.num_tests < 1:
             raise ValueError("need 0 < --min_tokens <= --max_tokens, --interval >= 1 and --num_tests >= 1")
+        if self.min_tokens < self.max_tokens and self.interval > self.max_tokens - self.min_tokens:
+            # the lengths are min, min + interval, ... up to max: only min would be measured, under PI set for max
+            raise ValueError(f"--interval {self.interval} is larger than --max_tokens - --min_tokens "
+                             f"({self.max_tokens} - {self.min_tokens}): only {self.min_tokens} tokens would be "
+                             f"measured; give an --interval of at most {self.max_tokens - self.min_tokens}, or "
+                             "--min_tokens equal to --max_tokens for one length")
 
 
 def row_note(note: str, depth: float | None, filler: str) -> str:

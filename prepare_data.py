@@ -17,6 +17,7 @@ import argparse
 from pathlib import Path
 
 from longlora.args import exit_on_error
+from longlora.checks import check_not_a_run
 from longlora.cli import description, HelpFormatter
 from longlora.data import DATA_ROOT, DEFAULT_MODEL, prepare
 
@@ -36,6 +37,7 @@ def main() -> None:
     if not 0 < args.val_fraction < 1 or not 0 < args.test_fraction < 1:
         parser.error("--val_fraction and --test_fraction must be between 0 and 1")
     out = Path(args.output_dir or DATA_ROOT / Path(args.model_name_or_path).name / Path(args.corpus.rstrip("/")).name)
+    check_not_a_run(str(out), "--output_dir")
     manifest = prepare(args.corpus, args.model_name_or_path, out, args.seed, args.val_fraction, args.test_fraction)
     for split, info in manifest["splits"].items():
         print(f"{split:>10}: {info['num_documents']:5d} documents {info['num_tokens']:11,d} tokens  {out / info['file']}")

@@ -53,6 +53,7 @@ import argparse
 import copy
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -64,11 +65,13 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from longlora import synthetic
 from longlora.args import exit_on_error
+from longlora.checks import check_output_dir, folder_contents
 from longlora.cli import description, HelpFormatter
 from longlora.corpora import REPO_ROOT, documents, corpus_sentences
 from longlora.data import default_data_path, load_token_stream, split_documents
 from longlora.evaluation import FILLER_SENTENCES, passkey_accuracy
-from longlora.model import apply_position_interpolation
+from longlora.files import atomic_write_text
+from longlora.model import RUN_CONFIG, apply_position_interpolation
 from longlora.results import command_line, git_commit, hardware
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>", "<pad>"]
@@ -424,6 +427,29 @@ def adamw(model, args) -> torch.optim.AdamW:
 
 def check_args(args) -> None:
     """Bad values stop here, in one line, before a tokenizer or a stream is written."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"--{name} must be a finite number, got {value}")
+    positive = ("max_steps", "hidden", "layers", "heads", "kv_heads", "intermediate", "per_device_train_batch_size",
+                "save_steps", "threads")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise ValueError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.learning_rate <= 0 or args.warmup_steps < 0:
+        raise ValueError(f"--learning_rate must be positive (got {args.learning_rate:g}) and --warmup_steps >= 0 "
+                         f"(got {args.warmup_steps})")
+    smallest = 256 + len(SPECIAL_TOKENS)  # byte-level BPE starts from every byte and the special tokens
+    if args.vocab_size < smallest:
+        raise ValueError(f"--vocab_size must be at least {smallest} (256 bytes and {len(SPECIAL_TOKENS)} special "
+                         f"tokens: a smaller one would silently become {smallest}), got {args.vocab_size}")
+    if args.hidden % args.heads or (args.hidden // args.heads) % 2:
+        raise ValueError(f"--hidden {args.hidden} must be --heads {args.heads} times an even head size (RoPE rotates "
+                         "pairs of dimensions)")
+    if args.heads % args.kv_heads:
+        raise ValueError(f"--heads {args.heads} must be a multiple of --kv_heads {args.kv_heads} (grouped-query "
+                         "attention shares each key/value head among whole groups of query heads)")
+    check_pretrain_output(args.output_dir)
+    check_output_dir(args.work_dir, "--work_dir")
     mixtures(args)
     if not 16 <= args.curriculum_length <= args.model_max_length or args.model_max_length % args.curriculum_length:
         raise ValueError("--curriculum_length must be at least 16 and divide --model_max_length")
@@ -442,6 +468,18 @@ def check_args(args) -> None:
         raise ValueError("--recall_digits must be between 1 and 18")
     if not 1 <= args.copy_warmup_layers <= args.layers:
         raise ValueError("--copy_warmup_layers must be between 1 and --layers")
+
+
+def check_pretrain_output(path: str) -> None:
+    """--output_dir is new, or holds this script's tokenizer (reused) or base model (replaced): never a
+    train.py run, an adapter or a model this script did not make, whose tokenizer it would take and whose
+    weights and config it would overwrite."""
+    check_output_dir(path, "--output_dir")
+    files = set(os.listdir(path)) if os.path.isdir(path) else set()
+    if "PROVENANCE.json" in files or not files & {"config.json", "adapter_config.json", RUN_CONFIG}:
+        return
+    raise ValueError(f"--output_dir {path!r} already holds {folder_contents(path)}, not made by pretrain_base.py: "
+                     "give a new folder")
 
 
 def layers_at(args, step: int) -> int:
@@ -545,7 +583,7 @@ def save_final(model, tokenizer, out: Path, args, val: dict, train_loss: float, 
                   "tokens_seen": args.max_steps * args.per_device_train_batch_size * args.model_max_length, "final_train_loss": train_loss,
                   "final_validation_loss": val, "parameters": sum(p.numel() for p in model.parameters()),
                   "arguments": vars(args)}
-    (out / "PROVENANCE.json").write_text(json.dumps(provenance, indent=2))
+    atomic_write_text(out / "PROVENANCE.json", json.dumps(provenance, indent=2))
     print(json.dumps(provenance, indent=2))
 
 

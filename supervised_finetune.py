@@ -23,10 +23,11 @@ import torch
 
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
+from longlora.checks import check_data_file
 from longlora.cli import description
 from longlora.sft import (IGNORE_INDEX, PACKING_ATTENTION, PROMPT_TEMPLATES, SYSTEM_PROMPT, SupervisedCollator,
                           load_records, pack_examples, tokenize_records)
-from longlora.training import plan_run, prepare_model, run_training
+from longlora.training import owned_output_dir, plan_run, prepare_model, run_training
 from make_longqa import DEFAULT_OUTPUT, LongQAArguments, write_longqa
 
 
@@ -46,6 +47,10 @@ class SFTArguments:
     load_in_4bit: bool = field(default=False, metadata={
         "help": "QLoRA: load the base model in 4-bit NF4 (bitsandbytes, CUDA only); merge_lora.py merges the "
                 "adapter into the unquantized base."})
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            check_data_file(self.data, "--data", "file of records (JSON or JSONL)")
 
 
 @dataclass
@@ -82,22 +87,23 @@ def main() -> None:
         raise ValueError(f"--packing needs --attention {'|'.join(PACKING_ATTENTION)}: with "
                          f"'{attn_args.attention}' attention packed records would attend to each other")
     configs = (model_args, attn_args, lora_args, sft_args)
-    plan = plan_run(training_args, configs)
-    if plan.finished:
-        return print(plan.finished)
-    records = load_records(sft_args.data or default_data())
-    quantization = {"quantization_config": qlora_config()} if sft_args.load_in_4bit else {}
-    model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
-                                                   sequence_parallel_size=training_args.sequence_parallel_size,
-                                                   padded_rows=True, **quantization)
-    examples = tokenize_records(records, tokenizer, sft_args.prompt_template, sft_args.system_prompt,
-                                model_args.model_max_length)
-    dataset = pack_examples(examples, model_args.model_max_length) if sft_args.packing else examples
-    answer_tokens = sum(int((e["labels"] != IGNORE_INDEX).sum()) for e in examples)
-    print(f"{len(examples)} of {len(records)} records keep an answer within {model_args.model_max_length} tokens "
-          f"({answer_tokens} answer tokens); {len(dataset)} {'packed ' if sft_args.packing else ''}rows")
-    run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan,
-                 data_collator=SupervisedCollator(tokenizer.pad_token_id))
+    with owned_output_dir(training_args):  # one run at a time in output_dir, from its plan to its saved output
+        plan = plan_run(training_args, configs)
+        if plan.finished:
+            return print(plan.finished)
+        records = load_records(sft_args.data or default_data())
+        quantization = {"quantization_config": qlora_config()} if sft_args.load_in_4bit else {}
+        model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
+                                                       sequence_parallel_size=training_args.sequence_parallel_size,
+                                                       padded_rows=True, **quantization)
+        examples = tokenize_records(records, tokenizer, sft_args.prompt_template, sft_args.system_prompt,
+                                    model_args.model_max_length)
+        dataset = pack_examples(examples, model_args.model_max_length) if sft_args.packing else examples
+        answer_tokens = sum(int((e["labels"] != IGNORE_INDEX).sum()) for e in examples)
+        print(f"{len(examples)} of {len(records)} records keep an answer within {model_args.model_max_length} "
+              f"tokens ({answer_tokens} answer tokens); {len(dataset)} {'packed ' if sft_args.packing else ''}rows")
+        run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan,
+                     data_collator=SupervisedCollator(tokenizer.pad_token_id))
 
 
 if __name__ == "__main__":

@@ -16,11 +16,12 @@ import numpy as np
 
 from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraArguments, ModelArguments,
                            exit_on_error, parse_args)
+from longlora.checks import check_data_file
 from longlora.cli import description
 from longlora.corpora import CORPORA
 from longlora.data import check_token_ids, default_data_path, load_token_stream, mix_blocks, parse_mixture
 from longlora.evaluation import extension_report, format_report
-from longlora.training import TokenBlocks, plan_run, prepare_model, run_training
+from longlora.training import TokenBlocks, owned_output_dir, plan_run, prepare_model, run_training
 
 
 @dataclass
@@ -31,6 +32,17 @@ class DataArguments:
     data_mixture: str | None = field(default=None, metadata={
         "help": "Train on whole blocks from several embedded corpora (their train splits, prepared on first use) in "
                 "these proportions, e.g. books:5,math:3 (as RedPajama mixes books and arXiv); in place of --data."})
+
+    def __post_init__(self) -> None:
+        if self.data is not None:
+            check_data_file(self.data, "--data", "token stream (a .bin file of prepare_data.py)")
+        if self.data_mixture:
+            if self.data:
+                raise ValueError("give --data or --data_mixture, not both")
+            unknown = sorted(set(parse_mixture(self.data_mixture)) - set(CORPORA))
+            if unknown:
+                raise ValueError(f"--data_mixture names {', '.join(unknown)}: the embedded corpora are "
+                                 f"{', '.join(CORPORA)}")
 
 
 @dataclass
@@ -54,12 +66,7 @@ def training_tokens(data_args: DataArguments, model_path: str, block_len: int) -
     if not data_args.data_mixture:
         data = data_args.data or default_data_path(model_path, "books", "train")
         return load_token_stream(data), data
-    if data_args.data:
-        raise ValueError("give --data or --data_mixture, not both")
     shares = parse_mixture(data_args.data_mixture)
-    unknown = sorted(set(shares) - set(CORPORA))
-    if unknown:
-        raise ValueError(f"--data_mixture names {', '.join(unknown)}: the embedded corpora are {', '.join(CORPORA)}")
     streams = {corpus: load_token_stream(default_data_path(model_path, corpus, "train")) for corpus in shares}
     return mix_blocks(streams, shares, block_len), f"the train splits mixed {data_args.data_mixture}"
 
@@ -69,16 +76,17 @@ def main() -> None:
         ModelArguments, AttentionArguments, LoraArguments, DataArguments, EffectArguments, LongLoRATrainingArguments,
         description=description(__doc__))
     configs = (model_args, attn_args, lora_args, data_args)
-    plan = plan_run(training_args, configs)
-    if plan.finished:
-        return print(plan.finished)
-    tokens, data = training_tokens(data_args, model_args.model_name_or_path, model_args.model_max_length)
-    dataset = TokenBlocks(tokens, model_args.model_max_length)
-    print(f"{len(dataset)} blocks of {model_args.model_max_length} tokens from {data}")
-    model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
-                                                   sequence_parallel_size=training_args.sequence_parallel_size)
-    check_token_ids(tokens, saved_config.get_text_config().vocab_size, data)
-    run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan)
+    with owned_output_dir(training_args):  # one run at a time in output_dir, from its plan to its saved output
+        plan = plan_run(training_args, configs)
+        if plan.finished:
+            return print(plan.finished)
+        tokens, data = training_tokens(data_args, model_args.model_name_or_path, model_args.model_max_length)
+        dataset = TokenBlocks(tokens, model_args.model_max_length)
+        print(f"{len(dataset)} blocks of {model_args.model_max_length} tokens from {data}")
+        model, tokenizer, saved_config = prepare_model(model_args, attn_args, lora_args, training_args.seed,
+                                                       sequence_parallel_size=training_args.sequence_parallel_size)
+        check_token_ids(tokens, saved_config.get_text_config().vocab_size, data)
+        run_training(model, tokenizer, saved_config, dataset, training_args, configs, plan)
     if effect_args.show_effect and training_args.world_size == 1:
         held_out = held_out_tokens(data_args.data, model_args.model_name_or_path)
         rows = extension_report(model_args.model_name_or_path, training_args.output_dir, load_token_stream(held_out),

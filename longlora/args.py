@@ -8,14 +8,16 @@ steps then a constant rate).
 
 import json
 import os
+import signal
 import sys
+import threading
 from dataclasses import asdict, dataclass, field
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from longlora.attention import KERNELS, PATTERNS
-from longlora.checks import check_model_dir, check_output_dir
+from longlora.checks import check_finite, check_model_dir, check_output_dir, check_plain_model
 from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
@@ -65,6 +67,7 @@ class ModelArguments:
         if self.model_max_length < 2:
             raise ValueError(f"--model_max_length must be at least 2 tokens, got {self.model_max_length}")
         check_model_dir(self.model_name_or_path, "--model_name_or_path")
+        check_plain_model(self.model_name_or_path, "--model_name_or_path")
 
 
 @dataclass
@@ -104,6 +107,16 @@ class LoraArguments:
     trainable_params: str = field(default="embed,norm", metadata={
         "help": "With --training lora_plus: extra fully trained groups, comma-separated from embed, norm "
                 "(Table 2 rows: 'norm', 'embed', 'embed,norm')."})
+
+    def __post_init__(self) -> None:
+        check_finite(self)
+        if self.lora_r < 1:
+            raise ValueError(f"--lora_r must be a positive rank, got {self.lora_r}")
+        if self.lora_alpha <= 0:  # LoRA's update is scaled by alpha / r: 0 trains an adapter that changes nothing
+            raise ValueError(f"--lora_alpha must be positive (LoRA scales its update by alpha / r), got "
+                             f"{self.lora_alpha}")
+        if not 0 <= self.lora_dropout < 1:
+            raise ValueError(f"--lora_dropout must be in [0, 1), got {self.lora_dropout}")
 
     def training_mode(self) -> TrainingMode:
         targets = self.lora_target_modules.split(",") if self.lora_target_modules else None
@@ -161,10 +174,23 @@ class LongLoRATrainingArguments(TrainingArguments):
         # LongLoRA commands pass it): a default of True would make transformers ignore that flag.
         if self.activation_checkpointing is None and self.gradient_checkpointing is None:
             self.activation_checkpointing = True
+        if not (self.output_dir or "").strip():  # transformers would put the run in its default folder
+            raise ValueError("--output_dir is empty: give the folder the run goes to")
         super().__post_init__()
+        check_output_dir(self.output_dir, "--output_dir")
+        check_finite(self)
         if self.max_steps == 0 or self.max_steps < -1:
             raise ValueError(f"--max_steps must be positive (or -1: train --num_train_epochs epochs), got {self.max_steps}")
-        check_output_dir(self.output_dir, "--output_dir")
+        if self.max_steps == -1 and self.num_train_epochs <= 0:
+            raise ValueError(f"--max_steps -1 trains --num_train_epochs epochs, which must be positive, got "
+                             f"{self.num_train_epochs:g}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"--learning_rate must be positive, got {self.learning_rate}")
+        for flag in ("gradient_accumulation_steps", "per_device_train_batch_size"):
+            if getattr(self, flag) < 1:
+                raise ValueError(f"--{flag} must be at least 1, got {getattr(self, flag)}")
+        if self.save_strategy == "steps" and self.save_steps <= 0:
+            raise ValueError(f"--save_steps must be positive, got {self.save_steps:g}")
         self.parallelism_config = sequence_parallel_config(self.sequence_parallel_size, self.deepspeed,
                                                            self.world_size)
         if self.loss_tile_tokens < 0 or (self.loss_tile_tokens and self.sequence_parallel_size == 1):
@@ -221,17 +247,37 @@ def save_run_config(path: str, *configs, extra: dict | None = None) -> dict:
     return resolved
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, a scheduler's time limit, torchrun stopping its workers), raised where the program
+    is, as Ctrl-C is: what catches KeyboardInterrupt says what was lost."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def exit_on_error(main):
     """Run `main`; expected errors (bad paths, impossible lengths, unreadable files) print one line and
-    exit 2; Ctrl-C prints one line (what was lost, where the code knows it) and exits 130."""
+    exit 2; Ctrl-C prints one line (what was lost, where the code knows it) and exits 130; SIGTERM the
+    same line, 'terminated: ...', and exits 143."""
+    # (signal handlers can only be set in the main thread; the previous one is restored at the end)
+    on_term = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
+    if on_term is not None:
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         return main()
     except (ValueError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt as interrupt:
-        print(f"interrupted{': ' + str(interrupt) if str(interrupt) else ''}", file=sys.stderr)
-        sys.exit(130)
+        # run_training re-raises a plain KeyboardInterrupt with what was lost: its cause's type is in its context
+        terminated = isinstance(interrupt, Terminated) or isinstance(interrupt.__context__, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}{': ' + str(interrupt) if str(interrupt) else ''}",
+              file=sys.stderr)
+        sys.exit(143 if terminated else 130)
+    finally:
+        if on_term is not None:
+            signal.signal(signal.SIGTERM, on_term)
 
 
 @dataclass
@@ -263,6 +309,7 @@ class EvalModelArguments:
     base_window: int | None = base_window_field()
 
     def __post_init__(self) -> None:
+        check_finite(self)
         check_model_dir(self.model, "--model")
         if self.rope_target is not None and self.rope_target < 2:
             raise ValueError(f"--rope_target must be at least 2 tokens, got {self.rope_target}")

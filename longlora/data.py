@@ -9,6 +9,7 @@ it on first use.
 
 import hashlib
 import json
+import math
 import os
 import random
 import sys
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from longlora.corpora import REPO_ROOT, documents
+from longlora.files import atomic_open, atomic_write_text
 from longlora.model import read_run_config
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "mini"
@@ -75,6 +77,9 @@ def prepare(corpus: str, tokenizer_path: str, out: Path, seed: int = 0, val_frac
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_path)
     dtype = token_dtype(len(tokenizer))
     out.mkdir(parents=True, exist_ok=True)
+    # The manifest goes first and comes back last: streams cut off by a kill are never read as complete
+    # (default_data_path prepares a folder without a manifest again).
+    (out / MANIFEST).unlink(missing_ok=True)
     manifest = {"corpus": corpus, "sources": licences, "tokenizer": str(tokenizer_path),
                 "tokenizer_sha256": tokenizer_checksum(tokenizer_path), "vocab_size": len(tokenizer),
                 "dtype": dtype.name, "eos_token_id": tokenizer.eos_token_id, "seed": seed,
@@ -82,26 +87,52 @@ def prepare(corpus: str, tokenizer_path: str, out: Path, seed: int = 0, val_frac
     for split in SPLITS:
         tokens = tokenize_stream([texts[d] for d in splits[split]], tokenizer, desc=f"{split} ({len(splits[split])} docs)")
         path = out / f"{split}.bin"
-        tokens.astype(dtype).tofile(path)
+        with atomic_open(path, "wb") as f:
+            tokens.astype(dtype).tofile(f)
         manifest["splits"][split] = {"file": path.name, "documents": splits[split], "num_documents": len(splits[split]),
                                      "num_tokens": int(tokens.size), "sha256": sha256(path)}
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return manifest
 
 
 def load_token_stream(path: str) -> np.ndarray:
     """Memory-map a `.bin` stream with the dtype its manifest.json records."""
+    if os.path.isdir(path):
+        raise ValueError(f"token stream {path!r} is a folder: give one of its .bin files (e.g. "
+                         f"{os.path.join(path, 'train.bin')})")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"token stream {path!r} does not exist (make one with prepare_data.py)")
     manifest = Path(path).parent / MANIFEST
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} is missing: token streams come with the manifest prepare_data.py writes")
-    dtype = np.dtype(json.loads(manifest.read_text())["dtype"])
+    dtype = manifest_dtype(manifest)
     size = os.path.getsize(path)
     if size == 0 or size % dtype.itemsize:
         raise ValueError(f"token stream {path} has {size} bytes, not a whole number of {dtype.name} tokens "
                          f"(its manifest's dtype): it is empty or cut off; write it again with prepare_data.py")
     return np.memmap(path, dtype=dtype, mode="r")
+
+
+def manifest_dtype(manifest: Path) -> np.dtype:
+    """The token dtype a manifest records: an unsigned or signed integer type numpy knows (a missing,
+    misspelt or float one was a KeyError or TypeError naming no file)."""
+    try:
+        recorded = json.loads(manifest.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ValueError(f"{manifest} is not readable JSON ({error}): write the stream again with "
+                         "prepare_data.py") from None
+    name = recorded.get("dtype") if isinstance(recorded, dict) else None
+    if name is None:
+        raise ValueError(f"{manifest} records no token dtype (\"dtype\": \"uint16\" or \"uint32\"): write the "
+                         "stream again with prepare_data.py")
+    try:
+        dtype = np.dtype(name)
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in "ui":
+        raise ValueError(f"{manifest} records the token dtype {name!r}, not an integer type such as uint16 or "
+                         "uint32: write the stream again with prepare_data.py")
+    return dtype
 
 
 def check_token_ids(tokens: np.ndarray, vocab_size: int, path: str) -> None:
@@ -152,7 +183,7 @@ def parse_mixture(spec: str) -> dict[str, float]:
             value = float(weight)
         except ValueError:
             value = -1.0
-        if not sep or not corpus or value <= 0 or corpus in weights:
+        if not sep or not corpus or not 0 < value < math.inf or corpus in weights:  # nan fails too
             raise ValueError(f"--data_mixture {spec!r}: give distinct corpora with positive weights, "
                              "such as books:5,math:3")
         weights[corpus] = value

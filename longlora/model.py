@@ -209,8 +209,14 @@ def read_run_config(path: str) -> dict | None:
     for folder in (path, os.path.dirname(os.path.normpath(path))):
         file = os.path.join(folder, RUN_CONFIG)
         if os.path.isfile(file):
-            with open(file) as f:
-                return json.load(f)
+            with open(file, encoding="utf-8") as f:
+                try:
+                    run = json.load(f)
+                except ValueError as error:  # JSON or UTF-8: either names no file
+                    raise ValueError(f"{file} is not readable JSON ({error}): a damaged run record") from None
+            if not isinstance(run, dict):
+                raise ValueError(f"{file} holds no JSON object: a damaged run record")
+            return run
     return None
 
 

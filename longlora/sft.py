@@ -18,6 +18,7 @@ Groups are sized per record (ceil(group_size_ratio x record length), or a fixed
 `group_size`), so a packed record gets exactly the loss it has alone.
 """
 
+import json
 import os
 
 import torch
@@ -66,14 +67,24 @@ def answer_text(output: str, template: str) -> str:
 def load_records(path: str) -> list[dict]:
     """Instruction/input/output records from a JSON list (LongAlpaca-12k.json) or JSONL.
     `input` may be missing (LongAlpaca puts the whole document in `instruction`)."""
+    if os.path.isdir(path):
+        raise ValueError(f"SFT data {path!r} is a folder: give the JSON or JSONL file of records")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"SFT data {path!r} does not exist")
+    if not os.path.getsize(path):
+        raise ValueError(f"SFT data {path} is empty: it holds no records")
     records = [record for _, record in json_lines(path)] if path.endswith(".jsonl") else load_json(path)
     if not isinstance(records, list):
         raise ValueError(f"{path} holds no list of records (LongAlpaca format: a JSON list)")
+    if not records:
+        raise ValueError(f"SFT data {path} holds no records")
     for i, record in enumerate(records):
         if not isinstance(record, dict) or "instruction" not in record or "output" not in record:
             raise ValueError(f"record {i} of {path} is not an instruction/input/output record (LongAlpaca format)")
+        for key in ("instruction", "input", "output"):
+            value = record.get(key)
+            if not isinstance(value, str) and not (key == "input" and value is None):
+                raise ValueError(f"record {i} of {path}: its {key!r} is {json.dumps(value)[:40]}, not text")
     return records
 
 

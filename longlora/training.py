@@ -11,6 +11,7 @@ flags other than the recorded ones, does nothing when the run already finished, 
 the model is loaded or anything is written.
 """
 
+import contextlib
 import copy
 import dataclasses
 import itertools
@@ -32,6 +33,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
 from longlora.attention import enable_s2_attention
 from longlora.files import atomic_open
+from longlora.lock import moved, output_lock
 from longlora.model import RUN_CONFIG, context_window, load_config, load_model, setup_training
 from longlora.results import git_commit
 from longlora.sft import IGNORE_INDEX
@@ -97,6 +99,10 @@ def _logged_step(line: str) -> float:
         return json.loads(line)["step"]
     except (ValueError, KeyError, TypeError):
         return float("inf")
+
+
+class NonFiniteLoss(ValueError):
+    """A training loss that is nan or inf: the weights have diverged (or will at the next update)."""
 
 
 class _AlreadyTrained(Exception):
@@ -188,6 +194,21 @@ class AtomicCheckpointTrainer(Trainer):
             kwargs["train_dataloader"] = itertools.islice(loader, skip, kwargs["steps_in_epoch"])
             kwargs["steps_trained_in_current_epoch"] = 0
         return super()._run_epoch(**kwargs)
+
+    def training_step(self, *args, **kwargs):
+        """Stop at the first loss that is not finite: every later step trains NaN weights, and a run
+        given --learning_rate inf was saved as finished with an adapter of NaNs and nan rows logged."""
+        loss = super().training_step(*args, **kwargs)
+        if not torch.isfinite(loss).all():
+            step = self.state.global_step
+            checkpoint = last_complete_checkpoint(self.args.output_dir)
+            kept = (f"{os.path.basename(checkpoint)} holds the weights saved before it" if checkpoint
+                    else "no checkpoint was saved")
+            _close_progress_bar(self)
+            raise NonFiniteLoss(f"training stopped at step {step}: the loss of step {step + 1} is "
+                                f"{float(loss.detach().float().mean())} (diverged: lower --learning_rate or check the "
+                                f"data); the run is not marked finished and {kept}")
+        return loss
 
     def _get_output_dir(self, trial) -> str:
         return self._staging or super()._get_output_dir(trial)
@@ -298,13 +319,21 @@ def _read_json(path: str) -> dict | None:
 
 
 def move_aside(output_dir: str) -> str:
-    """Rename a previous run's output_dir to the first free <output_dir>.previous-N (nothing is deleted)."""
+    """Rename a previous run's output_dir to the first free <output_dir>.previous-N (nothing is deleted);
+    the lock this run holds on output_dir stays with output_dir."""
     n = 1
     while os.path.exists(f"{os.path.normpath(output_dir)}.previous-{n}"):
         n += 1
     aside = f"{os.path.normpath(output_dir)}.previous-{n}"
     os.rename(output_dir, aside)
+    moved(output_dir, aside)
     return aside
+
+
+def owned_output_dir(training_args):
+    """The run's hold on output_dir (longlora.lock), taken before it is planned and anything is written:
+    a second run into the same folder refuses, naming this one. The process that saves holds it."""
+    return output_lock(training_args.output_dir) if training_args.should_save else contextlib.nullcontext()
 
 
 def check_lengths(model_args: ModelArguments, attn_args: AttentionArguments, sequence_parallel_size: int = 1,

@@ -7,7 +7,9 @@ import shutil
 
 import numpy as np
 import pytest
+import torch
 from conftest import run_script
+from safetensors.torch import save_file
 
 
 @pytest.fixture(scope="module")
@@ -43,16 +45,54 @@ def inputs(tiny_model_dir, token_stream, tmp_path_factory) -> dict:
     (root / "broken").mkdir()
     (root / "broken" / "records.jsonl").write_text('{"text": "one"}\n{"text": "two"\n')
     (root / "sft.json").write_text('[{"instruction": "a", "output": "b"},]')
+    for name, records in (("null_instruction", [{"instruction": None, "output": "b"}]),
+                          ("number_output", [{"instruction": "a", "output": "b"}, {"instruction": "a", "output": 7}]),
+                          ("no_records", [])):
+        (root / f"{name}.json").write_text(json.dumps(records))
+    (root / "zero_bytes.jsonl").write_text("")
+    for name, manifest in (("float_dtype", {"dtype": "float7"}), ("no_dtype", {"eos_token_id": 2})):
+        (root / name).mkdir()
+        shutil.copy(token_stream, root / name / "train.bin")
+        (root / name / "manifest.json").write_text(json.dumps(manifest))
+    (root / "latin1.txt").write_bytes("The secret color is caf\u00e9.".encode("latin-1"))
+    # LoRA outputs as train.py leaves them (weights aside): on the tiny model, on a base that has gone, and
+    # on another unmerged LoRA output; an adapter whose weights were never written; a run not finished
+    runs = {"lora_run": tiny_model_dir, "lora_missing_base": str(root / "gone"), "lora_on_lora": str(root / "lora_run")}
+    for name, base in runs.items():
+        shutil.copytree(tiny_model_dir, root / name, ignore=shutil.ignore_patterns("model.safetensors"))
+        (root / name / "adapter_config.json").write_text("{}")
+        save_file({"x": torch.zeros(1)}, root / name / "adapter_model.safetensors")
+        (root / name / "longlora_config.json").write_text(json.dumps({"model_name_or_path": base, "training": "lora",
+                                                                      "model_max_length": 128}))
+    shutil.copytree(root / "lora_run", root / "no_weights", ignore=shutil.ignore_patterns("adapter_model*"))
+    (root / "unfinished" / "checkpoint-2").mkdir(parents=True)
+    shutil.copy(root / "lora_run" / "longlora_config.json", root / "unfinished")
     return {"model": tiny_model_dir, "stream": token_stream, "no_tokenizer": str(no_tokenizer),
             "truncated": str(truncated), "adapter": str(adapter), "odd": str(root / "odd" / "train.bin"),
             "file": str(root / "file"), "empty_text": str(root / "empty.txt"), "notes": str(root / "notes.txt"),
             "missing": str(root / "missing" / "model"), "out": str(root / "out"), "latin1": str(root / "latin1"),
-            "broken": str(root / "broken"), "sft_json": str(root / "sft.json"), **streams}
+            "broken": str(root / "broken"), "sft_json": str(root / "sft.json"), "root": str(root), **streams,
+            **{name: str(root / name / "train.bin") for name in ("float_dtype", "no_dtype")},
+            **{name: str(root / name) for name in ("lora_run", "lora_missing_base", "lora_on_lora", "no_weights",
+                                                   "unfinished", "latin1.txt")}}
 
 
 def train(model="model", stream="stream", *extra):
     return lambda i: ["train.py", "--model_name_or_path", i[model], "--data", i[stream], "--model_max_length", "128",
                       "--output_dir", i["out"], "--max_steps", "1", *extra]
+
+
+def sft(data, *extra):
+    return lambda i: ["supervised_finetune.py", "--model_name_or_path", i["model"], "--data",
+                      os.path.join(i["root"], data), "--output_dir", i["out"], "--max_steps", "1", *extra]
+
+
+def generate(*extra):
+    return lambda i: ["generate.py", "--model", i["model"], "--material", i["notes"], "--question", "What?", *extra]
+
+
+def pretrain(*extra):
+    return lambda i: ["pretrain_base.py", "--output_dir", i["out"], *extra]
 
 
 CASES = {
@@ -129,6 +169,70 @@ CASES = {
         "between 1 and 18"),
     "plot: missing results dir": (lambda i: ["plot_results.py", "--results_dir", i["missing"]], "--results_dir",
                                   "is not a folder"),
+    # issue 40: tracebacks, before the model loads
+    "train: a manifest of an unknown dtype": (train("model", "float_dtype"), "float_dtype/manifest.json",
+                                              "token dtype 'float7'"),
+    "train: a manifest without a dtype": (train("model", "no_dtype"), "no_dtype/manifest.json",
+                                          "records no token dtype"),
+    "sft: a record whose instruction is null": (sft("null_instruction.json"), "record 0 of",
+                                                "'instruction' is null, not text"),
+    "sft: a record whose output is a number": (sft("number_output.json"), "record 1 of", "'output' is 7, not text"),
+    "train: no micro-batches a step": (train("model", "stream", "--gradient_accumulation_steps", "0"),
+                                       "--gradient_accumulation_steps", "at least 1"),
+    "longqa: no records": (lambda i: ["make_longqa.py", "--model_name_or_path", i["model"], "--text_file", i["notes"],
+                                      "--output", i["out"] + "/qa.json", "--num_records", "0"], "--num_records",
+                           "at least 1"),
+    "pretrain: heads that do not divide the hidden size": (pretrain("--heads", "3", "--hidden", "64"), "--hidden 64",
+                                                           "--heads 3 times an even head size"),
+    "merge: a run trained on an unmerged LoRA output": (
+        lambda i: ["merge_lora.py", "--model", i["lora_on_lora"], "--output_dir", i["out"]], "lora_on_lora",
+        "an unmerged LoRA output"),
+    # issue 40: nonsense accepted
+    "train: an infinite learning rate": (train("model", "stream", "--learning_rate", "inf"), "--learning_rate",
+                                         "finite number, got inf"),
+    "train: a learning rate that is not a number": (train("model", "stream", "--learning_rate", "nan"),
+                                                    "--learning_rate", "finite number, got nan"),
+    "train: epochs instead of steps, and no epoch": (train("model", "stream", "--max_steps", "-1", "--num_train_epochs",
+                                                           "0"), "--num_train_epochs", "must be positive"),
+    "train: an unmerged LoRA output as the base": (train("lora_run"), "lora_run", "merge it first"),
+    "train: LoRA alpha 0": (train("model", "stream", "--lora_alpha", "0"), "--lora_alpha", "must be positive"),
+    "pretrain: no steps": (pretrain("--max_steps", "0"), "--max_steps", "at least 1"),
+    "pretrain: a vocabulary smaller than the bytes": (pretrain("--vocab_size", "10"), "--vocab_size",
+                                                      "at least 260"),
+    "generate: a temperature that is not a number": (generate("--temperature", "nan"), "--temperature",
+                                                     "finite number, got nan"),
+    "generate: an infinite temperature": (generate("--temperature", "inf"), "--temperature", "finite number, got inf"),
+    "train: a mixture weight that is not a number (nan)": (
+        lambda i: ["train.py", "--model_name_or_path", i["model"], "--data_mixture", "books:nan", "--output_dir",
+                   i["out"]], "--data_mixture", "positive weights"),
+    "passkey: an interval larger than the range": (
+        lambda i: ["passkey_retrieval.py", "--model", i["model"], "--min_tokens", "256", "--max_tokens", "512",
+                   "--interval", "1024", "--results_dir", i["out"]], "--interval 1024",
+        "only 256 tokens would be measured"),
+    # issue 40: unclear or late
+    "eval: an adapter whose base has gone": (
+        lambda i: ["eval_perplexity.py", "--model", i["lora_missing_base"], "--seq_len", "64", "--results_dir",
+                   i["out"]], "gone", "which does not exist"),
+    "merge: an adapter whose base has gone": (lambda i: ["merge_lora.py", "--model", i["lora_missing_base"]], "gone",
+                                              "which does not exist"),
+    "generate: an adapter without its weights": (lambda i: generate()(i) + ["--model", i["no_weights"]], "no_weights",
+                                                 "no adapter weights"),
+    "eval: a run that has not finished": (lambda i: ["eval_perplexity.py", "--model", i["unfinished"]],
+                                          "unfinished/checkpoint-2", "has not finished"),
+    "sft: a records file of no records": (sft("no_records.json"), "no_records.json", "holds no records"),
+    "sft: an empty records file": (sft("zero_bytes.jsonl"), "zero_bytes.jsonl", "is empty"),
+    "sft: records that are a folder": (sft("latin1"), "latin1", "is a folder"),
+    "train: a token stream that is a folder": (lambda i: train()(i) + ["--data", i["latin1"]], "latin1", "is a folder"),
+    "generate: material that is not UTF-8": (lambda i: generate()(i) + ["--material", i["latin1.txt"]], "latin1.txt",
+                                             "is not UTF-8"),
+    "train: an empty output dir": (lambda i: train()(i) + ["--output_dir", ""], "--output_dir", "is empty"),
+    "pretrain: an output folder that holds a run": (lambda i: ["pretrain_base.py", "--output_dir", i["lora_run"]],
+                                                    "lora_run", "not made by pretrain_base.py"),
+    "prepare: an output folder that holds a run": (lambda i: ["prepare_data.py", "--corpus", i["broken"], "--tokenizer",
+                                                              i["model"], "--output_dir", i["lora_run"]], "lora_run",
+                                                   "holds a train.py run"),
+    "convert: an output folder that holds a run": (lambda i: ["convert_smollm2.py", "--output_dir", i["lora_run"]],
+                                                   "lora_run", "holds a train.py run"),
 }
 
 

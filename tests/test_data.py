@@ -116,3 +116,25 @@ def test_mixture_specs_are_normalised_and_bad_ones_refused():
     for bad in ("books", "books:0", "books:x", "books:1,books:2", ":3", "books:-1,math:2"):
         with pytest.raises(ValueError, match="--data_mixture"):
             parse_mixture(bad)
+
+
+def test_a_preparation_cut_off_leaves_no_manifest_to_trust(corpus, tmp_path, tiny_model_dir, monkeypatch):
+    """Streams prepared again (a changed tokenizer) and cut off midway were read as complete: the old
+    manifest stayed beside a new train.bin and an old validation.bin."""
+    import longlora.data as data
+
+    out = tmp_path / "out"
+    prepare(str(corpus), tiny_model_dir, out)
+    calls = []
+
+    def killed_at_the_second_split(texts, tokenizer, desc=""):
+        calls.append(desc)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return np.arange(len(texts) * 10, dtype=np.int64)
+
+    monkeypatch.setattr(data, "tokenize_stream", killed_at_the_second_split)
+    with pytest.raises(KeyboardInterrupt):
+        prepare(str(corpus), tiny_model_dir, out)
+    assert not (out / "manifest.json").exists()  # default_data_path prepares such a folder again
+    assert sorted(p.name for p in out.iterdir()) == ["test.bin", "train.bin", "validation.bin"]  # no partial file

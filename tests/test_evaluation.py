@@ -229,7 +229,8 @@ def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
                         "200", "--num_tests", "1", "--filler", "books", "--results_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_results(tmp_path / "passkey.csv")[-1]["note"] == "filler=books"
-    result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "5", "--max_tokens", "10")
+    result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "5", "--max_tokens", "10",
+                        "--interval", "5")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: 5 tokens cannot hold")
     result = run_script("passkey_retrieval.py", "--max_tokens", "10")
     assert result.returncode == 2 and "--min_tokens <= --max_tokens" in result.stderr.strip().splitlines()[-1]

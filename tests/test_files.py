@@ -47,3 +47,38 @@ def test_append_mode_is_refused(tmp_path):
     with pytest.raises(ValueError, match="whole file"):
         with atomic_open(tmp_path / "x", "a"):
             pass
+
+
+def test_a_folder_is_replaced_whole_or_left_as_it_was(tmp_path):
+    from longlora.files import replaced_dir
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "adapter_model.safetensors").write_text("old adapter")
+    (target / "longlora_config.json").write_text("old record")
+    with pytest.raises(RuntimeError):
+        with replaced_dir(target) as staging:
+            (tmp_path / staging / "model.safetensors").write_text("half")
+            raise RuntimeError("killed while saving")
+    assert sorted(os.listdir(target)) == ["adapter_model.safetensors", "longlora_config.json"]
+    assert os.listdir(tmp_path) == ["model"]  # no staging folder left
+    with replaced_dir(target) as staging:
+        (tmp_path / staging / "model.safetensors").write_text("merged")
+    assert os.listdir(target) == ["model.safetensors"]  # nothing of the old folder beside the new one
+    assert os.listdir(tmp_path) == ["model"]
+
+
+def test_kill_9_while_a_folder_is_filled_leaves_the_old_folder(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "config.json").write_text("old")
+    writer = (f"import time\nfrom longlora.files import replaced_dir\n"
+              f"with replaced_dir({str(target)!r}) as staging:\n"
+              f"    open(staging + '/config.json', 'w').write('new')\n"
+              f"    print('writing', flush=True)\n    time.sleep(60)\n")
+    process = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": REPO})
+    assert process.stdout.readline().strip() == "writing"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert (target / "config.json").read_text() == "old"

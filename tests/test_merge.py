@@ -6,8 +6,10 @@ window, extended to 512 tokens; merged from the final output and a checkpoint-N/
 A real DeepSpeed ZeRO-3 checkpoint is merged in test_distributed.py."""
 
 import json
+import os
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,3 +134,55 @@ def test_generate_streams_an_answer_from_merged_and_adapter_models(run_dir, merg
         generate.main()
     monkeypatch.setattr(sys, "argv", flags[:-4] + ["--max_new_tokens", "4", "--rope_target", "1024"])
     generate.main()
+
+
+def one_line_refusal(monkeypatch, capsys, *flags: str) -> str:
+    """merge_lora.py's flags refused before anything is loaded: its one line."""
+    with pytest.raises(SystemExit) as exit_:
+        merge(monkeypatch, *flags)
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert exit_.value.code == 2, line
+    return line
+
+
+def files_of(folder) -> dict:
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_a_merge_never_writes_into_the_run_or_another_run_unless_told_to_replace_it(run_dir, merged_dir, monkeypatch,
+                                                                                   capsys, tmp_path):
+    """--output_dir RUN overwrote the run's record with the merge's and put a full model beside its adapter
+    (evaluated, perplexity 5042 instead of 51.9); into another run's folder it replaced that run's model."""
+    run = run_dir / "out"
+    before = files_of(run)
+    line = one_line_refusal(monkeypatch, capsys, "--model", str(run), "--output_dir", str(run))
+    assert f"--output_dir '{run}' is --model" in line
+    line = one_line_refusal(monkeypatch, capsys, "--model", str(run / "checkpoint-2"), "--output_dir", str(run),
+                            "--overwrite")
+    assert f"--output_dir '{run}' holds --model" in line
+    assert files_of(run) == before
+    other = tmp_path / "other_run"
+    shutil.copytree(run, other, ignore=shutil.ignore_patterns("checkpoint-*"))
+    other_before = files_of(other)
+    line = one_line_refusal(monkeypatch, capsys, "--model", str(run), "--output_dir", str(other))
+    assert "already holds a train.py run (longlora_config.json)" in line and "--overwrite" in line
+    assert files_of(other) == other_before
+    line = one_line_refusal(monkeypatch, capsys, "--model", str(run))  # the default folder, merged before
+    assert f"--output_dir '{merged_dir}' already holds a merged model" in line
+
+    merge(monkeypatch, "--model", str(run), "--output_dir", str(other), "--overwrite")  # replaced whole
+    assert files_of(other).keys() == files_of(merged_dir).keys()  # no adapter left beside the merged model
+    torch.testing.assert_close(logits(plain(other)), logits(plain(merged_dir)), atol=0, rtol=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other_run"]  # no staging or replaced folder left
+
+
+def test_a_merge_cut_off_leaves_no_half_model(run_dir, monkeypatch, tmp_path):
+    def killed(self, folder, *args, **kwargs):  # stands for a kill while the weights are written
+        os.makedirs(folder, exist_ok=True)
+        (Path(folder) / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(LlamaForCausalLM, "save_pretrained", killed)
+    with pytest.raises(KeyboardInterrupt):
+        merge(monkeypatch, "--model", str(run_dir / "out"), "--output_dir", str(tmp_path / "merged"))
+    assert list(tmp_path.iterdir()) == []

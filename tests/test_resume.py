@@ -17,7 +17,7 @@ from transformers import LlamaForCausalLM, Trainer
 
 from longlora.args import LongLoRATrainingArguments
 from longlora.data import load_token_stream
-from longlora.training import STAGING, AtomicCheckpointTrainer, TokenBlocks
+from longlora.training import STAGING, AtomicCheckpointTrainer, LossLog, TokenBlocks
 
 BLOCK = 128
 FLAGS = ["--model_max_length", str(BLOCK), "--learning_rate", "1e-2", "--max_steps", "4", "--save_steps", "2",
@@ -100,6 +100,7 @@ def test_resume_false_moves_the_previous_run_aside(run, tiny_model_dir, token_st
     assert f"moved the previous run in {run} to {aside}" in result.stdout
     assert (aside / "checkpoint-4").is_dir() and logged_steps(aside) == [1, 2, 3, 4]
     assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2"] and logged_steps(run) == [1, 2]
+    assert not (aside / ".lock").exists() and not (run / ".lock").exists()  # the lock stayed with run, then went
 
 
 def test_an_incomplete_checkpoint_is_skipped_and_no_step_is_logged_twice(run, tiny_model_dir, token_stream):
@@ -192,3 +193,31 @@ def test_kill_9_at_any_moment_repeated_never_leaves_a_run_that_cannot_resume(tmp
     assert result.returncode == 0, result.stderr[-3000:]
     assert logged_steps(out) == list(range(1, 41))
     assert json.loads((out / "longlora_config.json").read_text())["finished_step"] == 40
+
+
+def test_a_second_run_into_a_training_run_s_folder_is_refused_and_sigterm_says_what_was_lost(
+        tmp_path, tiny_model_dir, token_stream, monkeypatch):
+    """Two runs into one output_dir both finished, the last one winning, with their loss logs interleaved;
+    SIGTERM (a scheduler's limit, kill) ended a run without a word. Here the run, after its first logged
+    step, starts a second run into its folder and then receives SIGTERM (test_lock.py has the holder in
+    another process; test_ctrl_c_says_in_one_line_what_was_lost a run in its own)."""
+    out = tmp_path / "out"
+    second = []
+    log_loss = LossLog.on_log
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        log_loss(self, args, state, control, logs, **kwargs)
+        if state.global_step == 1 and not second:
+            second.append(run_script(*train_args(tiny_model_dir, token_stream, out, "--max_steps", "2")))
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(LossLog, "on_log", on_log)
+    result = run_script(*train_args(tiny_model_dir, token_stream, out, "--save_steps", "10", "--show_effect", "false"))
+    refused = one_line_error(second[0])
+    assert f"--output_dir {out} is in use by another run (pid {os.getpid()} on " in refused and "train.py" in refused
+    assert result.returncode == 143 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == ("terminated: training stopped at step 1; the 1 step(s) since the last checkpoint are lost; no "
+                    "checkpoint yet: the same command starts over")
+    assert logged_steps(out) == [1] and not (out / ".lock").exists()  # nothing of the second run; released
+    assert "finished_step" not in json.loads((out / "longlora_config.json").read_text())

@@ -159,8 +159,9 @@ def test_supervised_finetune_runs_three_steps_and_saves(tiny_model_dir, tmp_path
 
 
 def test_packing_with_full_attention_is_refused(tmp_path, monkeypatch):
+    (tmp_path / "sft.json").write_text(json.dumps(make_records(2)))
     with pytest.raises(ValueError, match="--packing needs --attention"):
-        run_sft(monkeypatch, "--packing", "--attention", "full", "--data", str(tmp_path / "missing.json"))
+        run_sft(monkeypatch, "--packing", "--attention", "full", "--data", str(tmp_path / "sft.json"))
 
 
 def test_longqa_records_hide_the_asked_fact_in_the_text_and_are_deterministic(tiny_model_dir, tmp_path):
@@ -183,3 +184,25 @@ def test_longqa_records_hide_the_asked_fact_in_the_text_and_are_deterministic(ti
         assert record["instruction"].endswith(f"of {name}?") and 0 <= record["depth"] <= 1
     assert len({round(r["depth"], 1) for r in records}) > 3  # answers at many depths
     assert generate("b.json") == records and generate("c.json", seed=1) != records
+
+
+def test_longqa_written_into_a_run_s_folder_leaves_the_run_s_record_alone(tiny_model_dir, tmp_path):
+    """--output RUN/qa.json wrote a longlora_config.json of its own beside it, over the run's record (merge
+    then failed with KeyError: 'training'); nor may --output name a file that make_longqa.py did not write."""
+    from conftest import run_script
+    run = tmp_path / "run"
+    run.mkdir()
+    record = json.dumps({"model_name_or_path": tiny_model_dir, "training": "lora_plus", "model_max_length": 128})
+    (run / "longlora_config.json").write_text(record)
+    (tmp_path / "book.txt").write_text("It was a bright cold day in April. The clocks were striking thirteen. " * 40)
+    flags = ["make_longqa.py", "--model_name_or_path", tiny_model_dir, "--text_file", str(tmp_path / "book.txt"),
+             "--num_records", "2", "--min_tokens", "20", "--max_tokens", "60"]
+    for _ in range(2):  # a long-QA set it wrote itself is replaced by a rerun
+        result = run_script(*flags, "--output", str(run / "qa.json"))
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert (run / "longlora_config.json").read_text() == record
+    assert len(load_records(str(run / "qa.json"))) == 2
+    assert json.loads((run / "qa.config.json").read_text())["num_records"] == 2
+    result = run_script(*flags, "--output", str(run / "longlora_config.json"))
+    assert result.returncode == 2 and "was not written by make_longqa.py" in result.stderr.strip().splitlines()[-1]
+    assert (run / "longlora_config.json").read_text() == record

@@ -1,6 +1,7 @@
 """train.py end to end on a tiny model: trains, saves, resumes, and the output loads."""
 
 import json
+import math
 import os
 import warnings
 
@@ -119,3 +120,21 @@ def test_a_run_ends_with_the_effect_of_the_extension_and_names_its_output(tiny_m
                 assert table[f"perplexity@{row['eval_ctx']}"][column] == f"{float(row['value']):.1f}"
     assert table["perplexity@256"][0] != table["perplexity@256"][1]  # two models, not one twice
     assert all(0 <= float(value) <= 1 for value in table["passkey@256"])
+
+
+def test_a_run_whose_loss_is_not_finite_stops_saying_so_and_is_not_marked_finished(tiny_model_dir, token_stream,
+                                                                                 tmp_path):
+    """--learning_rate inf gave an adapter of NaNs, nan rows in the loss log and a run marked finished; a rate
+    that is finite but absurd makes the weights overflow after the first update."""
+    out = tmp_path / "diverged"
+    result = run_script("train.py", "--model_name_or_path", tiny_model_dir, "--model_max_length", "128", "--data",
+                        token_stream, "--output_dir", str(out), "--learning_rate", "1e30", "--warmup_steps", "0",
+                        "--max_steps", "4", "--save_steps", "1", "--show_effect", "false")
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: training stopped at step 1: the loss of step 2 is nan"), last
+    assert "not marked finished" in last and "checkpoint-1 holds the weights saved before it" in last
+    assert "finished_step" not in json.loads((out / "longlora_config.json").read_text())
+    assert not (out / "adapter_model.safetensors").exists()
+    losses = [json.loads(line)["loss"] for line in (out / "loss_log.jsonl").read_text().splitlines()]
+    assert len(losses) == 1 and all(map(math.isfinite, losses))
