@@ -33,7 +33,6 @@ their groups are half groups), so an S2-Attn without overhead would be a few per
 Rows go to results/efficiency_<cpu|cuda>.csv (table `efficiency`).
 """
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import SimpleNamespace
@@ -45,7 +44,7 @@ from longlora.args import exit_on_error, parse_args
 from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
                                 measure_alternating, random_model, s2_kernels, s2_setting, shown, step_runner)
 from longlora.attention import (S2Config, disable_s2_attention, enable_s2_attention, flash_attn_varlen_func,
-                                s2_attention_forward)
+                                group_size, s2_attention_forward)
 from longlora.cli import description
 from longlora.flops import dims, executed_step_ratio, forward_flops, load_config
 from longlora.results import append_result, check_appendable
@@ -181,7 +180,7 @@ def main() -> None:
     for kernel in args.kernels or default_kernels(device):
         model = random_model(config, kernel, device, dtype, args.seed, args.gradient_checkpointing)
         for n in lengths:
-            group = math.ceil(args.group_size_ratio * n)
+            group = group_size(n, args.group_size_ratio)
             full, s2 = forward_flops(config, n), forward_flops(config, n, group)
             for level in args.levels:
                 result = compare(model, n, group, level, kernel, s2_kernel_names, args, device, dtype)

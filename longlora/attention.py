@@ -321,9 +321,16 @@ def _sparse_mask(pattern: str, n: int, group_size: int, heads: tuple[int, int, i
     return _sparse_allowed(pattern, n, group_size, window, arange[:, None], arange[None, :]).expand(num_heads, n, n)
 
 
+def group_size(n: int, ratio: float = 0.25, fixed: int | None = None) -> int:
+    """S2-Attn's group size G for a sequence (or packed document) of n tokens: `fixed`, else ceil(ratio x n)
+    and at least 2 (a shifted group needs two halves). The one rule the attention (`_group_sizes` applies it
+    per token), the FLOP count, the memory planner and the benchmarks share."""
+    return fixed or max(2, math.ceil(n * ratio))
+
+
 def _row_group_size(n: int, cfg: S2Config) -> int:
     """G of a row that is one whole document of n tokens: what _group_sizes gives it, without device work."""
-    return cfg.group_size or max(2, math.ceil(n * cfg.group_size_ratio))
+    return group_size(n, cfg.group_size_ratio, cfg.group_size)
 
 
 def _local_sections(sections: list[tuple[int, bool]], first: int, count: int) -> list[tuple[int, bool]]:

@@ -31,7 +31,6 @@ the speedup S2-Attn can reach (Llama-2-7B at 64k with checkpointing: Table 11's 
 executed 1.84).
 """
 
-import math
 import os
 import re
 import time
@@ -40,6 +39,7 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
+from longlora.attention import group_size
 from longlora.cli import description
 from longlora.corpora import REPO_ROOT
 from longlora.results import SCALES, append_result, check_appendable
@@ -162,7 +162,7 @@ def executed_step_ratio(config: PretrainedConfig, seq_len: int, group_size_ratio
                         checkpointing: bool) -> float:
     """Full attention's executed training-step FLOPs over S2-Attn's (step_flops): the step speedup
     that causal kernels can reach, where Table 11's forward ratio cannot be reached."""
-    group = math.ceil(group_size_ratio * seq_len)
+    group = group_size(seq_len, group_size_ratio)
     full, s2 = (step_flops(config, seq_len, g, checkpointing=checkpointing).total for g in (None, group))
     return full / s2
 
@@ -183,7 +183,7 @@ def table11_rows(config: PretrainedConfig, model_name: str, seq_lens, group_size
     rows = []
     for n in seq_lens:
         start = time.time()
-        for setting, group in (("full_attn", None), ("s2_attn", n * group_size_ratio)):
+        for setting, group in (("full_attn", None), ("s2_attn", group_size(n, group_size_ratio))):
             columns = table11_columns(forward_flops(config, n, group))
             for metric, value in (("attn_tflops_fwd", columns["attn"]), ("total_tflops_fwd", columns["total"])):
                 rows.append({"table": "table11", "model": model_name, "train_ctx": n, "setting": setting,

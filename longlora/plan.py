@@ -51,12 +51,12 @@ workspaces and DeepSpeed's reduce buckets (2 x hidden^2 16-bit elements); alloca
 fragmentation is not counted.
 """
 
-import math
 from dataclasses import dataclass, field, replace
 
 from transformers import PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
+from longlora.attention import group_size
 from longlora.cli import description
 from longlora.flops import dims, load_config, step_flops
 from longlora.model import TrainingMode
@@ -159,7 +159,7 @@ def attention_bytes(d: dict[str, int], args: PlanArguments) -> dict[str, float]:
     N * hq / P = n * hq elements; its K/V heads are Hkv/P, or one replicated per rank when P > Hkv."""
     a, hq, p = DTYPE_BYTES[args.dtype], d["hq"], args.sequence_parallel_size
     hk = d["head_dim"] * max(d["hk"] // d["head_dim"], p)
-    keys = args.seq_len if args.attention == "full" else max(1, round(args.group_size_ratio * args.seq_len))
+    keys = args.seq_len if args.attention == "full" else group_size(args.seq_len, args.group_size_ratio)
     layout = a * hq if p > 1 else 0  # the output in head layout (kept by the kernel) and back in sequence layout
     if args.kernel == "math":
         saved = a * 4 * hq + (4 + (a if a < 4 else 0)) * d["heads"] * keys
@@ -262,7 +262,7 @@ def longest_context(config: PretrainedConfig, args: PlanArguments) -> int:
 
 def training_step_flops(config: PretrainedConfig, args: PlanArguments, seq_len: int, attention: str) -> float:
     """FLOPs of one training step on one sequence (all its ranks together), as the plan's settings run it."""
-    group = math.ceil(args.group_size_ratio * seq_len) if attention == "s2" else None
+    group = group_size(seq_len, args.group_size_ratio) if attention == "s2" else None
     return step_flops(config, seq_len, group, checkpointing=args.gradient_checkpointing,
                       tiled_mlp=args.tiled_mlp).total
 

@@ -236,3 +236,24 @@ def test_stride_sparse_gives_the_window_to_the_first_half_of_the_layer_heads_und
 def test_a_sequence_parallel_rank_outside_the_group_is_refused():
     with pytest.raises(ValueError, match="sequence-parallel rank 2"):
         S2Config(sequence_parallel_rank=2, sequence_parallel_size=2)
+
+
+@pytest.mark.parametrize("n", [30, 36, 1000, 8192])
+@pytest.mark.parametrize("ratio", [1 / 6, 1 / 8, 0.25, 0.5])
+def test_one_group_size_rule_for_attention_flops_and_planner(n, ratio):
+    """The G the attention gives a row of n tokens (per token, on the device) is the G the FLOP count and
+    the planner use: at Table 7's 1/6 of 8192 a rounded (1365) and an unrounded (1365.3) G once disagreed
+    with the attention's 1366."""
+    from longlora.attention import _document_starts, _group_sizes, group_size
+    from longlora.flops import (executed_step_ratio, forward_flops, load_config, step_flops, table11_columns,
+                                table11_rows)
+
+    valid = torch.ones(1, n, dtype=torch.bool)
+    per_token = _group_sizes(valid, _document_starts(valid, None), S2Config(group_size_ratio=ratio))
+    assert set(per_token.flatten().tolist()) == {group_size(n, ratio)} == {math.ceil(n * ratio)}
+    config = load_config("llama2-7b")
+    full, s2 = (step_flops(config, n, g, checkpointing=True).total for g in (None, math.ceil(n * ratio)))
+    assert executed_step_ratio(config, n, ratio, checkpointing=True) == full / s2
+    s2_attention = [row["value"] for row in table11_rows(config, "llama2-7b", [n], ratio)
+                    if row["setting"] == "s2_attn" and row["metric"] == "attn_tflops_fwd"]
+    assert s2_attention == [table11_columns(forward_flops(config, n, math.ceil(n * ratio)))["attn"]]
