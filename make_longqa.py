@@ -51,6 +51,7 @@ SENTENCE_END = re.compile(r"(?<!Mr)(?<!Mrs)(?<!Dr)(?<!St)[.!?][\"')\]]*\s+")
 @dataclass
 class LongQAArguments:
     model_name_or_path: str = field(default=str(DEFAULT_MODEL), metadata={
+        "aliases": ["--model"],
         "help": "Model whose tokenizer measures (and, for the book corpus, decodes) the excerpts."})
     text_file: str | None = field(default=None, metadata={
         "help": "Plain text to cut excerpts from. Default: the book corpus train split tokenized for the model."})

@@ -26,8 +26,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=description(__doc__),
                                      formatter_class=HelpFormatter)
     parser.add_argument("--corpus", default="books", help="books, math, a folder of .txt/.jsonl, or a saved dataset")
-    parser.add_argument("--model_name_or_path", "--tokenizer", default=str(DEFAULT_MODEL),
-                        help="model (or tokenizer) directory whose tokenizer is used (--tokenizer: its former name)")
+    parser.add_argument("--model_name_or_path", "--model", "--tokenizer", default=str(DEFAULT_MODEL),
+                        help="model (or tokenizer) directory whose tokenizer is used (--model as in every script; "
+                             "--tokenizer: its former name)")
     parser.add_argument("--output_dir", "--out", default=None,
                         help="output folder (default: data/<model name>/<corpus name>; --out: its former name)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the document split")

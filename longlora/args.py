@@ -56,6 +56,7 @@ def base_window_field():
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(default=str(DEFAULT_MODEL), metadata={
+        "aliases": ["--model"],  # the evaluation scripts' name; --model_name_or_path is the paper's commands'
         "help": "Base model: a local Hugging Face model directory (e.g. Llama-2-7b-hf) or a hub name already "
                 "in the local cache. Default: the committed mini model (context 256)."})
     model_max_length: int = field(default=2048, metadata={

@@ -55,3 +55,16 @@ def test_former_flag_names_still_work(tmp_path, tiny_model_dir):
     result = run_script("prepare_data.py", "--corpus", str(tmp_path / "corpus"), "--tokenizer", tiny_model_dir,
                         "--out", str(tmp_path / "old"))
     assert result.returncode == 0 and (tmp_path / "old" / "manifest.json").is_file(), result.stderr[-2000:]
+
+
+MODEL_INPUT_SCRIPTS = ["train.py", "supervised_finetune.py", "prepare_data.py", "make_longqa.py", "merge_lora.py",
+                       "generate.py", "eval_perplexity.py", "passkey_retrieval.py", "eval_ruler.py"]
+
+
+@pytest.mark.parametrize("script", MODEL_INPUT_SCRIPTS)
+def test_every_script_that_reads_a_model_takes_it_as_model(script, tmp_path):
+    """One name for the model across scripts (--model_name_or_path stays: the paper's commands use it)."""
+    required = ["--material", "examples/material.txt", "--question", "Who?"] if script == "generate.py" else []
+    result = run_script(script, "--model", str(tmp_path / "missing"), *required)
+    assert result.returncode == 2 and str(tmp_path / "missing") in result.stderr, result.stderr[-1000:]
+    assert "unrecognized" not in result.stderr and "ambiguous" not in result.stderr
