@@ -1,6 +1,6 @@
 """Flags, declared once: dataclasses composed with HfArgumentParser by every script.
 
-Defaults run the miniature (the committed mini model, 256 -> 2048 tokens); the README
+Defaults run the miniature (the committed mini model, 256 -> 512 tokens with train.py); the README
 lists the paper-scale overrides. `TrainingArguments` keeps Trainer settings only, with
 the paper's optimiser recipe as defaults (AdamW beta2 0.95, no weight decay, 20 warm-up
 steps then a constant rate).

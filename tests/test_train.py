@@ -107,7 +107,7 @@ def test_a_run_ends_with_the_effect_of_the_extension_and_names_its_output(tiny_m
     assert lines[-1] == f"output: {out}"
     table = {line.split()[0]: line.split()[1:] for line in lines[lines.index(next(
         line for line in lines if line.startswith("the extension, measured on"))) + 2:-1]}
-    assert set(table) == {"perplexity@64", "perplexity@256", "passkey@256"}
+    assert set(table) == {"perplexity@64", "perplexity@256", "passkey@256/paper", "passkey@256/books"}
     held_out = os.path.join(os.path.dirname(token_stream), "validation.bin")
     for column, model in enumerate((tiny_model_dir, str(out))):
         evaluated = run_script("eval_perplexity.py", "--model", model, "--data", held_out, "--seq_len", "64", "256",
@@ -119,7 +119,7 @@ def test_a_run_ends_with_the_effect_of_the_extension_and_names_its_output(tiny_m
             if row["metric"] == "perplexity":
                 assert table[f"perplexity@{row['eval_ctx']}"][column] == f"{float(row['value']):.1f}"
     assert table["perplexity@256"][0] != table["perplexity@256"][1]  # two models, not one twice
-    assert all(0 <= float(value) <= 1 for value in table["passkey@256"])
+    assert all(0 <= float(value) <= 1 for filler in ("paper", "books") for value in table[f"passkey@256/{filler}"])
 
 
 def test_a_run_whose_loss_is_not_finite_stops_saying_so_and_is_not_marked_finished(tiny_model_dir, token_stream,
