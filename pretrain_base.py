@@ -67,8 +67,8 @@ from longlora import synthetic
 from longlora.args import exit_on_error
 from longlora.checks import check_output_dir, folder_contents
 from longlora.cli import description, HelpFormatter
-from longlora.corpora import REPO_ROOT, documents, corpus_sentences
-from longlora.data import default_data_path, load_token_stream, split_documents
+from longlora.corpora import REPO_ROOT, corpus_sentences, documents, split_documents
+from longlora.data import default_data_path, load_token_stream
 from longlora.evaluation import FILLER_SENTENCES, passkey_accuracy
 from longlora.files import atomic_write_text
 from longlora.model import RUN_CONFIG, apply_position_interpolation

@@ -13,6 +13,7 @@ import glob
 import gzip
 import json
 import os
+import random
 import re
 import warnings
 import zlib
@@ -157,11 +158,23 @@ def split_sentences(text: str, max_chars: int = 300) -> list[str]:
     return sentences
 
 
+def split_documents(doc_ids: list[str], seed: int = 0, val_fraction: float = 0.1,
+                    test_fraction: float = 0.1) -> dict[str, list[str]]:
+    """Deterministic document-level split; validation and test get at least one document."""
+    if len(doc_ids) < 3:
+        raise ValueError(f"need at least 3 documents to split into train/validation/test, got {len(doc_ids)}")
+    order = sorted(doc_ids)
+    random.Random(seed).shuffle(order)
+    n_val = max(1, round(val_fraction * len(order)))
+    n_test = max(1, round(test_fraction * len(order)))
+    if n_val + n_test >= len(order):
+        raise ValueError("validation and test fractions leave no training documents")
+    return {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
+
+
 def corpus_sentences(corpus: str = "books", split: str = "test") -> list[str]:
     """Sentences of one split of a named corpus (the document split of prepare_data.py): the
     test split's are passkey filler of natural text that no training run has seen."""
-    from longlora.data import split_documents
-
     docs = dict(documents(corpus)[0])
     return [s for d in split_documents(list(docs))[split] for s in split_sentences(docs[d])]
 

@@ -11,14 +11,13 @@ import hashlib
 import json
 import math
 import os
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from longlora.corpora import REPO_ROOT, documents
+from longlora.corpora import REPO_ROOT, documents, split_documents
 from longlora.files import atomic_open, atomic_write_text
 from longlora.model import read_run_config
 
@@ -26,20 +25,6 @@ DEFAULT_MODEL = REPO_ROOT / "models" / "mini"
 DATA_ROOT = REPO_ROOT / "data"
 SPLITS = ("train", "validation", "test")
 MANIFEST = "manifest.json"
-
-
-def split_documents(doc_ids: list[str], seed: int = 0, val_fraction: float = 0.1,
-                    test_fraction: float = 0.1) -> dict[str, list[str]]:
-    """Deterministic document-level split; validation and test get at least one document."""
-    if len(doc_ids) < 3:
-        raise ValueError(f"need at least 3 documents to split into train/validation/test, got {len(doc_ids)}")
-    order = sorted(doc_ids)
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(val_fraction * len(order)))
-    n_test = max(1, round(test_fraction * len(order)))
-    if n_val + n_test >= len(order):
-        raise ValueError("validation and test fractions leave no training documents")
-    return {"validation": order[:n_val], "test": order[n_val:n_val + n_test], "train": order[n_val + n_test:]}
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

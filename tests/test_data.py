@@ -9,7 +9,8 @@ from conftest import make_tokenizer, run_script
 from transformers import AutoTokenizer
 
 from longlora.corpora import clean
-from longlora.data import load_token_stream, mix_blocks, parse_mixture, prepare, split_documents
+from longlora.corpora import split_documents
+from longlora.data import load_token_stream, mix_blocks, parse_mixture, prepare
 
 DOCS = {f"doc{i}.txt": f"Document number {i}.\n\nIt has a body of text, line after line. " * (i + 3) for i in range(8)}
 
