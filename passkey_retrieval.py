@@ -43,13 +43,12 @@ class PasskeyArguments:
     num_tests: int = field(default=10, metadata={"help": "Trials per length (per cell with --heatmap)."})
     heatmap: bool = field(default=False, metadata={"help": "Fixed depths 0%%, 10%%, ..., 100%% instead of random."})
     filler: str = field(default="paper", metadata={
-        "help": "paper: Landmark's five sentences; books: sentences of the book corpus's test split."})
+        "help": "paper: Landmark's five sentences; books: sentences of the book corpus's test split.",
+        "choices": FILLERS})
     show_answers: bool = field(default=False, metadata={
         "help": "Print each trial's key and the model's continuation (what a wrong answer matched)."})
 
     def __post_init__(self) -> None:
-        if self.filler not in FILLERS:
-            raise ValueError(f"--filler must be one of {', '.join(FILLERS)}, got {self.filler!r}")
         if not 0 < self.min_tokens <= self.max_tokens or self.interval < 1 or self.num_tests < 1:
             raise ValueError("need 0 < --min_tokens <= --max_tokens, --interval >= 1 and --num_tests >= 1")
         if self.min_tokens < self.max_tokens and self.interval > self.max_tokens - self.min_tokens:

@@ -68,3 +68,9 @@ def test_every_script_that_reads_a_model_takes_it_as_model(script, tmp_path):
     result = run_script(script, "--model", str(tmp_path / "missing"), *required)
     assert result.returncode == 2 and str(tmp_path / "missing") in result.stderr, result.stderr[-1000:]
     assert "unrecognized" not in result.stderr and "ambiguous" not in result.stderr
+
+
+def test_passkey_filler_is_a_choice_listed_in_help_and_refused_in_one_line():
+    assert "{paper,books}" in run_script("passkey_retrieval.py", "--help").stdout
+    result = run_script("passkey_retrieval.py", "--filler", "nonsense")
+    assert result.returncode == 2 and "invalid choice: 'nonsense'" in result.stderr and "Traceback" not in result.stderr
