@@ -11,6 +11,17 @@ from conftest import REPO
 from longlora.files import atomic_open, atomic_write_text
 
 
+def kill_9_while_writing(writer: str) -> None:
+    """Run `writer` (Python whose last statement is an open `with` block) in a process of its own and kill -9
+    it from inside the block, once it says it is writing."""
+    code = f"import time\n{writer}    print('writing', flush=True)\n    time.sleep(60)\n"
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONPATH": REPO})
+    assert process.stdout.readline().strip() == "writing"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+
+
 def test_an_error_inside_the_block_leaves_the_old_file(tmp_path):
     target = tmp_path / "results.csv"
     target.write_text("old\n")
@@ -32,14 +43,8 @@ def test_a_completed_block_replaces_the_file(tmp_path):
 def test_kill_9_while_writing_leaves_the_old_file(tmp_path):
     target = tmp_path / "results.csv"
     target.write_text("old\n")
-    writer = (f"import time\nfrom longlora.files import atomic_open\n"
-              f"with atomic_open({str(target)!r}) as f:\n    f.write('new, half')\n    f.flush()\n"
-              f"    print('writing', flush=True)\n    time.sleep(60)\n")
-    process = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": REPO})
-    assert process.stdout.readline().strip() == "writing"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_9_while_writing(f"from longlora.files import atomic_open\n"
+                         f"with atomic_open({str(target)!r}) as f:\n    f.write('new, half')\n    f.flush()\n")
     assert target.read_text() == "old\n"
 
 
@@ -72,13 +77,7 @@ def test_kill_9_while_a_folder_is_filled_leaves_the_old_folder(tmp_path):
     target = tmp_path / "model"
     target.mkdir()
     (target / "config.json").write_text("old")
-    writer = (f"import time\nfrom longlora.files import replaced_dir\n"
-              f"with replaced_dir({str(target)!r}) as staging:\n"
-              f"    open(staging + '/config.json', 'w').write('new')\n"
-              f"    print('writing', flush=True)\n    time.sleep(60)\n")
-    process = subprocess.Popen([sys.executable, "-c", writer], cwd=REPO, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": REPO})
-    assert process.stdout.readline().strip() == "writing"
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_9_while_writing(f"from longlora.files import replaced_dir\n"
+                         f"with replaced_dir({str(target)!r}) as staging:\n"
+                         f"    open(staging + '/config.json', 'w').write('new')\n")
     assert (target / "config.json").read_text() == "old"
