@@ -263,7 +263,17 @@ class RunPlan:
 def plan_run(training_args, configs: tuple) -> RunPlan:
     """Start, resume from the newest complete checkpoint, do nothing (finished), or move a previous
     run aside (--resume false). A resume whose training flags differ from the recorded ones is
-    refused with one line (ValueError): its optimiser and scheduler states would keep the old ones."""
+    refused with one line (ValueError): its optimiser and scheduler states would keep the old ones.
+
+    Every process decides from output_dir as it was before any of them writes there (they wait for
+    each other after deciding): a slow rank once read the run config a fast one had just written,
+    planned to move that run aside, and waited at a barrier the others never reached."""
+    plan = _decide_plan(training_args, configs)
+    PartialState().wait_for_everyone()
+    return plan
+
+
+def _decide_plan(training_args, configs: tuple) -> RunPlan:
     out = training_args.output_dir
     previous_config = os.path.join(out, RUN_CONFIG)
     if training_args.resume_from_checkpoint:
