@@ -11,5 +11,5 @@ case "${1:-}" in
                  --math_fraction 0.1 --copy_fraction 0.25) ;;
   *) echo "usage: continue.sh fill|many" >&2; exit 2 ;;
 esac
-bash results/probes/continue_pretraining.sh outputs/base_dense/mini "$1" results/probes/dense_base \
+bash experiments/common/continue_pretraining.sh outputs/base_dense/mini "$1" results/probes/dense_base \
   --max_steps 3300 --learning_rate 6.5e-4 --save_steps 100 "${mixture[@]}"

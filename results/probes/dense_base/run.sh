@@ -4,4 +4,4 @@
 # at a later commit), then the base_model passkey rows inside its window: both fillers, without and with PI x2.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-bash results/probes/pretrain_from_scratch.sh dense results/probes/dense_base
+bash experiments/common/pretrain_from_scratch.sh dense results/probes/dense_base

@@ -12,8 +12,8 @@ case "${1:-}" in
   text_copy) flags=(--no-row_mean_loss --text_copy_share 0.4 --ngram_copy_share 0.2) ;;
   *) echo "usage: continue.sh token_loss|text_copy" >&2; exit 2 ;;
 esac
-bash results/probes/continue_pretraining.sh outputs/base_far_motif/mini "$1" results/probes/far_motif_base \
+bash experiments/common/continue_pretraining.sh outputs/base_far_motif/mini "$1" results/probes/far_motif_base \
   --max_steps 3100 --learning_rate 1e-3 --save_steps 100 "${flags[@]}"
 mkdir -p "outputs/probe_$1/answers"
-PYTHONPATH=. python results/probes/answers.py "outputs/probe_$1/answers" "outputs/probe_$1/mini"
+python -m experiments.common.answers "outputs/probe_$1/answers" "outputs/probe_$1/mini"
 cp "outputs/probe_$1/answers/answers.csv" "results/probes/far_motif_base/answers_$1.csv"

@@ -6,6 +6,6 @@
 # the commit that added this script, 09662f5's).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-bash results/probes/pretrain_from_scratch.sh far_motif results/probes/far_motif_base
+bash experiments/common/pretrain_from_scratch.sh far_motif results/probes/far_motif_base
 PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_far_motif/mini
-PYTHONPATH=. python results/probes/answers.py results/probes/far_motif_base outputs/base_far_motif/mini models/mini
+python -m experiments.common.answers results/probes/far_motif_base outputs/base_far_motif/mini models/mini

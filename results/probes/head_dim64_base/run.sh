@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=results/probes/head_dim64_base base=outputs/base_hd64/mini run=outputs/base_hd64/loraplus_s2_2048
-bash results/probes/pretrain_from_scratch.sh hd64 $here --heads 4 --kv_heads 2 --smallest_position_scale 0.125
+bash experiments/common/pretrain_from_scratch.sh hd64 $here --heads 4 --kv_heads 2 --smallest_position_scale 0.125
 python train.py --model_name_or_path $base --model_max_length 2048 --training lora_plus --attention s2 \
   --max_steps 60 --learning_rate 1e-3 --seed 42 --output_dir $run --save_steps 60 --show_effect false \
   --gradient_accumulation_steps 1 --data_mixture books:5,math:3

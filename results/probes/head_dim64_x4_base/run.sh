@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 here=results/probes/head_dim64_x4_base base=outputs/base_hd64_x4/mini
-bash results/probes/pretrain_from_scratch.sh hd64_x4 $here --heads 4 --kv_heads 2 --smallest_position_scale 0.25
+bash experiments/common/pretrain_from_scratch.sh hd64_x4 $here --heads 4 --kv_heads 2 --smallest_position_scale 0.25
 for filler in paper books; do
   python passkey_retrieval.py --model $base --min_tokens 256 --max_tokens 1024 --interval 256 --num_tests 10 \
     --seed 42 --experiment probe --table probe --setting hd64_x4_base+PI --train_ctx 1024 --scale mini \

@@ -7,6 +7,6 @@
 # added this script, 09662f5's).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-bash results/probes/pretrain_from_scratch.sh long_facts results/probes/long_facts_base
+bash experiments/common/pretrain_from_scratch.sh long_facts results/probes/long_facts_base
 PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_long_facts/mini
-PYTHONPATH=. python results/probes/answers.py results/probes/long_facts_base outputs/base_long_facts/mini models/mini
+python -m experiments.common.answers results/probes/long_facts_base outputs/base_long_facts/mini models/mini

@@ -9,6 +9,6 @@
 #   git checkout 18908ba -- models/mini pretrain_base.py longlora/synthetic.py
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-bash results/probes/continue_pretraining.sh models/mini longer results/probes/longer_base \
+bash experiments/common/continue_pretraining.sh models/mini longer results/probes/longer_base \
   --max_steps 4000 --learning_rate 2.35e-4
-bash results/probes/base_passkey.sh outputs/probe_longer/mini results/probes/longer_base longer
+bash experiments/common/base_passkey.sh outputs/probe_longer/mini results/probes/longer_base longer

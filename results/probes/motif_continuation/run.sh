@@ -15,6 +15,6 @@ case "${1:-}" in
                      --ngram_copy_share 0 --text_copy_share 0 --motif_copy_share 1) ;;
   *) echo "usage: run.sh motif|motif_only" >&2; exit 2 ;;
 esac
-bash results/probes/continue_pretraining.sh models/mini "$1" results/probes/motif_continuation \
+bash experiments/common/continue_pretraining.sh models/mini "$1" results/probes/motif_continuation \
   --learning_rate 5.9e-4 --save_steps 100 "${flags[@]}"
 PYTHONPATH=. python results/probes/motif_continuation/motif_accuracy.py models/mini "outputs/probe_$1/mini"

@@ -11,6 +11,6 @@
 # fillers, no PI and PI x2): probe.csv.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-bash results/probes/continue_pretraining.sh models/mini pi_robust results/probes/pi_robust_base \
+bash experiments/common/continue_pretraining.sh models/mini pi_robust results/probes/pi_robust_base \
   --max_steps 3400 --learning_rate 5.83e-4 --smallest_position_scale 0.125
-bash results/probes/base_passkey.sh outputs/probe_pi_robust/mini results/probes/pi_robust_base pi_robust
+bash experiments/common/base_passkey.sh outputs/probe_pi_robust/mini results/probes/pi_robust_base pi_robust

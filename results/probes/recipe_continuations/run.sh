@@ -18,5 +18,5 @@ case "${1:-}" in
   dense) mixture=("${cycled[@]}" --copy_fraction 0.15 --ngram_copy_share 0.3 --text_copy_share 0.4) ;;  # 18908ba's copy mixture
   *) echo "usage: run.sh cycled|ngram|dense" >&2; exit 2 ;;
 esac
-bash results/probes/continue_pretraining.sh models/mini "$1" results/probes/recipe_continuations \
+bash experiments/common/continue_pretraining.sh models/mini "$1" results/probes/recipe_continuations \
   --max_steps 2900 --learning_rate 5.9e-4 --save_steps 100 "${mixture[@]}"

@@ -6,6 +6,6 @@
 # base of models/mini at the commit that added this script, 09662f5's).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-bash results/probes/pretrain_from_scratch.sh text_copy results/probes/text_copy_base
+bash experiments/common/pretrain_from_scratch.sh text_copy results/probes/text_copy_base
 PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_text_copy/mini
-PYTHONPATH=. python results/probes/answers.py results/probes/text_copy_base outputs/base_text_copy/mini models/mini
+python -m experiments.common.answers results/probes/text_copy_base outputs/base_text_copy/mini models/mini

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The base_model passkey rows inside a base's 256-token window, as ablations/base_model.sh measures them (both
 # fillers, without PI and with PI x2 alone, 20 trials a length), for a probe's base:
-#   bash results/probes/base_passkey.sh MODEL_DIR RESULTS_DIR SETTING_PREFIX   (run from the repository root)
+#   bash experiments/common/base_passkey.sh MODEL_DIR RESULTS_DIR SETTING_PREFIX   (run from the repository root)
 set -euo pipefail
 model=$1 results=$2 prefix=$3
 for filler in paper books; do

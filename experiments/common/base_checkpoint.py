@@ -1,6 +1,6 @@
 """Write a base (models/mini unless a second argument names another) as a pretrain_base.py
 checkpoint at its last step, so that a probe resumes its pretraining:
-`python results/probes/base_checkpoint.py WORK/checkpoint.pt [MODEL_DIR]` (the weights in fp32,
+`python -m experiments.common.base_checkpoint WORK/checkpoint.pt [MODEL_DIR]` (the weights in fp32,
 a fresh AdamW: the work folder of the base's own run is gone)."""
 
 import json

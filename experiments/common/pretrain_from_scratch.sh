@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pretrain a probe's base from scratch (run from the repository root):
-#   bash results/probes/pretrain_from_scratch.sh NAME RESULTS_DIR [pretrain_base.py flags...]
+#   bash experiments/common/pretrain_from_scratch.sh NAME RESULTS_DIR [pretrain_base.py flags...]
 # pretrain_base.py into outputs/base_NAME/mini (work folder outputs/base_NAME/work) with the committed base's
 # tokenizer and data, its log and PROVENANCE copied to RESULTS_DIR as pretrain_log.jsonl and PROVENANCE.json, then
 # its passkey rows inside the window (base_passkey.sh, settings NAME_*).
@@ -12,4 +12,4 @@ cp models/mini/tokenizer.json models/mini/tokenizer_config.json "$out/"
 python pretrain_base.py --output_dir "$out" --work_dir "$work" "$@"
 cp "$work/log.txt" "$results/pretrain_log.jsonl"
 cp "$out/PROVENANCE.json" "$results/PROVENANCE.json"
-bash results/probes/base_passkey.sh "$out" "$results" "$name"
+bash experiments/common/base_passkey.sh "$out" "$results" "$name"

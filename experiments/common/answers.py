@@ -3,7 +3,7 @@
 the greedy continuation (8 tokens), whether its first digit is the key's and whether its first
 number is the key (passkey_retrieval.py's exact match), with the command, commit and hardware behind
 each row, written to answers.csv in RESULTS_DIR (mini scale):
-`python results/probes/answers.py RESULTS_DIR MODEL_DIR [MODEL_DIR ...]`."""
+`python -m experiments.common.answers RESULTS_DIR MODEL_DIR [MODEL_DIR ...]`."""
 
 import csv
 import sys
