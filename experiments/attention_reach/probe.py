@@ -19,7 +19,7 @@ from longlora.data import default_data_path, load_token_stream
 from longlora.model import load_model
 from longlora.results import git_commit, hardware
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = "results/probes/attention_reach"
 
 
 def distance_masses(attentions: torch.Tensor, group: int) -> dict[str, torch.Tensor]:
@@ -67,7 +67,7 @@ def main() -> None:
                          "wall_seconds": f"{time.time() - start:.1f}"})
         print(name, " ".join(f"L{r['layer']} far {r['far_mass']} (max head {r['far_mass_max_head']})"
                              for r in rows if r["model"] == name))
-    path = os.path.join(HERE, "probe.csv")
+    path = os.path.join(RESULTS, "probe.csv")
     new = not os.path.isfile(path)
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]), lineterminator="\n")

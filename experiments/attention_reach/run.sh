@@ -14,7 +14,7 @@ for ctx in 2048 512; do
   train "loraplus_s2_$ctx" "$ctx" lora_plus s2 1e-3
   train "loraplus_full_$ctx" "$ctx" lora_plus full 1e-3
   train "full_s2_$ctx" "$ctx" full s2 2e-4
-  PYTHONPATH=. python results/probes/attention_reach/probe.py --seq_len "$ctx" "base+PI=models/mini" \
+  python -m experiments.attention_reach.probe --seq_len "$ctx" "base+PI=models/mini" \
     "s2|lora_plus=outputs/mini/seed42/loraplus_s2_$ctx" "full|lora_plus=outputs/mini/seed42/loraplus_full_$ctx" \
     "s2|full_ft=outputs/mini/seed42/full_s2_$ctx"
 done
