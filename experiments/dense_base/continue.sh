@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Probe: 500 more steps on the dense base (run.sh's outputs/base_dense/mini; peak 6.5e-4, so that the learning
 # rate at its step 2800 is its last one, 1e-4), scoring every 100 steps (pretrain_log_NAME.jsonl):
-#   bash results/probes/dense_base/continue.sh fill   # pretrain_base.py of ec8f782: cycled fact documents fill their block
-#   bash results/probes/dense_base/continue.sh many   # the same code; 2/5 of all blocks such documents (1/16 by default)
+#   bash experiments/dense_base/continue.sh fill   # pretrain_base.py of ec8f782: cycled fact documents fill their block
+#   bash experiments/dense_base/continue.sh many   # the same code; 2/5 of all blocks such documents (1/16 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 case "${1:-}" in
