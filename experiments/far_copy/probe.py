@@ -2,7 +2,7 @@
 (the look-back distance) is fixed, from 64 tokens to 7/8 of the window, with random tokens and
 with spans from 16 and from 8 distinct tokens (16 documents each, rng seed 0), for each model
 given; rows appended to probe.csv beside this file:
-`python results/probes/far_copy/probe.py MODEL_DIR [MODEL_DIR ...]`."""
+`python -m experiments.far_copy.probe MODEL_DIR [MODEL_DIR ...]`."""
 
 import sys
 import time
@@ -39,4 +39,4 @@ for model_dir in sys.argv[1:]:
                          "metric": "copy_accuracy_at_distance", "note": f"window={window}", "scale": "mini", "seed": 0,
                          "wall_seconds": round(time.time() - start, 1), "samples": 16})
             print(f"{model_dir} alphabet {alphabet or 'all'} distance {period}: {accuracy:.2f}")
-    append_result("probe", rows, Path(__file__).parent)
+    append_result("probe", rows, Path("results/probes/far_copy"))
