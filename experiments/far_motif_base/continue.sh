@@ -2,8 +2,8 @@
 # Probe: 300 more steps on the far-motif base (run.sh's outputs/base_far_motif/mini; peak 1e-3 over 3100 steps, so
 # that the learning rate at its step 2800 is about its last one, 1.2e-4 against 1e-4), scoring every 100 steps
 # (pretrain_log_NAME.jsonl), then what it answers (answers_NAME.csv, as answers.csv):
-#   bash results/probes/far_motif_base/continue.sh token_loss   # the loss averaged over all targets, as before d901d9b
-#   bash results/probes/far_motif_base/continue.sh text_copy    # that loss (the default since bac4c72) and 4/10 of the
+#   bash experiments/far_motif_base/continue.sh token_loss   # the loss averaged over all targets, as before d901d9b
+#   bash experiments/far_motif_base/continue.sh text_copy    # that loss (the default since bac4c72) and 4/10 of the
 #                                                               # copy documents spans of training text (2/10 before)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."

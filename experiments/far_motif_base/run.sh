@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 bash experiments/common/pretrain_from_scratch.sh far_motif results/probes/far_motif_base
-PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_far_motif/mini
+python -m experiments.far_copy.probe outputs/base_far_motif/mini
 python -m experiments.common.answers results/probes/far_motif_base outputs/base_far_motif/mini models/mini
