@@ -11,5 +11,5 @@ mkdir -p $here
 bash experiments/common/pretrain_from_scratch.sh hd64_seed1338 $here --heads 4 --kv_heads 2 \
   --smallest_position_scale 0.125 --seed 1338
 for seed in 42 43 44; do
-  BASE_NAME=hd64_seed1338 RESULTS_DIR=$here bash results/probes/head_dim64_base/contrast.sh $seed "s2|1024"
+  BASE_NAME=hd64_seed1338 RESULTS_DIR=$here bash experiments/head_dim64_base/contrast.sh $seed "s2|1024"
 done
