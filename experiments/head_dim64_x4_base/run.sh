@@ -15,5 +15,5 @@ for filler in paper books; do
     --filler "$filler" --results_dir $here --rope_target 1024
 done
 for seed in 42 43 44; do
-  BASE_NAME=hd64_x4 RESULTS_DIR=$here bash results/probes/head_dim64_base/contrast.sh $seed "s2|1024" "full|1024"
+  BASE_NAME=hd64_x4 RESULTS_DIR=$here bash experiments/head_dim64_base/contrast.sh $seed "s2|1024" "full|1024"
 done
