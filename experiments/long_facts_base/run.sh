@@ -8,5 +8,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 bash experiments/common/pretrain_from_scratch.sh long_facts results/probes/long_facts_base
-PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_long_facts/mini
+python -m experiments.far_copy.probe outputs/base_long_facts/mini
 python -m experiments.common.answers results/probes/long_facts_base outputs/base_long_facts/mini models/mini
