@@ -1,7 +1,7 @@
 """Motif accuracy (longlora.synthetic.motif_accuracy: the first answer token of motif documents'
 queries, all of them and those whose key is more than half the window back; 192 documents of
 the window's length) of each model given, appended to probe.csv beside this file:
-`python results/probes/motif_continuation/motif_accuracy.py MODEL_DIR [MODEL_DIR ...]`."""
+`python -m experiments.motif_continuation.motif_accuracy MODEL_DIR [MODEL_DIR ...]`."""
 
 import sys
 import time
@@ -28,4 +28,4 @@ for model_dir in sys.argv[1:]:
                      "note": f"window={window}", "scale": "mini", "seed": 0, "wall_seconds": round(time.time() - start, 1),
                      "samples": 192})
     print(model_dir, scores)
-append_result("probe", rows, Path(__file__).parent)
+append_result("probe", rows, Path("results/probes/motif_continuation"))

@@ -5,8 +5,8 @@
 # recipe_continuations/), scoring every 100 steps (pretrain_log_NAME.jsonl), then motif_accuracy.py scores
 # the committed base and the result (probe.csv). Needs pretrain_base.py of commit d901d9b (the loss averaged
 # over all targets; later defaults average it per row):
-#   bash results/probes/motif_continuation/run.sh motif        # 500 steps, motif documents 1/2 of the copy documents
-#   bash results/probes/motif_continuation/run.sh motif_only   # 200 steps of motif documents alone
+#   bash experiments/motif_continuation/run.sh motif        # 500 steps, motif documents 1/2 of the copy documents
+#   bash experiments/motif_continuation/run.sh motif_only   # 200 steps of motif documents alone
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 case "${1:-}" in
@@ -17,4 +17,4 @@ case "${1:-}" in
 esac
 bash experiments/common/continue_pretraining.sh models/mini "$1" results/probes/motif_continuation \
   --learning_rate 5.9e-4 --save_steps 100 "${flags[@]}"
-PYTHONPATH=. python results/probes/motif_continuation/motif_accuracy.py models/mini "outputs/probe_$1/mini"
+python -m experiments.motif_continuation.motif_accuracy models/mini "outputs/probe_$1/mini"
