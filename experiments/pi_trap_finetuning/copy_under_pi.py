@@ -3,7 +3,7 @@ random-token copy documents (longlora.synthetic.copy_accuracy: 16 documents, rng
 after the first half) at the base's window (256) and at the model's own window, for the base with
 PI by 1, 2, 4 and 8 alone and for each fine-tuned output given (its trained PI); rows appended to
 copy.csv beside this file:
-`python results/probes/pi_trap_finetuning/copy_under_pi.py [OUTPUT_DIR ...]` (the base's rows come first)."""
+`python -m experiments.pi_trap_finetuning.copy_under_pi [OUTPUT_DIR ...]` (the base's rows come first)."""
 
 import sys
 import time
@@ -45,4 +45,4 @@ for factor in (1, 2, 4, 8):
                   {"setting": f"base|pi_x{factor}", "train_ctx": 0, "trained_by": "-", "train_seconds": ""}, 0)
 for output, run in runs.items():
     rows += score(output, None, ResultArguments().model_columns(output), run["seed"])
-append_result("copy", rows, Path(__file__).parent)
+append_result("copy", rows, Path("results/probes/pi_trap_finetuning"))

@@ -10,7 +10,7 @@
 # end; passkey at TARGET/4 to TARGET (every TARGET/4), both fillers, 20 prompts, full attention, and the base
 # with PI alone for reference: probe.csv (TARGET 512, 300 steps), else target<TARGET>/probe.csv (60 steps) or
 # target<TARGET>_steps<STEPS>/probe.csv.
-#   bash results/probes/pi_trap_finetuning/run.sh [TARGET [STEPS]]
+#   bash experiments/pi_trap_finetuning/run.sh [TARGET [STEPS]]
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 target=${1:-512} steps=${2:-300}
