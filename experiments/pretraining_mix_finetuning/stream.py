@@ -2,7 +2,7 @@
 book and math text and the synthetic recall and copy documents of pretrain_base.py (BlockSampler), at the
 fine-tuning length, so that a query looks back across the whole extended window.
 
-    python results/probes/pretraining_mix_finetuning/stream.py OUT_DIR --length 2048 --blocks 200 \
+    python -m experiments.pretraining_mix_finetuning.stream OUT_DIR --length 2048 --blocks 200 \
         --weights 5,3,0,2        # books, math, copy, recall shares of the blocks
 
 Writes OUT_DIR/train.bin and the manifest.json load_token_stream reads. The recall documents' filler is
@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
-import pretrain_base  # noqa: E402
-from longlora.data import MANIFEST, default_data_path, load_token_stream, token_dtype  # noqa: E402
+import pretrain_base
+from longlora.data import MANIFEST, default_data_path, load_token_stream, token_dtype
 
 MODEL = "models/mini"
 
