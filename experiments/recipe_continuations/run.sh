@@ -5,9 +5,9 @@
 # one mixture, scoring every 100 steps (pretrain_log_NAME.jsonl).
 # It needs that base and the pretrain_base.py that made it: after 18908ba, first
 #   git checkout 18908ba -- models/mini pretrain_base.py longlora/synthetic.py   (dense: d4c8f04's pretrain_base.py)
-#   bash results/probes/recipe_continuations/run.sh cycled   # every fact document cycles its filler (commit 18908ba)
-#   bash results/probes/recipe_continuations/run.sh ngram    # 7/10 of copy documents from a 4-16-token alphabet (18908ba)
-#   bash results/probes/recipe_continuations/run.sh dense    # as cycled, with the denser cycled fillers of d4c8f04
+#   bash experiments/recipe_continuations/run.sh cycled   # every fact document cycles its filler (commit 18908ba)
+#   bash experiments/recipe_continuations/run.sh ngram    # 7/10 of copy documents from a 4-16-token alphabet (18908ba)
+#   bash experiments/recipe_continuations/run.sh dense    # as cycled, with the denser cycled fillers of d4c8f04
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 cycled=(--cycled_filler_share 1.0 --recall_fraction 0.45 --books_fraction 0.25 --math_fraction 0.15)
