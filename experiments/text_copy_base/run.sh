@@ -7,5 +7,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 bash experiments/common/pretrain_from_scratch.sh text_copy results/probes/text_copy_base
-PYTHONPATH=. python results/probes/far_copy/probe.py outputs/base_text_copy/mini
+python -m experiments.far_copy.probe outputs/base_text_copy/mini
 python -m experiments.common.answers results/probes/text_copy_base outputs/base_text_copy/mini models/mini
