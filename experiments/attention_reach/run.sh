@@ -2,7 +2,7 @@
 # Probe: attention mass by distance with full attention, for models extended 8x (2048) and 2x (512), seed 42.
 # The fine-tuning runs are the ablations' own (same flags as ablations/common.sh; reused when already trained).
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 train() {  # NAME CTX TRAINING ATTENTION LR
   local out=outputs/mini/seed42/$1
   [ -f "$out/config.json" ] || python train.py --model_name_or_path models/mini --model_max_length "$2" \

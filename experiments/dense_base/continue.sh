@@ -4,7 +4,7 @@
 #   bash experiments/dense_base/continue.sh fill   # pretrain_base.py of ec8f782: cycled fact documents fill their block
 #   bash experiments/dense_base/continue.sh many   # the same code; 2/5 of all blocks such documents (1/16 by default)
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 case "${1:-}" in
   fill) mixture=() ;;
   many) mixture=(--cycled_filler_share 1.0 --recall_fraction 0.5 --repeat_share 0.2 --books_fraction 0.15

@@ -6,7 +6,7 @@
 #   bash experiments/far_motif_base/continue.sh text_copy    # that loss (the default since bac4c72) and 4/10 of the
 #                                                               # copy documents spans of training text (2/10 before)
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 case "${1:-}" in
   token_loss) flags=(--no-row_mean_loss) ;;
   text_copy) flags=(--no-row_mean_loss --text_copy_share 0.4 --ngram_copy_share 0.2) ;;

@@ -5,7 +5,7 @@
 # how far back it copies (far_copy/probe.py) and what it answers (answers.py, beside the base of models/mini at
 # the commit that added this script, 09662f5's).
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 bash experiments/common/pretrain_from_scratch.sh far_motif results/probes/far_motif_base
 python -m experiments.far_copy.probe outputs/base_far_motif/mini
 python -m experiments.common.answers results/probes/far_motif_base outputs/base_far_motif/mini models/mini

@@ -6,7 +6,7 @@
 #   usage: contrast.sh [SEED [RUN ...]]   (default: seed 42, both runs; a RUN is full|2048 or s2|1024)
 # Another probe's base: BASE_NAME=hd64_x4 RESULTS_DIR=results/probes/head_dim64_x4_base contrast.sh ...
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 name=${BASE_NAME:-hd64} here=${RESULTS_DIR:-results/probes/head_dim64_base} seed=${1:-42}
 base=outputs/base_$name/mini
 [ $# -gt 1 ] && shift && runs=("$@") || runs=("full|2048" "s2|1024")

@@ -9,7 +9,7 @@
 # LoRA+, 60 steps at 2048 tokens on book and math blocks 5:3, seed 42) with its passkey at 256-2048 tokens
 # beside the base's with PI x8 alone: probe.csv.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 here=results/probes/head_dim64_base base=outputs/base_hd64/mini run=outputs/base_hd64/loraplus_s2_2048
 bash experiments/common/pretrain_from_scratch.sh hd64 $here --heads 4 --kv_heads 2 --smallest_position_scale 0.125
 python train.py --model_name_or_path $base --model_max_length 2048 --training lora_plus --attention s2 \

@@ -5,7 +5,7 @@
 # inside the window (base_passkey.sh), then S2-Attn + LoRA+ at 1024 tokens (PI x4) for seeds 42-44:
 # rows in seed1338/probe.csv, its log seed1338/pretrain_log.jsonl.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 here=results/probes/head_dim64_base/seed1338
 mkdir -p $here
 bash experiments/common/pretrain_from_scratch.sh hd64_seed1338 $here --heads 4 --kv_heads 2 \

@@ -6,7 +6,7 @@
 # (base_passkey.sh), the base with PI x4 alone at 256-1024 tokens, and per seed (42-44) S2-Attn + LoRA+ and
 # full-attention LoRA+ at 1024 tokens (60 steps on book and math blocks 5:3): rows in probe.csv.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 here=results/probes/head_dim64_x4_base base=outputs/base_hd64_x4/mini
 bash experiments/common/pretrain_from_scratch.sh hd64_x4 $here --heads 4 --kv_heads 2 --smallest_position_scale 0.25
 for filler in paper books; do

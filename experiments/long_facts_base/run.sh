@@ -6,7 +6,7 @@
 # copies (far_copy/probe.py) and what it answers (answers.py, beside the base of models/mini at the commit that
 # added this script, 09662f5's).
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 bash experiments/common/pretrain_from_scratch.sh long_facts results/probes/long_facts_base
 python -m experiments.far_copy.probe outputs/base_long_facts/mini
 python -m experiments.common.answers results/probes/long_facts_base outputs/base_long_facts/mini models/mini

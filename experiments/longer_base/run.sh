@@ -8,7 +8,7 @@
 # It needs that base and the pretrain_base.py that made it: after 18908ba, first
 #   git checkout 18908ba -- models/mini pretrain_base.py longlora/synthetic.py
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 bash experiments/common/continue_pretraining.sh models/mini longer results/probes/longer_base \
   --max_steps 4000 --learning_rate 2.35e-4
 bash experiments/common/base_passkey.sh outputs/probe_longer/mini results/probes/longer_base longer

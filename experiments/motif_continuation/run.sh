@@ -8,7 +8,7 @@
 #   bash experiments/motif_continuation/run.sh motif        # 500 steps, motif documents 1/2 of the copy documents
 #   bash experiments/motif_continuation/run.sh motif_only   # 200 steps of motif documents alone
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 case "${1:-}" in
   motif) flags=(--max_steps 2900 --ngram_copy_share 0.3 --text_copy_share 0.1 --motif_copy_share 0.5) ;;
   motif_only) flags=(--max_steps 2600 --books_fraction 0 --math_fraction 0 --copy_fraction 1 --recall_fraction 0

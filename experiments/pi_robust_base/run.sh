@@ -10,7 +10,7 @@
 # passkey with PI x2 and x8 at every checkpoint; then the base_model passkey rows inside its window (both
 # fillers, no PI and PI x2): probe.csv.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 bash experiments/common/continue_pretraining.sh models/mini pi_robust results/probes/pi_robust_base \
   --max_steps 3400 --learning_rate 5.83e-4 --smallest_position_scale 0.125
 bash experiments/common/base_passkey.sh outputs/probe_pi_robust/mini results/probes/pi_robust_base pi_robust

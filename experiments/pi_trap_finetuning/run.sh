@@ -12,7 +12,7 @@
 # target<TARGET>_steps<STEPS>/probe.csv.
 #   bash experiments/pi_trap_finetuning/run.sh [TARGET [STEPS]]
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 target=${1:-512} steps=${2:-300}
 here=results/probes/pi_trap_finetuning suffix=""  # the first design (512, 300 steps) at the top
 if [ "$target/$steps" != 512/300 ]; then

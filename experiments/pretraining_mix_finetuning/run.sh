@@ -8,7 +8,7 @@
 # shares (books .25, math .15, copy .3, recall .3). Passkey at 256-4096 tokens, both fillers, 10 prompts:
 # probe.csv.   usage: run.sh [SEED]
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 here=results/probes/pretraining_mix_finetuning seed=${1:-42}
 for mix in recall:5,3,0,2 pretrain:0.25,0.15,0.3,0.3; do
   name=${mix%%:*} data=outputs/probe_ftmix/$name

@@ -9,7 +9,7 @@
 #   bash experiments/recipe_continuations/run.sh ngram    # 7/10 of copy documents from a 4-16-token alphabet (18908ba)
 #   bash experiments/recipe_continuations/run.sh dense    # as cycled, with the denser cycled fillers of d4c8f04
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 cycled=(--cycled_filler_share 1.0 --recall_fraction 0.45 --books_fraction 0.25 --math_fraction 0.15)
 case "${1:-}" in
   cycled) mixture=("${cycled[@]}") ;;

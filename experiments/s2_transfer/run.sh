@@ -7,7 +7,7 @@
 # ablations were until 2026-12-04). `run.sh results/probes/s2_transfer/mixture` writes the same for the runs
 # fine-tuned on the books and math mixture, the ablations' data since.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 out=${1:-results/probes/s2_transfer}
 mkdir -p "$out"
 rm -f "$out/probe.csv"

@@ -6,7 +6,7 @@
 # training length with its trained PI and full attention, both fillers, 20 prompts: rows in passkey.csv.
 # Needs the runs of `bash ablations/table1.sh` (outputs/mini/seed*/full_{full,short,s2}_*).
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 out=results/probes/table1_passkey
 rm -f "$out/passkey.csv"
 passkey() {  # MODEL CTX SEED [passkey_retrieval.py flags...]: both fillers at the training length

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Probe: the LongLoRA comparisons at a 2x extension (256 -> 512, groups of 128), three seeds.
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 OUT=results/probes/target512_claims
 for seed in 42 43 44; do
   for spec in "s2 lora_plus 1e-3" "full lora_plus 1e-3" "s2 full 2e-4" "short full 2e-4" "full full 2e-4"; do

@@ -5,7 +5,7 @@
 # window (base_passkey.sh), how far back it copies (far_copy/probe.py) and what it answers (answers.py, beside the
 # base of models/mini at the commit that added this script, 09662f5's).
 set -euo pipefail
-cd "$(dirname "$0")/../../.."
+cd "$(dirname "$0")/../.."
 bash experiments/common/pretrain_from_scratch.sh text_copy results/probes/text_copy_base
 python -m experiments.far_copy.probe outputs/base_text_copy/mini
 python -m experiments.common.answers results/probes/text_copy_base outputs/base_text_copy/mini models/mini
