@@ -14,35 +14,17 @@ copy documents alone (their repeats the only targets) on a 2-layer model, then t
 layers stacked on top as identity maps and a copy- and recall-heavy mixture, both on 64-token
 blocks, then the main mixture on 256-token blocks. The copy documents need induction heads
 (attending to what followed the current token's previous occurrence): their periods vary, so
-no fixed look-back distance predicts them. They form late and suddenly, and sooner in fewer
-layers: 6 layers copied 4% of the repeats after 900 steps, 2 layers (this warm-up) 10% at
-step 400 and 99.8% at step 500. After the warm-up, two tenths of the copy documents draw from
-4-16 distinct tokens (the next token then follows from the last two or three, as a passkey's
-"key is" must be told from the filler's "grass is"; with a third of them the base found a key
-in the paper's filler at its window in 3 of 10 trials, with seven tenths in 6, results/probes/),
-three tenths hide keyed lines in a repeating motif and ask for them at the end (the same
-two-token look-back, up to a whole block back: the base of 09662f5 answered 15% of those more
-than half a block back, results/probes/motif_continuation/), and four tenths repeat a span
-of training text (with a fifth, a base found far keys but cut most of them short, with four
-tenths it wrote more of them whole, results/probes/far_motif_base/): with random spans
-alone, or with small-alphabet ones added, the model copied them (99.7% at 256 tokens; 84% on
-an 8-token alphabet) but answered no passkey prompt, continuing the text instead of copying
-from it (issue 14's notes). Copy periods reach 7/8 of
-the block in the main phase and a recall document's filler grows with the room left in its
-block, so that look-backs of every distance are trained (with periods of at most 64 a base
-copied 99% at distance 64 but 34% at 240; with periods of at most half the block, 99% at 128
-but 57% at 224, results/probes/far_copy/); half
-of the recall blocks repeat earlier book sentences verbatim instead of stating facts
-(--repeat_share): such a base found a passkey hidden in book sentences, not in the paper's
-filler, where the filler's "The grass is green" won; so half of the fact documents now cycle a
-few short sentences as their filler (--cycled_filler_share), the query's last word recurring
-all through it, some as densely as the test's "is", and fill their block. In the main phase
-half of the rows see their positions compressed by a random factor between 1/2 and 1
-(--interpolated_share): Llama-2 with position interpolation x2 and no fine-tuning still
-finds the passkey at 4096 tokens (the paper's Figure 4), while a base trained
-at integer positions alone copied nearly every repeat at 256 tokens but almost none with PI x2,
-and found no passkey (results/previous_bases/pi_fragile/); a few hundred steps of such rows on
-top of it brought most of that copying back (issue 14's notes).
+no fixed look-back distance predicts them. After the warm-up some copy documents draw from
+4-16 distinct tokens (--ngram_copy_share), some hide keyed lines in a repeating motif and ask
+for them at the end (--motif_copy_share), some repeat a span of training text
+(--text_copy_share), the rest random spans; copy periods reach --longest_copy_period of the
+block in the main phase and a recall document's filler grows with the room left in its block.
+Some recall blocks repeat earlier book sentences verbatim instead of stating facts
+(--repeat_share); some fact documents cycle a few short sentences holding the query's last word
+as their filler (--cycled_filler_share) and fill their block. In the main phase some rows see
+their positions compressed by a random factor between --smallest_position_scale and 1
+(--interpolated_share). Why the recipe is what it is: docs/findings.md, "Why the mini base is
+pretrained as it is".
 Checkpoints every --save_steps steps in --work_dir, with copy accuracy (at 64 and 256 tokens)
 and passkey accuracy at the window (the paper's filler, and book test sentences), both also
 with PI x2 and x(1 / --smallest_position_scale), in its log.txt; rerunning resumes. The final
@@ -120,11 +102,9 @@ def parse_args() -> argparse.Namespace:
                         "query's whole prefix finds the fact")
     p.add_argument("--recall_digits", type=int, default=8,
                    help="facts of the recall documents are numbers of 1 to this many digits, each length equally "
-                        "likely (the passkey test's keys have up to 5; with at most 5, bases stopped keys a digit or "
-                        "two early, results/probes/text_copy_base/)")
+                        "likely (the passkey test's keys have up to 5)")
     p.add_argument("--copy_warmup_steps", type=int, default=700,
-                   help="first steps of copy documents alone (their repeats the only targets); the 2-layer "
-                        "warm-up began to copy between steps 400 and 500")
+                   help="first steps of copy documents alone (their repeats the only targets)")
     p.add_argument("--copy_warmup_layers", type=int, default=2,
                    help="decoder layers during the copy warm-up; the other --layers minus these are then stacked on "
                         "top as identity maps (zero output projections), so the induction heads the warm-up formed "
@@ -134,23 +114,19 @@ def parse_args() -> argparse.Namespace:
                         "their next token follows from the last two or three, as a passkey answer does")
     p.add_argument("--text_copy_share", type=float, default=0.4,
                    help="share of the copy documents after the warm-up that repeat a span of book or math training "
-                        "text: copying over what the text alone predicts (with random spans alone the model copied "
-                        "them perfectly but answered no passkey prompt, continuing the text instead)")
+                        "text: copying over what the text alone predicts")
     p.add_argument("--motif_copy_share", type=float, default=0.5,
                    help="share of the copy documents after the warm-up that hide keyed lines \"A T v\" in a motif where "
                         "T recurs every 5-10 tokens and ask \"A T\" at the end, up to a whole block later: the two-token "
                         "match a passkey question needs, far back, among dozens of one-token ones "
-                        "(longlora.synthetic.motif_document; only its few answer tokens are targets, and at 3/10 of "
-                        "the copy documents a base answered the instruction's words in 5 of 40 passkey prompts)")
+                        "(longlora.synthetic.motif_document; only its few answer tokens are targets)")
     p.add_argument("--longest_copy_period", type=float, default=0.875,
                    help="longest period of the main phase's copy documents, as a share of the block (during the "
-                        "warm-up and curriculum: half): a base whose copy periods reached half its window copied "
-                        "99%% at 128 tokens back but 57%% at 224 (results/probes/far_copy/)")
+                        "warm-up and curriculum: half)")
     p.add_argument("--row_mean_loss", action=argparse.BooleanOptionalAction, default=False,
                    help="average the loss within each row, then over rows, so that a row weighs its kind's share of "
                         "the mixture whatever its number of targets (a motif document's few answers as much as a "
-                        "block of text; averaged over all targets, they are ~1%% of the loss); a base trained so "
-                        "learned text more slowly and cut passkeys short (results/probes/far_motif_base/)")
+                        "block of text)")
     p.add_argument("--curriculum_steps", type=int, default=1000,
                    help="first steps drawn from --curriculum_mixture, so that induction heads form before text dominates")
     p.add_argument("--curriculum_mixture", default="0.1,0.1,0.5,0.3",

@@ -36,17 +36,14 @@ PASSKEY_WORDS = ("pass key", "passkey", "important info", "irrelevant text", "Th
 
 def random_number(rng: np.random.Generator, most_digits: int = 5) -> int:
     """1 to `most_digits` digits, each length equally likely (the passkey test's keys have up to 5;
-    with at most 5, a base learnt that a number often ends after its fourth digit and cut keys short:
-    "1402." for 14021, results/probes/far_motif_base/answers_text_copy.csv)."""
+    why more: docs/findings.md, "Why the mini base is pretrained as it is")."""
     digits = int(rng.integers(1, most_digits + 1))
     return int(rng.integers(10 ** (digits - 1) if digits > 1 else 0, 10 ** digits))
 
 
 def longest_period(length: int) -> int:
     """The longest period of a copy document of `length` tokens unless told otherwise: half of it,
-    so that every look-back distance up to half the window is trained (periods of at most 64 left
-    a base copying 99% at distance 64 but 68% at 128 and 34% at 240, and missing passkeys at 256;
-    periods of at most half left one copying 99% at 128 but 57% at 224, results/probes/far_copy/)."""
+    so that every look-back distance up to half the window is trained."""
     return length // 2
 
 
