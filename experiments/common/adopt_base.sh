@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make a pretrained base the new models/mini and keep the one it replaces with what was measured on it
 # (run from the repository root, on a clean tree, then commit):
-#   bash results/previous_bases/adopt_base.sh OLD_NAME NEW_MODEL_DIR NEW_PRETRAIN_LOG
+#   bash experiments/common/adopt_base.sh OLD_NAME NEW_MODEL_DIR NEW_PRETRAIN_LOG
 # The rows and figures of every table measured with the old base, its PROVENANCE.json and pretrain log move to
 # results/previous_bases/OLD_NAME/ (git mv, history kept), docs/findings.md is kept there as FINDINGS.md. The CPU
 # efficiency rows (efficiency_cpu, table12_13_cpu: time and memory of random weights in models/mini's shape) move too
