@@ -116,5 +116,6 @@ evaluate() {
     --seed "$SEED" --note "$NOTE" $RESULTS_FLAGS "$@"
 }
 
-# The paper's setting labels (published_results.csv) for each --attention value.
-declare -A ATTN_LABEL=([full]=full_attn [short]=short_attn_no_shift [s2]=s2_attn)
+# The paper's setting labels (published_results.csv) for each --attention and --training value: ATTN_LABEL,
+# TRAINING_LABEL, from the one map the Python scripts use.
+eval "$(python -m longlora.labels)"

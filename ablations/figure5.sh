@@ -9,7 +9,7 @@ for SEED in $SEEDS; do
   for training in $(first_settings lora_plus full); do
     name="curve_${training}_s2_$SHORT_TARGET"
     train "$name" "$SHORT_TARGET" "$training" --attention s2 --save_steps "$every" --save_total_limit 10
-    label="s2_attn|full_ft"; [ "$training" = lora_plus ] && label="s2_attn|lora_plus"
+    label="${ATTN_LABEL[s2]}|${TRAINING_LABEL[$training]}"
     evaluate "$MODEL" figure5 "$label" "$SHORT_TARGET" "$SHORT_TARGET" --corpus books --split validation \
       --rope_target "$SHORT_TARGET" --note "step=0${NOTE:+ $NOTE}"
     for step in $(seq "$every" "$every" "$STEPS"); do

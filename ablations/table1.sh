@@ -8,7 +8,7 @@ for SEED in $SEEDS; do
   for ctx in $LENGTHS; do
     for attention in $(first_settings full short s2); do
       train "full_${attention}_${ctx}" "$ctx" full --attention "$attention"
-      evaluate "$(run_dir "full_${attention}_${ctx}")" table1 "${ATTN_LABEL[$attention]}|full_ft" "$ctx" "$ctx" \
+      evaluate "$(run_dir "full_${attention}_${ctx}")" table1 "${ATTN_LABEL[$attention]}|${TRAINING_LABEL[full]}" "$ctx" "$ctx" \
         --corpus books --split validation
     done
   done

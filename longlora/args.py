@@ -21,6 +21,7 @@ from longlora.checks import check_finite, check_model_dir, check_output_dir, che
 from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
+from longlora.labels import setting_label
 from longlora.model import TrainingMode, read_run_config
 from longlora.results import SCALES, measured
 from longlora.sequence_parallel import sequence_parallel_config
@@ -33,9 +34,6 @@ if not torch.accelerator.is_available():
 # One dtype vocabulary for every script (eval's short names; torch's, merge_lora.py's former ones, as aliases).
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
           "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-# published_results.csv's names of the --attention and --training values (its `setting` column).
-ATTENTION_LABELS = {"full": "full_attn", "short": "short_attn_no_shift", "s2": "s2_attn"}
-TRAINING_LABELS = {"full": "full_ft", "lora": "lora", "lora_plus": "lora_plus"}
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
@@ -359,7 +357,6 @@ class ResultArguments:
         attention, training = run.get("attention", "-"), run.get("training", "-")
         trained_by = (f"python {run['command']} (seed {run.get('seed')}, commit {run.get('git_commit', 'unrecorded')})"
                       if run else "-")
-        return {"setting": self.setting or (f"{ATTENTION_LABELS.get(attention, attention)}|"
-                                            f"{TRAINING_LABELS.get(training, training)}" if run else "-"),
+        return {"setting": self.setting or (setting_label(attention, training) if run else "-"),
                 "train_ctx": self.train_ctx if self.train_ctx is not None else run.get("model_max_length", 0),
                 "trained_by": trained_by, "train_seconds": run.get("train_seconds", "")}

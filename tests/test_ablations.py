@@ -160,3 +160,17 @@ def test_a_finished_run_is_reused_only_while_its_base_is_older_and_its_data_the_
     (finished / "longlora_config.json").write_text(json.dumps({"data_mixture": None}))
     other_data = train_commands(1_000, 2_000)
     assert "trained on books, not books:5,math:3" in other_data and "--resume false" in other_data
+
+
+def test_the_shell_scripts_label_settings_with_the_python_map():
+    """One label map: ablations/common.sh takes ATTN_LABEL and TRAINING_LABEL from longlora.labels."""
+    from longlora.labels import ATTENTION_LABELS, TRAINING_LABELS
+
+    shown = subprocess.run(["bash", "-c", "source ablations/common.sh --dry_run && for k in \"${!ATTN_LABEL[@]}\"; do "
+                            "echo \"a $k ${ATTN_LABEL[$k]}\"; done && for k in \"${!TRAINING_LABEL[@]}\"; do "
+                            "echo \"t $k ${TRAINING_LABEL[$k]}\"; done"], cwd=REPO, capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+    assert shown.returncode == 0, shown.stderr
+    pairs = [line.split() for line in shown.stdout.splitlines()]
+    assert {k: v for kind, k, v in pairs if kind == "a"} == ATTENTION_LABELS
+    assert {k: v for kind, k, v in pairs if kind == "t"} == TRAINING_LABELS
