@@ -51,9 +51,9 @@ class ExtensionArguments(ModelArguments):
     """ModelArguments with train.py's own default target (supervised_finetune.py keeps 2048 for its records)."""
 
     model_max_length: int = field(default=512, metadata={
-        "help": "Target context length in tokens: training blocks have this length and RoPE is scaled by "
-                "ceil(target / the model's window) (position interpolation). Default: 512, twice the mini model's "
-                "window, where the miniature reproduces the paper (at 8x, 2048, it does not: docs/findings.md)."})
+        "help": ModelArguments.__dataclass_fields__["model_max_length"].metadata["help"] + " Default: 512, twice "
+                "the mini model's window, where the miniature reproduces the paper (at 8x, 2048, it does not: "
+                "docs/findings.md)."})
 
 
 @dataclass

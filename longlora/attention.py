@@ -344,6 +344,13 @@ def _local_sections(sections: list[tuple[int, bool]], first: int, count: int) ->
     return local
 
 
+def _rank_sections(cfg: S2Config, layer_idx: int, num_heads: int) -> list[tuple[int, bool]]:
+    """(head count, shifted) of the consecutive sections of this call's `num_heads` heads: the layer's
+    sections (`_head_sections` over all its heads) cut to the heads this sequence-parallel rank holds."""
+    first, total = cfg.global_heads(num_heads)
+    return _local_sections(_head_sections(cfg.pattern, total, layer_idx), first, num_heads)
+
+
 def _head_sections(pattern: str, num_heads: int, layer_idx: int) -> list[tuple[int, bool]]:
     """(head count, shifted) of the consecutive head sections, in head order. The paper's
     `s2` shifts the last H//2 heads (with an odd count the extra head is unshifted)."""
@@ -396,8 +403,7 @@ def _head_flags(cfg: S2Config, layer_idx: int, first: int, num_heads: int, total
     """Per local head, by its global index: shifted (group patterns) or with the local window (stride_sparse)."""
     if cfg.pattern in MASK_PATTERNS:
         return tuple(_window_heads(first, num_heads, total))
-    sections = _local_sections(_head_sections(cfg.pattern, total, layer_idx), first, num_heads)
-    return tuple(shifted for count, shifted in sections for _ in range(count))
+    return tuple(shifted for count, shifted in _rank_sections(cfg, layer_idx, num_heads) for _ in range(count))
 
 
 def _group_mask_mod(shifted, valid, start, group):
@@ -532,8 +538,7 @@ def s2_attention_forward(module, query, key, value, attention_mask, dropout: flo
         return _attend_masked(query, key, value, valid, g, cfg, scaling, dropout), None
 
     query, key, value = (x.transpose(1, 2) for x in (query, key, value))  # (B, N, heads, D): the memory layout
-    first, total = cfg.global_heads(num_heads)
-    sections = _local_sections(_head_sections(cfg.pattern, total, module.layer_idx), first, num_heads)
+    sections = _rank_sections(cfg, module.layer_idx, num_heads)
     sizes = [size for size, _ in sections]
     if uniform and _cpu_kernel_applies(query, dropout):
         key, value, kv_sizes = _shared_kv(query, key, value, sizes)

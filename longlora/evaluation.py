@@ -257,13 +257,14 @@ def extension_report(base: str, trained: str, tokens: np.ndarray, target: int, b
 
     window = read_rope(load_config(base), base_window).window
     rows = []
+    fillers = {"paper": FILLER_SENTENCES, "books": corpus_sentences("books", "test")}
     for name, path in (("base + PI", base), ("trained", trained)):
         model, tokenizer = load_model(path, target_len=target, base_window=base_window if path == base else None)
         row = {"model": name, "path": path}
         for length in dict.fromkeys((window, target)):
             row[f"perplexity@{length}"] = perplexity(model.eval(), tokens, length, max_windows=windows,
                                                      span_len=target, progress=False)["perplexity"]
-        for name, filler in (("paper", FILLER_SENTENCES), ("books", corpus_sentences("books", "test"))):
+        for name, filler in fillers.items():
             try:
                 row[f"passkey@{target}/{name}"] = passkey_accuracy(model, tokenizer, target, trials,
                                                                    np.random.default_rng(0), filler=filler)
