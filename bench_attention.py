@@ -41,7 +41,7 @@ import torch
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
 from longlora.args import exit_on_error, parse_args
-from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values,
+from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_columns, cost_values,
                                 measure_alternating, random_model, s2_kernels, s2_setting, shown, step_runner)
 from longlora.attention import (S2Config, disable_s2_attention, enable_s2_attention, flash_attn_varlen_func,
                                 group_size, s2_attention_forward)
@@ -150,7 +150,7 @@ def compare(model, n: int, group: int, level: str, kernel: str, s2_kernel_names:
     return measure_alternating(runs, device, args.repeats, args.warmup)
 
 
-def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, note: str) -> list[dict]:
+def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, columns: dict) -> list[dict]:
     """Result rows of one comparison: ms, tokens/s and memory of each; the speedup over full attention of
     the others, and S2-Attn's FLOP ratio."""
     rows = []
@@ -161,7 +161,7 @@ def rows_for(result: dict, n: int, level: str, flop_ratio: float, base: dict, no
             if setting.startswith("s2_attn"):
                 values["flop_ratio"] = round(flop_ratio, 3)
         rows += [{**base, "train_ctx": n, "eval_ctx": n, "setting": f"{setting}|{level}", "metric": metric,
-                  "value": value, "note": note, "wall_seconds": round(m["wall"], 2)}
+                  "value": value, **columns, "wall_seconds": round(m["wall"], 2)}
                  for metric, value in values.items()]
     return rows
 
@@ -186,10 +186,10 @@ def main() -> None:
                 result = compare(model, n, group, level, kernel, s2_kernel_names, args, device, dtype)
                 ratio = full.attn / s2.attn if level == "layer" else full.total / s2.total
                 theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
-                note = (bench_note(kernel, dtype, device, args.group_size_ratio, args.gradient_checkpointing)
-                        + f" flop_ratio={theory}")
+                columns = bench_columns(kernel, dtype, device, args.group_size_ratio, args.gradient_checkpointing,
+                                        f"flop_ratio={theory}")
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
-                path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, note),
+                path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, columns),
                                      args.results_dir)
                 f = result["full_attn"]
                 executed = (f"{executed_step_ratio(config, n, args.group_size_ratio, args.gradient_checkpointing):.2f}"

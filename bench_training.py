@@ -34,7 +34,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from longlora.args import exit_on_error, parse_args
 from longlora.attention import enable_s2_attention
-from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_note, cost_values, measure,
+from longlora.benchmark import (BenchArguments, base_row, bench_device, bench_columns, cost_values, measure,
                                 memory_level, random_model, s2_kernels, s2_setting, shown, step_runner)
 from longlora.cli import description
 from longlora.flops import load_config
@@ -117,9 +117,9 @@ def warm_up_process(config, table: str, n: int, args, device, dtype) -> None:
     del model
 
 
-def rows_for(result: dict, table: str, setting: str, n: int, base: dict, note: str) -> list[dict]:
+def rows_for(result: dict, table: str, setting: str, n: int, base: dict, columns: dict) -> list[dict]:
     return [{**base, "table": table, "train_ctx": n, "eval_ctx": n, "setting": setting, "metric": metric,
-             "value": value, "note": note, "wall_seconds": round(result["wall"], 2)}
+             "value": value, **columns, "wall_seconds": round(result["wall"], 2)}
             for metric, value in cost_values(result, n, "ms_per_step").items()]
 
 
@@ -135,14 +135,14 @@ def main() -> None:
     warm_up_process(config, args.tables[0], min(lengths), args, device, dtype)
     print(f"{'table':>7} {'setting':>30} {'N':>6} {'ms/step':>9} {'peak MB':>9}")
     for table in args.tables:
-        note = (bench_note(KERNEL[table], dtype, device, args.group_size_ratio, not args.no_gradient_checkpointing)
-                + " optimizer=AdamW batch=1")
+        columns = bench_columns(KERNEL[table], dtype, device, args.group_size_ratio,
+                                not args.no_gradient_checkpointing, "optimizer=AdamW batch=1")
         for n in lengths:
             for attention, mode, s2_kernel in table_settings(table, kernels):
                 setting = setting_name(table, attention, mode, s2_kernel)
                 result = measure_setting(config, table, attention, mode, n, args, device, dtype, s2_kernel)
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
-                path = append_result(f"table12_13_{device.type}", rows_for(result, table, setting, n, base, note),
+                path = append_result(f"table12_13_{device.type}", rows_for(result, table, setting, n, base, columns),
                                      args.results_dir)
                 print(f"{table:>7} {setting:>30} {n:>6} {shown(result, 'ms'):>9} {shown(result, 'mb'):>9}")
     print(f"rows in {path}")

@@ -72,10 +72,9 @@ def main() -> None:
     data = ppl_args.data or default_data_path(model_args.model, ppl_args.corpus, ppl_args.split)
     tokens = load_token_stream(data)
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
-    labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
+    labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model, model_args.base_window),
               "dataset": ppl_args.dataset_name or (ppl_args.corpus if not ppl_args.data else data),
-              "split": ppl_args.split if not ppl_args.data else "-", "scale": result_args.scale,
-              "seed": result_args.seed}
+              "split": ppl_args.split if not ppl_args.data else "-", **result_args.row_columns()}
     done = result_args.already_measured()
     missing = [n for n in ppl_args.seq_len if measurement({**labels, "eval_ctx": n, "metric": "perplexity",
                                                            "note": result_args.note}) not in done]

@@ -98,9 +98,9 @@ def main() -> None:
             if outcome.skipped:
                 continue
             row = {"table": result_args.table, "model": os.path.basename(os.path.normpath(source)),
-                   **result_args.model_columns(model_args.model), "dataset": task, "split": "-",
-                   "eval_ctx": length, "value": round(outcome.score, 4), "metric": "accuracy",
-                   "note": result_args.note, "scale": result_args.scale, "seed": result_args.seed,
+                   **result_args.model_columns(model_args.model, model_args.base_window), "dataset": task,
+                   "split": "-", "eval_ctx": length, "value": round(outcome.score, 4), "metric": "accuracy",
+                   "note": result_args.note, **result_args.row_columns(),
                    "wall_seconds": round(outcome.seconds, 1), "samples": outcome.samples}
             path = append_result(result_args.experiment, [row], result_args.results_dir)  # kept if stopped later
             written += 1

@@ -59,10 +59,9 @@ class PasskeyArguments:
                              "--min_tokens equal to --max_tokens for one length")
 
 
-def row_note(note: str, depth: float | None, filler: str) -> str:
-    """The row's note: --note, then the heatmap depth and a filler other than the paper's."""
-    return " ".join(x for x in (note, "" if depth is None else f"depth={depth:.1f}",
-                                "" if filler == "paper" else f"filler={filler}") if x)
+def depth_column(depth: float | None) -> str:
+    """The row's depth: the heatmap's, as the CSV spells it; empty for a key at a random depth."""
+    return "" if depth is None else f"{depth:.1f}"
 
 
 def main() -> None:
@@ -73,15 +72,16 @@ def main() -> None:
     path = check_appendable(result_args.experiment, result_args.results_dir)  # a row found unwritable later is lost
     result_args.note = " ".join(filter(None, [result_args.note, attention_note(evaluated_attention(model_args))]))
     base_name = os.path.basename(os.path.normpath(tokenizer_source(model_args.model)))
-    labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model),
-              "dataset": "passkey", "split": "-", "metric": "accuracy", "scale": result_args.scale,
-              "seed": result_args.seed}
+    labels = {"table": result_args.table, "model": base_name, **result_args.model_columns(model_args.model, model_args.base_window),
+              "dataset": "passkey", "split": "-", "metric": "accuracy", "filler": pk_args.filler,
+              **result_args.row_columns()}
     depths = HEATMAP_DEPTHS if pk_args.heatmap else [None]
-    cells = [(length, depth, row_note(result_args.note, depth, pk_args.filler))
-             for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval) for depth in depths]
+    cells = [(length, depth) for length in range(pk_args.min_tokens, pk_args.max_tokens + 1, pk_args.interval)
+             for depth in depths]
     done = result_args.already_measured()
-    skipped = [(length, depth) for length, depth, note in cells
-               if measurement({**labels, "eval_ctx": length, "note": note}) in done]
+    skipped = [(length, depth) for length, depth in cells
+               if measurement({**labels, "eval_ctx": length, "note": result_args.note, "depth": depth_column(depth)})
+               in done]
     if skipped:
         print(f"{len(skipped)} of {len(cells)} lengths{' x depths' if pk_args.heatmap else ''} already in {path} for "
               "this model, setting, seed and note; skipped (--remeasure measures them again)")
@@ -91,7 +91,7 @@ def main() -> None:
     rng = np.random.default_rng(result_args.seed)
     filler = FILLER_SENTENCES if pk_args.filler == "paper" else corpus_sentences("books", "test")
     written = 0
-    for length, depth, note in cells:
+    for length, depth in cells:
         if (length, depth) in skipped:  # its keys drawn all the same: the next lengths get the uninterrupted run's
             passkey_trials(rng, pk_args.num_tests, depth)
             continue
@@ -101,7 +101,7 @@ def main() -> None:
         if pk_args.show_answers:
             print("\n".join(f"  key {key:5d}: {continuation!r}" for key, continuation in answers))
         print(f"{length:7d} tokens{'' if depth is None else f' depth {depth:.1f}'}: accuracy {accuracy:.2f}")
-        row = {**labels, "eval_ctx": length, "value": accuracy, "note": note,
+        row = {**labels, "eval_ctx": length, "value": accuracy, "note": result_args.note, "depth": depth_column(depth),
                "wall_seconds": round(time.time() - start, 1), "samples": pk_args.num_tests}
         path = append_result(result_args.experiment, [row], result_args.results_dir)  # kept if stopped later
         written += 1

@@ -8,7 +8,7 @@
 #   --smoke                    CI mode: a few steps, two settings per table, results to a temporary folder.
 #   --dry_run                  print the commands instead of running them (try it with --scale paper).
 #   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
-#                              result rows carry the note steps=N (claims are checked per budget).
+#                              result rows carry steps=N (claims are checked per budget).
 #   --lengths "L1 L2 ..."      training lengths of Tables 1 and 3/14 (default: 2x, 4x and 8x the base's window, as
 #                              the paper); --target N: the extended length of Tables 2, 6, 7, 8 and Figures 4, 5
 #                              (default, as the paper: 8x for Tables 2, 6, Figure 4; 2x for Table 8, Figure 5; 2x
@@ -60,9 +60,9 @@ SHORT_TARGET=$(( BASE_CTX * 2 )) GROUP_LENGTHS="$(( BASE_CTX * 2 )) $(( BASE_CTX
 [ -n "$TARGET_OVERRIDE" ] && TARGET="$TARGET_OVERRIDE" SHORT_TARGET="$TARGET_OVERRIDE" GROUP_LENGTHS="$TARGET_OVERRIDE"
 [ -n "$ACCUMULATION" ] && TRAIN_FLAGS="${TRAIN_FLAGS/--gradient_accumulation_steps [0-9]*/} --gradient_accumulation_steps $ACCUMULATION"
 SEED=${SEEDS%% *}  # scripts loop `for SEED in $SEEDS`; evaluations outside a loop use the first
-OUT_ROOT="outputs/$SCALE" NOTE=""
+OUT_ROOT="outputs/$SCALE" BUDGET_FLAGS=""
 if [ -n "$STEPS_OVERRIDE" ] && [ "$STEPS_OVERRIDE" != "$STEPS" ]; then
-  STEPS="$STEPS_OVERRIDE" OUT_ROOT="outputs/$SCALE-steps$STEPS_OVERRIDE" NOTE="steps=$STEPS_OVERRIDE"
+  STEPS="$STEPS_OVERRIDE" OUT_ROOT="outputs/$SCALE-steps$STEPS_OVERRIDE" BUDGET_FLAGS="--steps $STEPS_OVERRIDE"
 fi
 RESULTS_FLAGS=""
 if [ "$SMOKE" = 1 ]; then  # seconds per setting: check the plumbing, never the numbers
@@ -108,12 +108,12 @@ print((json.load(open(f)).get("data_mixture") if os.path.isfile(f) else None) or
     --save_steps "$STEPS" --show_effect false $TRAIN_FLAGS ${DATA_MIXTURE:+--data_mixture "$DATA_MIXTURE"} $fresh "$@"
 }
 
-# evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...] (a later --note wins)
+# evaluate MODEL TABLE SETTING TRAIN_CTX "EVAL_LENGTHS" [eval_perplexity.py flags...]
 evaluate() {
   local model=$1 table=$2 setting=$3 train_ctx=$4 lengths=$5; shift 5
   run python eval_perplexity.py --model "$model" --seq_len $lengths --max_windows "$EVAL_WINDOWS" \
     --experiment "$table" --table "$table" --setting "$setting" --train_ctx "$train_ctx" --scale "$SCALE" \
-    --seed "$SEED" --note "$NOTE" $RESULTS_FLAGS "$@"
+    --seed "$SEED" $BUDGET_FLAGS $RESULTS_FLAGS "$@"
 }
 
 # The paper's setting labels (published_results.csv) for each --attention and --training value: ATTN_LABEL,

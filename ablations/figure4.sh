@@ -5,7 +5,7 @@
 # Appends to results/figure4.csv. Claim: 100% up to the training length, then a drop; pushing PI
 # further at inference recovers part of it. Also a depth x length heatmap of the LongLoRA model up to its
 # training length (needle-in-a-haystack style, not in the paper): results/figure4_heatmap.csv.
-# Every curve is measured with the paper's filler and again with book test sentences (note filler=books):
+# Every curve is measured with the paper's filler and again with book test sentences (filler books):
 # a small base can fail the paper's five repeated sentences inside its own window (docs/findings.md).
 source "$(dirname "$0")/common.sh" "$@"
 max=$(( 2 * TARGET )); interval=$(( TARGET / 8 ))
@@ -16,7 +16,7 @@ passkey() {  # MODEL SETTING [passkey_retrieval.py flags...] (a later flag wins)
   for filler in paper books; do
     run python passkey_retrieval.py --model "$model" --min_tokens "$shortest" --max_tokens "$max" \
       --interval "$interval" --num_tests "$trials" --seed "$SEED" --experiment figure4 --table figure4 \
-      --setting "$setting" --train_ctx "$TARGET" --scale "$SCALE" --note "$NOTE" --filler "$filler" $RESULTS_FLAGS "$@"
+      --setting "$setting" --train_ctx "$TARGET" --scale "$SCALE" $BUDGET_FLAGS --filler "$filler" $RESULTS_FLAGS "$@"
   done
 }
 # Most telling first, so that a run stopped by a time limit (small_device.sh on a lent GPU) keeps what matters:

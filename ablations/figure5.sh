@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paper Figure 5: perplexity during training, full fine-tuning vs LoRA+ (both with S2-Attn) at twice
 # the base's window (paper: 8192), book corpus validation, full attention; a checkpoint every STEPS/5
-# steps and step 0 (the base model with position interpolation). Appends to results/figure5.csv (note=step=N).
+# steps and step 0 (the base model with position interpolation). Appends to results/figure5.csv (column step).
 # Claim: LoRA+ converges a little slower than full fine-tuning but reaches nearly the same perplexity.
 source "$(dirname "$0")/common.sh" "$@"
 for SEED in $SEEDS; do
@@ -11,10 +11,10 @@ for SEED in $SEEDS; do
     train "$name" "$SHORT_TARGET" "$training" --attention s2 --save_steps "$every" --save_total_limit 10
     label="${ATTN_LABEL[s2]}|${TRAINING_LABEL[$training]}"
     evaluate "$MODEL" figure5 "$label" "$SHORT_TARGET" "$SHORT_TARGET" --corpus books --split validation \
-      --rope_target "$SHORT_TARGET" --note "step=0${NOTE:+ $NOTE}"
+      --rope_target "$SHORT_TARGET" --step 0
     for step in $(seq "$every" "$every" "$STEPS"); do
       evaluate "$(run_dir "$name")/checkpoint-$step" figure5 "$label" "$SHORT_TARGET" "$SHORT_TARGET" --corpus books \
-        --split validation --note "step=$step${NOTE:+ $NOTE}"
+        --split validation --step "$step"
     done
   done
 done

@@ -22,7 +22,7 @@ from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
 from longlora.labels import setting_label
-from longlora.model import TrainingMode, read_run_config
+from longlora.model import TrainingMode, load_config, read_rope, read_run_config
 from longlora.results import SCALES, measured
 from longlora.sequence_parallel import sequence_parallel_config
 
@@ -334,7 +334,12 @@ class ResultArguments:
         "help": "Training context of the evaluated model. Default: a trained model's --model_max_length, 0 for a "
                 "base model."})
     scale: str = field(default="mini", metadata={"help": "mini, small or paper.", "choices": SCALES})
-    note: str = field(default="", metadata={"help": "Free note stored with the row (e.g. step=200)."})
+    note: str = field(default="", metadata={"help": "Free note stored with the row."})
+    steps: int | None = field(default=None, metadata={
+        "help": "The step budget the evaluated model was trained with, where an ablation ran another than its "
+                "scale's (ablations/*.sh --steps N): the rows of each budget are judged on their own."})
+    step: int | None = field(default=None, metadata={
+        "help": "The training step of the evaluated checkpoint (Figure 5's curves; 0: the base)."})
     seed: int = field(default=42, metadata={"help": "Seed of window sampling / passkey draws."})
     results_dir: str | None = field(default=None, metadata={"help": "Results folder (default: results/)."})
     remeasure: bool = field(default=False, metadata={
@@ -349,14 +354,21 @@ class ResultArguments:
         """What the results CSV holds already (see longlora.results.measurement), empty with --remeasure."""
         return set() if self.remeasure else measured(self.experiment, self.results_dir)
 
-    def model_columns(self, model: str) -> dict:
-        """setting, train_ctx, trained_by and train_seconds of a row about `model`: the flags where given, else
-        what a train.py / supervised_finetune.py output recorded, so that a row alone names the
-        training run behind its number (command, seed, commit) and how to repeat it."""
+    def row_columns(self) -> dict:
+        """The columns this run's flags give every row: scale, seed, and the step budget and step."""
+        return {"scale": self.scale, "seed": self.seed, "steps": "" if self.steps is None else self.steps,
+                "step": "" if self.step is None else self.step}
+
+    def model_columns(self, model: str, base_window: int | None = None) -> dict:
+        """setting, train_ctx, trained_by, train_seconds and base_window of a row about `model`: the flags
+        where given, else what a train.py / supervised_finetune.py output recorded, so that a row alone
+        names the training run behind its number (command, seed, commit) and how to repeat it; the
+        base window is the model's RoPE window before any interpolation (its base's)."""
         run = read_run_config(model) or {}
         attention, training = run.get("attention", "-"), run.get("training", "-")
         trained_by = (f"python {run['command']} (seed {run.get('seed')}, commit {run.get('git_commit', 'unrecorded')})"
                       if run else "-")
         return {"setting": self.setting or (setting_label(attention, training) if run else "-"),
                 "train_ctx": self.train_ctx if self.train_ctx is not None else run.get("model_max_length", 0),
-                "trained_by": trained_by, "train_seconds": run.get("train_seconds", "")}
+                "trained_by": trained_by, "train_seconds": run.get("train_seconds", ""),
+                "base_window": read_rope(load_config(model), base_window).pretraining}

@@ -235,12 +235,11 @@ def _call(run: Callable[[], object], device: torch.device) -> float | None:
     return None
 
 
-def bench_note(kernel: str, dtype: torch.dtype, device: torch.device, group_size_ratio: float,
-               checkpointing: bool) -> str:
-    """A benchmark row's note: kernel, dtype and device first (claims.note_device reads the
-    device from the third word), then the settings that change the numbers."""
-    return (f"kernel={kernel} {str(dtype).removeprefix('torch.')} {device.type} "
-            f"group_size_ratio={group_size_ratio} checkpointing={checkpointing}")
+def bench_columns(kernel: str, dtype: torch.dtype, device: torch.device, group_size_ratio: float,
+                  checkpointing: bool, note: str) -> dict:
+    """A benchmark row's typed columns (the settings that change its numbers) and its note."""
+    return {"kernel": kernel, "dtype": str(dtype).removeprefix("torch."), "device": device.type,
+            "group_size_ratio": group_size_ratio, "checkpointing": checkpointing, "note": note}
 
 
 def cost_values(result: dict, n: int, time_metric: str) -> dict:

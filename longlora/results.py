@@ -1,9 +1,13 @@
 """One results format: every evaluation appends rows to results/<experiment>.csv.
 
 The first columns are those of the paper's published_results.csv, so measured rows sit
-beside published ones; the rest say how to reproduce the number (scale, seed, commit,
-hardware, date, wall time, the exact command, number of windows or trials, and the training
-run behind an evaluated model).
+beside published ones; then how to reproduce the number (scale, seed, commit, hardware, date,
+wall time, the exact command, number of windows or trials, and the training run behind an
+evaluated model); then the typed columns a comparison groups or plots by (the base's window,
+the step budget, the checkpoint's step, the passkey's filler and depth, a benchmark's device,
+kernel, group size and checkpointing), empty where they do not apply. Rows written before
+those columns existed said them as words in `note`; `python -m longlora.results --migrate`
+moves them into the columns once (see `typed_row`). Reading and aggregating: longlora.frames.
 """
 
 import argparse
@@ -32,17 +36,33 @@ SCALES = ("mini", "small", "paper")  # every row says its scale; smallest first
 RESULTS_DIR = REPO_ROOT / "results"
 PUBLISHED = "published"  # results/published.csv: the paper's numbers, never appended to
 PAPER_COLUMNS = ["table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "value", "metric", "note"]
-COLUMNS = PAPER_COLUMNS + ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples",
-                           "trained_by", "train_seconds"]
-OPTIONAL_COLUMNS = ("note", "train_seconds")  # empty where there is nothing to say / no training timed
-# Columns read as numbers, and what else they may hold: `value` OOM (ran out of memory) or nothing, the times nothing.
-NUMBERS = {"train_ctx": int, "eval_ctx": int, "value": float, "wall_seconds": float, "train_seconds": float}
-ALSO_ALLOWED = {"value": ("OOM", ""), "wall_seconds": ("",), "train_seconds": ("",)}
+PROVENANCE_COLUMNS = ["scale", "seed", "git_commit", "hardware", "date", "wall_seconds", "command", "samples",
+                      "trained_by", "train_seconds"]
+# What a comparison groups or plots by, typed; empty where it does not apply (a perplexity has no filler).
+TYPED_COLUMNS = {"base_window": "Int64", "steps": "Int64", "step": "Int64", "filler": "string", "depth": "Float64",
+                 "device": "string", "dtype": "string", "kernel": "string", "group_size_ratio": "Float64", "checkpointing": "boolean"}
+COLUMNS = PAPER_COLUMNS + PROVENANCE_COLUMNS + list(TYPED_COLUMNS)
+# Columns read as numbers, and what else they may hold: `value` OOM (ran out of memory) or nothing, the rest nothing.
+NUMBERS = {"train_ctx": int, "eval_ctx": int, "value": float, "wall_seconds": float, "train_seconds": float,
+           "base_window": int, "steps": int, "step": int, "depth": float, "group_size_ratio": float}
+ALSO_ALLOWED = {"value": ("OOM", "")} | {column: ("",) for column in NUMBERS if column not in ("train_ctx", "eval_ctx",
+                                                                                              "value")}
 # What one measurement is: a rerun whose row has all of these equal finds it already measured.
 MEASUREMENT_COLUMNS = ("table", "model", "train_ctx", "setting", "dataset", "split", "eval_ctx", "metric", "note",
-                       "scale", "seed", "trained_by")
-# Headers this project wrote before trained_by, then train_seconds, were added: upgraded, never refused.
-OLDER_HEADERS = (COLUMNS[:-2], COLUMNS[:-1])
+                       "scale", "seed", "trained_by", *(column for column in TYPED_COLUMNS if column != "base_window"))
+# Headers this project wrote before trained_by, then train_seconds, then the typed columns were added: upgraded by
+# typed_row, never refused.
+OLDER_HEADERS = (COLUMNS[:len(PAPER_COLUMNS) + 8], COLUMNS[:len(PAPER_COLUMNS) + 9], PAPER_COLUMNS + PROVENANCE_COLUMNS)
+# Words older rows wrote in `note` for what is now a typed column (`window=256` is base_window 256).
+NOTE_KEYS = {"window": "base_window", "steps": "steps", "step": "step", "filler": "filler", "depth": "depth",
+             "kernel": "kernel", "group_size_ratio": "group_size_ratio", "checkpointing": "checkpointing"}
+# A benchmark's note said its dtype and device as bare words (`kernel=sdpa bfloat16 cuda ...`).
+BARE_WORDS = {"cpu": "device", "cuda": "device", "float32": "dtype", "bfloat16": "dtype", "float16": "dtype"}
+PERPLEXITY_OR_ACCURACY = ("perplexity", "perplexity_token", "perplexity_by_position", "accuracy")
+OPTIONAL_COLUMNS = ("note", "train_seconds", *TYPED_COLUMNS)  # empty where nothing applies / no training timed
+# The window of the base each scale extends (BASE_CTX in ablations/common.sh; Llama-2's for the paper's rows): what
+# rows written before the base_window column were measured on. Newer rows record their model's own.
+SCALE_WINDOWS = {"mini": 256, "small": 8192, "paper": 4096}
 
 
 def git_commit() -> str:
@@ -81,6 +101,30 @@ def results_path(experiment: str, results_dir: str | os.PathLike | None = None) 
         raise ValueError(f"--experiment {experiment!r}: {path} holds the paper's published numbers, read-only to "
                          "the scripts: name another experiment")
     return path
+
+
+def typed_row(row: dict) -> dict:
+    """An older row in today's columns. The note's `key=value` words for a typed column (NOTE_KEYS)
+    and a benchmark note's dtype and device words move into their columns, the rest of the note stays as it was;
+    a passkey row without a filler word was measured with the paper's (passkey_retrieval.py's
+    default). A perplexity or accuracy row that names no window was measured on a model made from
+    its scale's base (SCALE_WINDOWS; the paper's rows, which name no scale, on Llama-2)."""
+    typed = {column: row.get(column) or "" for column in COLUMNS}
+    kept = []
+    for word in typed["note"].split(" "):
+        key, _, value = word.partition("=")
+        if value and key in NOTE_KEYS and not typed[NOTE_KEYS[key]]:
+            typed[NOTE_KEYS[key]] = value
+        elif word in BARE_WORDS and "kernel=" in typed["note"]:
+            typed[BARE_WORDS[word]] = word
+        else:
+            kept.append(word)
+    typed["note"] = " ".join(kept).strip().rstrip(",")  # `analytic, group_size_ratio=0.25`: analytic
+    if typed["dataset"] == "passkey" and typed["metric"] == "accuracy" and not typed["filler"]:
+        typed["filler"] = "paper"
+    if not typed["base_window"] and typed["metric"] in PERPLEXITY_OR_ACCURACY:
+        typed["base_window"] = str(SCALE_WINDOWS.get(typed["scale"] or "paper", ""))
+    return typed
 
 
 def read_header(path: str | os.PathLike) -> list[str] | None:
@@ -139,14 +183,14 @@ def locked(path: Path) -> Iterator[IO]:
 
 def write_rows(path: Path, f: IO, rows: list[dict]) -> None:
     """Append `rows` to the locked file `f`: after a header in a new file; into a rewrite of an older
-    format (its rows gain today's columns, empty) done whole under a temporary name, so that a
+    format (its rows in today's columns by typed_row) done whole under a temporary name, so that a
     kill leaves the old file; refused for a header this project did not write."""
     f.seek(0)
     header = next(csv.reader(f), None)
     check_header(path, header)
     if header in OLDER_HEADERS:
         f.seek(0)
-        kept = [{c: row.get(c) or "" for c in COLUMNS} for row in csv.DictReader(f)]
+        kept = [typed_row(row) for row in csv.DictReader(f)]
         with atomic_open(path, "w", newline="", encoding="utf-8") as upgraded:
             writer = csv.DictWriter(upgraded, fieldnames=COLUMNS, extrasaction="raise")
             writer.writeheader()
@@ -167,7 +211,7 @@ def append_result(experiment: str, rows: list[dict], results_dir: str | os.PathL
     A file written before a column was added is rewritten with it first (empty in old rows).
     """
     provenance = {"git_commit": git_commit(), "hardware": hardware(), "command": command_line(), "trained_by": "-",
-                  "train_seconds": "",
+                  "train_seconds": "", **dict.fromkeys(TYPED_COLUMNS, ""),
                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     path = check_appendable(experiment, results_dir)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -236,9 +280,10 @@ def measured(experiment: str, results_dir: str | os.PathLike | None = None) -> s
 
 
 def migrate(folder: str | os.PathLike) -> list[Path]:
-    """Rewrite each results CSV under `folder` (subfolders too) still on an older header with today's,
-    its values untouched and the new columns empty: once, so that appends never have to. Files with
-    other headers (the paper's published.csv, a probe's own answers) are left as they are."""
+    """Rewrite each results CSV under `folder` (subfolders too) still on an older header with today's
+    (typed_row: the note's words for a typed column move into it, no value retyped): once, so that
+    appends never have to. Files with other headers (the paper's published.csv, read as it was
+    published through typed_row; a probe's own answers) are left as they are."""
     upgraded = []
     for path in sorted(Path(folder).rglob("*.csv")):
         if path.name != f"{PUBLISHED}.csv" and read_header(path) in OLDER_HEADERS:

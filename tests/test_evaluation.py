@@ -15,7 +15,7 @@ from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTraine
 from longlora.data import DEFAULT_MODEL
 from longlora.evaluation import (FILLER_SENTENCES, KEY_LINE, QUESTION, TASK, answered, passkey_accuracy,
                                  passkey_prompt, perplexity)
-from longlora.results import COLUMNS, append_result, git_commit, read_results
+from longlora.results import COLUMNS, OPTIONAL_COLUMNS, append_result, git_commit, read_results
 
 
 def tiny_model():
@@ -198,7 +198,8 @@ def test_result_rows_carry_every_column(tmp_path):
                             "metric", "note", "scale", "seed", "wall_seconds", "samples")}
     path = append_result("demo", [row, row], tmp_path)
     rows = read_results(path)
-    assert len(rows) == 2 and list(rows[0]) == COLUMNS and all(rows[0][c] for c in COLUMNS if c != "train_seconds")
+    assert len(rows) == 2 and list(rows[0]) == COLUMNS
+    assert all(rows[0][c] for c in COLUMNS if c not in OPTIONAL_COLUMNS or c == "note")  # typed: empty unless given
     assert rows[0]["train_seconds"] == ""  # no training behind this row
     del row["metric"]
     with pytest.raises(ValueError, match="metric"):
@@ -228,7 +229,9 @@ def test_eval_scripts_write_rows(tiny_model_dir, token_stream, tmp_path):
     result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "200", "--max_tokens",
                         "200", "--num_tests", "1", "--filler", "books", "--results_dir", str(tmp_path))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert read_results(tmp_path / "passkey.csv")[-1]["note"] == "filler=books"
+    passkey_rows = read_results(tmp_path / "passkey.csv")
+    assert [(r["filler"], r["note"]) for r in passkey_rows] == [("paper", ""), ("paper", ""), ("books", "")]
+    assert {r["base_window"] for r in passkey_rows} == {"64"}  # the tiny model's window, read from its config
     result = run_script("passkey_retrieval.py", "--model", tiny_model_dir, "--min_tokens", "5", "--max_tokens", "10",
                         "--interval", "5")
     assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].startswith("error: 5 tokens cannot hold")
@@ -257,7 +260,7 @@ def test_rows_about_a_trained_output_name_the_training_run_behind_them(tiny_mode
 
 
 def test_a_results_file_with_an_older_header_gets_the_new_column(tmp_path):
-    old = COLUMNS[:-1]
+    old = COLUMNS[:COLUMNS.index("train_seconds")]  # the header before train_seconds and the typed columns
     with open(tmp_path / "demo.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=old)
         writer.writeheader()

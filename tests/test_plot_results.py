@@ -10,11 +10,17 @@ import sys
 import pytest
 from conftest import REPO, run_script
 
-from longlora.claims import verdicts
+from longlora import claims
+from longlora.frames import typed
 from longlora.results import RESULTS_DIR, append_result
 
 BASE = {"model": "mini", "dataset": "books", "split": "validation", "metric": "perplexity", "note": "",
         "scale": "mini", "seed": 1, "wall_seconds": 1, "samples": 4}
+
+
+def verdicts(rows: list[dict]) -> list[tuple]:
+    """(label, claim, verdict, evidence) of every check on `rows` (dicts of a results CSV's columns)."""
+    return [(v.label, v.claim, v.verdict, v.evidence) for v in claims.verdicts(typed(rows))]
 
 
 def table1_rows(s2_value):
@@ -71,26 +77,26 @@ def test_table1_evidence_counts_the_seeds_where_s2_is_below_short():
 
 
 def test_figures_and_tables_show_the_mean_over_seeds():
-    import plot_results
+    from longlora.frames import over_seeds, records
+    from longlora.pages import ours_cell
 
     rows = [{**row, "seed": seed, "value": row["value"] + offset} for seed, offset in ((1, -1.0), (2, 1.0))
             for row in table1_rows(10.5)] + [{**table1_rows(10.5)[0], "seed": 2, "value": 10.0}]
-    merged = {r["setting"]: r for r in plot_results.over_seeds(rows)}
-    assert len(merged) == 3 and merged["s2_attn|full_ft"]["value"] == "10.5"
+    merged = {r["setting"]: r for r in records(over_seeds(typed(rows)))}
+    assert len(merged) == 3 and merged["s2_attn|full_ft"]["value"] == 10.5
     assert merged["s2_attn|full_ft"]["seeds"] == 2 and abs(merged["s2_attn|full_ft"]["spread"] - 2 ** 0.5) < 1e-9
-    assert merged["full_attn|full_ft"]["value"] == "9.5"  # seed 2's rerun (10.0) replaced its first row (11.0)
-    assert plot_results.ours_cell(merged["s2_attn|full_ft"]) == "10.5 ± 1.4 (n=2)"
+    assert merged["full_attn|full_ft"]["value"] == 9.5  # seed 2's rerun (10.0) replaced its first row (11.0)
+    assert ours_cell(merged["s2_attn|full_ft"]) == "10.5 ± 1.4 (n=2)"
 
 
 def test_base_model_preconditions():
     def passkey(setting, length, value, filler="paper"):
-        note = "window=256" + ("" if filler == "paper" else f" filler={filler}")
         return {**BASE, "table": "base_model", "dataset": "passkey", "metric": "accuracy", "train_ctx": 0,
-                "eval_ctx": length, "setting": setting, "value": value, "note": note}
+                "eval_ctx": length, "setting": setting, "value": value, "base_window": 256, "filler": filler}
 
     def ppl(setting, length, value, ctx=0):
         return {**BASE, "table": "base_model", "train_ctx": ctx, "eval_ctx": length, "setting": setting,
-                "value": value, "note": "window=256"}
+                "value": value, "base_window": 256}
 
     good = [passkey(s, n, 1.0) for s in ("base|no_pi", "base|pi_x2") for n in (128, 192, 256)] + [
         passkey(s, n, 0.1) for s in ("base|no_pi", "base|pi") for n in (1024, 2048)]
@@ -108,23 +114,22 @@ def test_base_model_preconditions():
 
 
 def test_figure4_is_judged_per_filler_and_its_heatmap_has_a_panel_per_filler(tmp_path):
-    import plot_results
+    from longlora import figures
 
     def passkey(table, length, value, filler, depth=None):
-        note = " ".join(x for x in ("" if depth is None else f"depth={depth}",
-                                    "" if filler == "paper" else f"filler={filler}") if x)
         return {**BASE, "table": table, "dataset": "passkey", "metric": "accuracy", "train_ctx": 2048,
-                "eval_ctx": length, "setting": "longlora", "value": value, "note": note}
+                "eval_ctx": length, "setting": "longlora", "value": value, "filler": filler,
+                "depth": "" if depth is None else depth}
 
     rows = [passkey("figure4", n, v, f) for f, v in (("paper", 0.3), ("books", 1.0)) for n in (1024, 2048)]
     figure4 = [v for v in verdicts(rows) if v[0] == "figure4"]
     assert [(v[2], v[3].split(":")[0]) for v in figure4] == [("FAIL", "filler paper"), ("PASS", "filler books")]
     heat = [passkey("figure4_heatmap", n, 1.0, f, d) for f in ("paper", "books") for n in (1024, 2048) for d in (0.1, 0.9)]
-    plot_results.heatmap_figure("figure4_heatmap", heat, str(tmp_path))
+    figures.heatmap_figure("figure4_heatmap", typed(heat), str(tmp_path))
     from PIL import Image
     width, height = Image.open(tmp_path / "figure4_heatmap.png").size
     assert width > 1.8 * height  # two panels side by side (one panel is about 5 x 4 inches)
-    title = plot_results.heatmap_title("figure4_heatmap", "books", [{**heat[0], "seeds": 3}])
+    title = figures.heatmap_title("figure4_heatmap", "books", [{**heat[0], "seeds": 3}])
     assert "longlora trained at 2048" in title and f"{BASE['scale']} scale" in title and "3 seeds" in title
 
 
@@ -134,7 +139,7 @@ def test_table8_and_figure5_are_judged_per_training_length():
               for ctx, values in ((512, (10.0, 10.1)), (2048, (10.0, 12.0)))
               for setting, value in zip(("s2_attn", "variant3_swap"), values)]
     figure5 = [{**BASE, "table": "figure5", "train_ctx": ctx, "eval_ctx": ctx, "setting": setting,
-                "value": value, "note": f"step={step}"}
+                "value": value, "step": step}
                for ctx, plus_end in ((512, 10.5), (2048, 13.0))
                for setting, values in (("s2_attn|full_ft", (20.0, 10.0)), ("s2_attn|lora_plus", (20.0, plus_end)))
                for step, value in zip((0, 60), values)]
@@ -144,14 +149,14 @@ def test_table8_and_figure5_are_judged_per_training_length():
 
 
 def test_rows_of_another_step_budget_are_checked_on_their_own():
-    longer = [{**row, "note": "steps=300"} for row in table1_rows(11.5)]
+    longer = [{**row, "steps": 300} for row in table1_rows(11.5)]
     table = {v[0]: v[2] for v in verdicts(table1_rows(10.5) + longer)}
     assert table["table1"] == "PASS" and table["table1 (steps=300)"] == "FAIL"
     assert "table2 (steps=300)" not in table  # absent budgets are not reported as NOT RUN
 
 
 def test_a_verdict_names_a_scale_other_than_mini_and_a_single_seed():
-    small = [{**row, "note": "steps=300", "scale": "small", "train_ctx": 16384, "eval_ctx": 16384}
+    small = [{**row, "steps": 300, "scale": "small", "train_ctx": 16384, "eval_ctx": 16384}
              for row in table1_rows(10.5)]
     three_seeds = [{**row, "seed": seed} for seed in (1, 2, 3) for row in table1_rows(10.5)]
     judged = {v[0]: v for v in verdicts(three_seeds + small)}
@@ -160,11 +165,11 @@ def test_a_verdict_names_a_scale_other_than_mini_and_a_single_seed():
 
 
 def test_the_verdict_column_flags_a_verdict_from_one_seed():
-    import plot_results
-    small = [{**row, "note": "steps=300", "scale": "small", "train_ctx": 16384, "eval_ctx": 16384}
+    from longlora.pages import verdict_tables
+    small = [{**row, "steps": 300, "scale": "small", "train_ctx": 16384, "eval_ctx": 16384}
              for row in table1_rows(12.5)]  # S2 above short: FAIL on one seed
     three_seeds = [{**row, "seed": seed} for seed in (1, 2, 3) for row in table1_rows(10.5)]
-    lines = plot_results.verdict_tables(three_seeds + small, [])
+    lines = verdict_tables(claims.verdicts(typed(three_seeds + small)), [])
     verdict_of = {line.split(" | ")[0][2:]: line.split(" | ")[3] for line in lines if line.startswith("| table1")}
     assert verdict_of["table1"] == "PASS" and verdict_of["table1 (small, steps=300)"] == "FAIL (1 seed)"
     assert verdict_of["table14"] == "NOT RUN"  # no rows: nothing to flag
@@ -175,14 +180,14 @@ def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
         values = (("s2_attn|layer", "speedup_vs_full", speedup), ("s2_attn|layer", "flop_ratio", 4.0),
                   ("s2_attn|layer", "peak_mem_mb", s2_mem), ("full_attn|layer", "peak_mem_mb", 50.0))
         return [{**BASE, "table": "efficiency", "train_ctx": 8192, "eval_ctx": 8192, "setting": s, "metric": m,
-                 "value": v, "note": "kernel=sdpa"} for s, m, v in values]
+                 "value": v, "kernel": "sdpa"} for s, m, v in values]
 
     def outcome(speedup, s2_mem):  # (time verdict, memory verdict)
         return tuple(v[2] for v in verdicts(rows(speedup, s2_mem)) if v[0] == "efficiency")
 
     assert outcome(3.7, 40.0) == ("PASS", "PASS")
     out_of_memory = [{**BASE, "table": "efficiency", "train_ctx": 65536, "eval_ctx": 65536, "setting": s,
-                      "metric": "peak_mem_mb", "value": "OOM", "note": "kernel=sdpa"} for s in ("full_attn|step",)]
+                      "metric": "peak_mem_mb", "value": "OOM", "kernel": "sdpa"} for s in ("full_attn|step",)]
     assert tuple(v[2] for v in verdicts(rows(3.7, 40.0) + out_of_memory) if v[0] == "efficiency") == ("PASS", "PASS")
     assert outcome(3.5, 40.0) == ("FAIL", "PASS")  # below 0.9 x 4
     assert outcome(3.7, 60.0) == ("PASS", "FAIL")  # more memory than full attention
@@ -194,13 +199,14 @@ def test_efficiency_claim_compares_speedup_with_the_flop_ratio_and_memory():
 
 
 def test_a_step_is_also_held_to_the_executed_flop_ratio_of_a_known_model():
-    note = "kernel=sdpa bfloat16 cuda group_size_ratio=0.25 checkpointing=True flop_ratio=x"
+    bench = {"kernel": "sdpa", "dtype": "bfloat16", "device": "cuda", "group_size_ratio": 0.25, "checkpointing": True,
+             "note": "flop_ratio=x"}
 
     def outcome(speedup, model="llama2-7b (8 layers)"):  # (Table 11 verdict, executed verdict, memory verdict)
         values = (("s2_attn|step", "speedup_vs_full", speedup), ("s2_attn|step", "flop_ratio", 2.14),
                   ("s2_attn|step", "peak_mem_mb", 100.0), ("full_attn|step", "peak_mem_mb", 100.0))
         rows = [{**BASE, "model": model, "table": "efficiency", "train_ctx": 65536, "eval_ctx": 65536, "setting": s,
-                 "metric": m, "value": v, "note": note} for s, m, v in values]
+                 "metric": m, "value": v, **bench} for s, m, v in values]
         return tuple(v[2] for v in verdicts(rows) if v[0] == "efficiency")
 
     # Executed ratio of 8 Llama-2-7B layers at 64k with checkpointing: 1.81 (Table 11's: 2.14).
@@ -212,7 +218,7 @@ def test_a_step_is_also_held_to_the_executed_flop_ratio_of_a_known_model():
 def cost_rows(table, costs):
     """bench_training.py-like rows from {(setting, N): (ms, MB) or None for OOM}."""
     return [{**BASE, "table": table, "train_ctx": n, "eval_ctx": n, "setting": s, "metric": metric,
-             "value": "OOM" if cost is None else value, "note": "kernel=sdpa bfloat16 cuda"}
+             "value": "OOM" if cost is None else value, "kernel": "sdpa", "dtype": "bfloat16", "device": "cuda"}
             for (s, n), cost in costs.items()
             for metric, value in zip(("ms_per_step", "peak_mem_mb"), cost or (None, None))]
 
@@ -249,17 +255,17 @@ def test_plot_results_writes_figures_and_the_readme_section(tmp_path):
         "table,model,train_ctx,setting,dataset,split,eval_ctx,value,metric,note\n"
         "table1,llama2-7b,1024,s2_attn|full_ft,pg19,validation,1024,8.04,perplexity,\n")
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n<!-- results:start -->\nold\n<!-- results:end -->\ntail\n")
+    readme.write_text("# x\n<!-- results:start -->\nEARLIER-SECTION\n<!-- results:end -->\ntail\n")
     page = tmp_path / "RESULTS.md"
     result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
                         "--results_page", str(page))
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(os.listdir(tmp_path / "figures")) == ["table1.png", "table14.png"]
     text = readme.read_text()
-    assert "old" not in text and text.endswith("<!-- results:end -->\ntail\n")
-    assert "| table1 |" in text and "PASS" in text and "(results/figures/table1.png)" in text
+    assert "EARLIER-SECTION" not in text and text.endswith("<!-- results:end -->\ntail\n")
+    assert "| Table 1: S2-Attn" in text and "PASS" in text and "(results/figures/table1.png)" in text
     page = page.read_text()
-    assert "## table1" in page and "| s2_attn\\|full_ft |" in page and "8.04" in page and "PASS" in page
+    assert "## table1" in page and "| s2_attn\\|full_ft " in page and "8.04" in page and "PASS" in page
     result = run_script("plot_results.py", "--results_dir", str(tmp_path), "--compare")
     assert "ratio" in result.stdout and "PASS" in result.stdout
 
@@ -276,7 +282,7 @@ def test_the_readme_lists_the_latest_row_of_each_measurement_and_every_dataset(t
     assert run_script("plot_results.py", "--results_dir", str(tmp_path), "--readme", str(readme),
                       "--results_page", str(tmp_path / "RESULTS.md")).returncode == 0
     text = (tmp_path / "RESULTS.md").read_text()
-    assert "| books |" in text and "33.33" in text and "22.22" in text and "11.11" not in text
+    assert "| books " in text and "33.33" in text and "22.22" in text and "11.11" not in text
 
 
 def test_compute_counts_each_measured_length_once_and_a_run_shared_by_two_tables_once(tmp_path):
@@ -304,7 +310,7 @@ def test_compute_counts_each_measured_length_once_and_a_run_shared_by_two_tables
 def test_the_base_passkey_figure_sits_beside_llama2s_and_a_figure_needs_rows_in_its_metric(tmp_path):
     def passkey(setting, length, value):
         return {**BASE, "table": "base_model", "dataset": "passkey", "metric": "accuracy", "train_ctx": 0,
-                "eval_ctx": length, "setting": setting, "value": value, "note": "window=256"}
+                "eval_ctx": length, "setting": setting, "value": value, "base_window": 256, "filler": "paper"}
 
     append_result("base_model", [passkey("base|no_pi", 256, 1.0), passkey("base|pi_x2", 256, 0.5)], tmp_path)
     (tmp_path / "published.csv").write_text(
@@ -322,7 +328,7 @@ def test_each_table_is_drawn_by_one_kind_of_figure(tmp_path, monkeypatch):
     """A curve table is drawn as curves only: a bar figure of the same name would overwrite it."""
     import sys
 
-    import plot_results
+    from longlora import figures
 
     append_result("table14", [{**BASE, "table": "table14", "train_ctx": 2048, "eval_ctx": n,
                                "setting": "s2_attn|lora_plus", "value": 10.0 - n / 1024} for n in (256, 1024)], tmp_path)
@@ -332,35 +338,37 @@ def test_each_table_is_drawn_by_one_kind_of_figure(tmp_path, monkeypatch):
     (tmp_path / "README.md").write_text("<!-- results:start -->\n<!-- results:end -->\n")
     drawn = []  # (figure function, the table it drew; the base's passkey figure takes no table)
     for kind in ("curve_figure", "bar_figure", "base_passkey_figure"):
-        monkeypatch.setattr(plot_results, kind, lambda first, *a, kind=kind, **k: drawn.append(
+        monkeypatch.setattr(figures, kind, lambda first, *a, kind=kind, **k: drawn.append(
             (kind, first if isinstance(first, str) else None)))
     monkeypatch.setattr(sys, "argv", ["plot_results.py", "--results_dir", str(tmp_path), "--readme",
                                       str(tmp_path / "README.md"), "--results_page", str(tmp_path / "RESULTS.md")])
+    import plot_results
     plot_results.main()
     assert sorted(drawn, key=str) == [("base_passkey_figure", None), ("curve_figure", "base_model"),
                                       ("curve_figure", "table14")]
 
 
 def test_efficiency_verdicts_are_summarised_one_row_per_check_with_the_lengths_in_columns():
-    from plot_results import efficiency_summary
+    from longlora.pages import efficiency_summary
 
     def rows(n, speedup):
         values = (("s2_attn|layer", "speedup_vs_full", speedup), ("s2_attn|layer", "flop_ratio", 4.0),
                   ("s2_attn|layer", "peak_mem_mb", 40.0), ("full_attn|layer", "peak_mem_mb", 50.0))
         return [{**BASE, "table": "efficiency", "train_ctx": n, "eval_ctx": n, "setting": s, "metric": m, "value": v,
-                 "note": "kernel=sdpa"} for s, m, v in values]
+                 "kernel": "sdpa"} for s, m, v in values]
 
-    efficiency = [v for v in verdicts(rows(8192, 3.7) + rows(16384, 3.5)) if v[0] == "efficiency"]
+    efficiency = [v for v in claims.verdicts(typed(rows(8192, 3.7) + rows(16384, 3.5))) if v.table == "efficiency"]
     assert len(efficiency) == 4  # a time and a memory verdict per length
-    header, _, memory, speed = efficiency_summary(efficiency)
+    header, _, memory, speed = [" ".join(line.split()) for line in efficiency_summary(efficiency)]
     assert header == "| model and level | kernel | check | 8192 | 16384 |"
-    assert memory.endswith("| kernel=sdpa | memory: peak MB S2 / full | PASS 40 / 50 | PASS 40 / 50 |")
-    assert speed.endswith("| kernel=sdpa | speedup / FLOP ratio | PASS 3.7 / 4 | FAIL 3.5 / 4 |")
+    assert memory.endswith("| sdpa | memory: peak MB S2 / full | PASS 40 / 50 | PASS 40 / 50 |")
+    assert speed.endswith("| sdpa | speedup / FLOP ratio | PASS 3.7 / 4 | FAIL 3.5 / 4 |")
 
 
 def test_the_committed_readme_verdicts_and_results_page_are_current_with_the_csvs():
     """Rows added without `python plot_results.py` (or a page edited by hand) fail here."""
-    from plot_results import END, START, glance, load, results_page
+    from longlora.frames import load
+    from longlora.pages import END, START, glance, results_page
 
     measured, published = load(str(RESULTS_DIR))
     readme = (RESULTS_DIR.parent / "README.md").read_text()
@@ -372,17 +380,17 @@ def test_the_committed_readme_verdicts_and_results_page_are_current_with_the_csv
 def test_every_claim_holds_on_the_papers_own_numbers():
     """The checks are the paper's claims: on its published values each one passes (a check that
     failed there would test something the paper does not say)."""
-    from plot_results import load, paper_evidence
+    from longlora.frames import load
 
     _, published = load(str(RESULTS_DIR))
-    evidence = paper_evidence(published)
+    judged = [v for v in claims.verdicts(published.assign(scale="paper")) if v.verdict != "NOT RUN"]
     assert {"table1", "table2", "table3", "table14", "table4", "table15", "table6", "table7", "table8",
-            "figure5"} <= set(evidence)
-    assert all(e.startswith("PASS") and "FAIL" not in e for e in evidence.values()), evidence
+            "figure5"} <= {v.table for v in judged}
+    assert all(v.verdict == "PASS" for v in judged), [v for v in judged if v.verdict != "PASS"]
 
 
 def test_evaluation_modes_share_their_trained_settings_colour_and_differ_in_hatch():
-    import plot_results
+    from longlora import figures as plot_results
 
     patterns = ["dilated", "stride_sparse", "block_sparse", "s2_cross_heads", "s2_cross_layers", "s2_only_pattern1",
                 "s2_only_pattern2"]
@@ -396,7 +404,7 @@ def test_evaluation_modes_share_their_trained_settings_colour_and_differ_in_hatc
 
 
 def test_two_settings_of_one_attention_get_two_colours():
-    import plot_results
+    from longlora import figures as plot_results
 
     colours = plot_results.palette(["full_attn|full_ft", "full_attn|lora", "s2_attn|lora_plus"])
     assert len(set(colours.values())) == 3 and colours["full_attn|full_ft"] == "tab:blue"
@@ -404,23 +412,23 @@ def test_two_settings_of_one_attention_get_two_colours():
 
 
 def test_each_table_says_what_its_models_were_fine_tuned_on():
-    from plot_results import training_data
+    from longlora.pages import training_data
     trained = {**BASE, "table": "table1"}
     rows = [{**trained, "trained_by": "python train.py --training full --data_mixture books:5,math:3 --seed 1 "
                                       "(seed 1, commit x)"},
             {**trained, "trained_by": "python train.py --data data/x/train.bin (seed 1, commit x)"},
             {**trained, "trained_by": "python train.py --training full (seed 2, commit x)"},
             {**trained, "trained_by": "-"}]
-    assert training_data(rows) == ("`--data data/x/train.bin`, `--data_mixture books:5,math:3`, "
+    assert training_data(typed(rows)) == ("`--data data/x/train.bin`, `--data_mixture books:5,math:3`, "
                                    "the books (train.py's default)")
-    assert training_data(rows[3:]) == ""
+    assert training_data(typed(rows[3:])) == ""
 
 
 def results_folder(tmp_path) -> dict:
     """A results folder with table1 rows, an earlier page and README section; the bytes of each."""
     append_result("table1", table1_rows(10.2), tmp_path)
     (tmp_path / "RESULTS.md").write_text("# earlier page\n")
-    (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\nearlier\n<!-- results:end -->\n")
+    (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\nEARLIER-SECTION\n<!-- results:end -->\n")
     return {name: (tmp_path / name).read_bytes() for name in ("RESULTS.md", "README.md")}
 
 
@@ -430,7 +438,7 @@ def plot_into(folder) -> list[str]:
 
 
 CORRUPTIONS = {  # what is done to table1.csv, and the line the error names
-    "a garbage line": (lambda text: text + "garbage\n", r"table1.csv line 5: 1 fields where its header has 20"),
+    "a garbage line": (lambda text: text + "garbage\n", r"table1.csv line 5: 1 fields where its header has 30"),
     "no value column": (lambda text: text.replace(",value,", ",valeur,", 1), r"table1.csv: no column value"),
     "a value that is not a number": (lambda text: text.replace(",10.2,", ",ten,"),
                                      r"table1.csv line 4: value 'ten' is not a number"),
@@ -455,18 +463,18 @@ def test_another_results_folder_never_rewrites_the_repositorys_readme(tmp_path, 
     repo_results = tmp_path / "repo" / "results"
     repo_results.mkdir(parents=True)
     readme = tmp_path / "repo" / "README.md"
-    readme.write_text("<!-- results:start -->\nearlier\n<!-- results:end -->\n")
+    readme.write_text("<!-- results:start -->\nEARLIER-SECTION\n<!-- results:end -->\n")
     monkeypatch.setattr("longlora.results.RESULTS_DIR", repo_results)  # the repository plot_results defaults to
     other = tmp_path / "other"
     other.mkdir()
     append_result("table1", table1_rows(10.2), other)
     result = run_script("plot_results.py", "--results_dir", str(other))
     assert result.returncode == 0, result.stderr[-2000:]
-    assert readme.read_text() == "<!-- results:start -->\nearlier\n<!-- results:end -->\n"
+    assert readme.read_text() == "<!-- results:start -->\nEARLIER-SECTION\n<!-- results:end -->\n"
     assert "README not updated" in result.stdout and (other.parent / "RESULTS.md").exists()
     append_result("table1", table1_rows(10.2), repo_results)
     assert run_script("plot_results.py", "--results_dir", str(repo_results)).returncode == 0
-    assert "earlier" not in readme.read_text() and "| table1 |" in readme.read_text()
+    assert "EARLIER-SECTION" not in readme.read_text() and "| Table 1: S2-Attn" in readme.read_text()
 
 
 KILLED_WHILE_BUILDING = """

@@ -51,7 +51,7 @@ def test_two_processes_appending_to_one_csv_never_interleave_a_calls_rows(tmp_pa
         (name, call) for name in ("first", "second") for call in range(CALLS))
 
 
-OLD_HEADER = COLUMNS[:-2]  # before trained_by and train_seconds were added
+OLD_HEADER = COLUMNS[:18]  # before trained_by, train_seconds and the typed columns were added
 ROW = {"table": "table11", "model": "m", "train_ctx": 0, "setting": "s", "dataset": "d", "split": "-",
        "eval_ctx": 8192, "value": 1.25, "metric": "x", "note": "", "scale": "mini", "seed": 0, "wall_seconds": 0,
        "samples": 1}
@@ -86,7 +86,7 @@ def test_an_older_header_is_upgraded_with_its_values_kept_and_the_new_row_append
     with open(tmp_path / "table11.csv", newline="") as f:
         header, *written = list(csv.reader(f))
     assert header == COLUMNS
-    assert [r[:len(OLD_HEADER)] for r in written[:3]] == rows and all(r[-2:] == ["", ""] for r in written[:3])
+    assert [r[:len(OLD_HEADER)] for r in written[:3]] == rows and all(set(r[len(OLD_HEADER):]) == {""} for r in written[:3])
     assert written[3][COLUMNS.index("value")] == "1.25" and written[3][COLUMNS.index("trained_by")] == "-"
 
 

@@ -36,7 +36,7 @@ for model_dir in sys.argv[1:]:
             accuracy = (predicted[:, period - 1:-1] == ids[:, period:]).float().mean().item()
             rows.append({"table": "probe", "model": model_dir, "train_ctx": window, "setting": f"alphabet={alphabet or 'all'}",
                          "dataset": "synthetic", "split": "-", "eval_ctx": period, "value": round(accuracy, 4),
-                         "metric": "copy_accuracy_at_distance", "note": f"window={window}", "scale": "mini", "seed": 0,
+                         "metric": "copy_accuracy_at_distance", "note": "", "base_window": window, "scale": "mini", "seed": 0,
                          "wall_seconds": round(time.time() - start, 1), "samples": 16})
             print(f"{model_dir} alphabet {alphabet or 'all'} distance {period}: {accuracy:.2f}")
     append_result("probe", rows, Path("results/probes/far_copy"))

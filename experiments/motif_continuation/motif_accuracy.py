@@ -25,7 +25,7 @@ for model_dir in sys.argv[1:]:
     for part, value in scores.items():
         rows.append({"table": "probe", "model": model_dir, "train_ctx": window, "setting": "motif", "dataset": "synthetic",
                      "split": "-", "eval_ctx": window, "value": round(value, 4), "metric": f"motif_accuracy_{part}",
-                     "note": f"window={window}", "scale": "mini", "seed": 0, "wall_seconds": round(time.time() - start, 1),
+                     "note": "", "base_window": window, "scale": "mini", "seed": 0, "wall_seconds": round(time.time() - start, 1),
                      "samples": 192})
     print(model_dir, scores)
 append_result("probe", rows, Path("results/probes/motif_continuation"))

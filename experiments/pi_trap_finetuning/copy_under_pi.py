@@ -29,7 +29,7 @@ def score(path: str, target: int | None, columns: dict, seed: int) -> list[dict]
         accuracy = copy_accuracy(model, model.config.vocab_size, length, np.random.default_rng(0))
         rows.append({"table": "probe", "model": path, **columns, "dataset": "synthetic", "split": "-",
                      "eval_ctx": length, "value": round(accuracy, 4), "metric": "copy_accuracy",
-                     "note": f"window={BASE_WINDOW}", "scale": "mini", "seed": seed,
+                     "note": "", "base_window": BASE_WINDOW, "scale": "mini", "seed": seed,
                      "wall_seconds": round(time.time() - start, 1), "samples": 16})
         print(f"{path} ({columns['setting']}) @ {length}: copy accuracy {accuracy:.3f}")
     return rows
