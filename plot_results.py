@@ -9,6 +9,9 @@ is written whole, the README's section between `<!-- results:start -->` and
 nothing in either is typed by hand. Every file is built first and replaced whole: a CSV that
 cannot be read (bad UTF-8, a garbage line, a value that is not a number) stops it in one line
 naming the file and line, with nothing written.
+
+It is over 400 lines because it draws every figure and writes every section of RESULTS.md, each
+in a short function, from one reading of the CSVs and one palette.
 """
 
 import argparse
