@@ -25,9 +25,10 @@ from longlora.args import (AttentionArguments, LongLoRATrainingArguments, LoraAr
                            exit_on_error, parse_args)
 from longlora.checks import check_data_file
 from longlora.cli import description
+from longlora.runs import owned_output_dir, plan_run
 from longlora.sft import (IGNORE_INDEX, PACKING_ATTENTION, PROMPT_TEMPLATES, SYSTEM_PROMPT, SupervisedCollator,
                           load_records, pack_examples, tokenize_records)
-from longlora.training import owned_output_dir, plan_run, prepare_model, run_training
+from longlora.training import prepare_model, run_training
 from make_longqa import DEFAULT_OUTPUT, LongQAArguments, write_longqa
 
 

@@ -22,7 +22,8 @@ from longlora.corpora import CORPORA
 from longlora.data import (DEFAULT_MODEL, check_token_ids, default_data_path, load_token_stream, mix_blocks,
                            parse_mixture)
 from longlora.evaluation import extension_report, format_report
-from longlora.training import TokenBlocks, owned_output_dir, plan_run, prepare_model, run_training
+from longlora.runs import owned_output_dir, plan_run
+from longlora.training import TokenBlocks, prepare_model, run_training
 
 
 @dataclass

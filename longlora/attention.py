@@ -29,6 +29,9 @@ Rules (see README "S2-Attn semantics"):
   * Kernels (`KERNELS`): `sdpa` cuts the groups into SDPA (or flash-attn varlen) calls; `flex` evaluates
     the same attention as one block-sparse FlexAttention call per layer, every head at once, with a
     per-head mask (`s2_block_mask`); `auto` is `sdpa` until GPU measurements show flex faster.
+
+It is over 400 lines because the rules above bind the patterns, both kernels and the
+sequence-parallel head split together: in one module they are read, and changed, against the same rules.
 """
 
 import dataclasses

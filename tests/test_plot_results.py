@@ -1,5 +1,9 @@
 """plot_results.py on small synthetic CSVs: figures, README section, claim verdicts; a bad CSV or a kill
-never leaves a truncated page."""
+never leaves a truncated page.
+
+It is over 400 lines because it tests every output of one script: figures, RESULTS.md, the
+README section and the verdicts.
+"""
 
 import os
 import re

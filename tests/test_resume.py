@@ -17,7 +17,8 @@ from transformers import LlamaForCausalLM, Trainer
 
 from longlora.args import LongLoRATrainingArguments
 from longlora.data import load_token_stream
-from longlora.training import STAGING, AtomicCheckpointTrainer, LossLog, TokenBlocks
+from longlora.runs import STAGING
+from longlora.training import AtomicCheckpointTrainer, LossLog, TokenBlocks
 
 BLOCK = 128
 FLAGS = ["--model_max_length", str(BLOCK), "--learning_rate", "1e-2", "--max_steps", "4", "--save_steps", "2",

@@ -7,7 +7,11 @@ on the extended config written out by hand here, never on anything longlora comp
 the printed 'read: ...; writing: ...' line, the --base_window flag, train.py + merge_lora.py +
 reload for llama3 and yarn, S2-Attn on q/k-norm and sliding-window models against the loop
 reference of test_attention.py, and a checkpoint in its original formats (SentencePiece
-tokenizer.model, sharded safetensors, generation_config.json)."""
+tokenizer.model, sharded safetensors, generation_config.json).
+
+It is over 400 lines because each published RoPE type needs its own case and hand-written
+reference.
+"""
 
 import io
 import json

@@ -1,12 +1,12 @@
 """Write a fine-tuning token stream of whole blocks drawn from the mini base's own pretraining mixture:
-book and math text and the synthetic recall and copy documents of pretrain_base.py (BlockSampler), at the
-fine-tuning length, so that a query looks back across the whole extended window.
+book and math text and the synthetic recall and copy documents of pretrain_base.py (its BlockSampler, in
+longlora.pretraining), at the fine-tuning length, so that a query looks back across the whole extended window.
 
     python -m experiments.pretraining_mix_finetuning.stream OUT_DIR --length 2048 --blocks 200 \
         --weights 5,3,0,2        # books, math, copy, recall shares of the blocks
 
 Writes OUT_DIR/train.bin and the manifest.json load_token_stream reads. The recall documents' filler is
-book training sentences (never the passkey test's; pretrain_base.filler_sentences), as in pretraining."""
+book training sentences (never the passkey test's; pretraining.filler_sentences), as in pretraining."""
 
 import argparse
 import json
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from transformers import AutoTokenizer
 
-import pretrain_base
+from longlora import pretraining
 from longlora.data import MANIFEST, default_data_path, load_token_stream, token_dtype
 
 MODEL = "models/mini"
@@ -42,16 +42,16 @@ def main() -> None:
     tokenizer = AutoTokenizer.from_pretrained(MODEL)
     streams = {c: load_token_stream(default_data_path(MODEL, c, "train")) for c in ("books", "math")}
     rng = np.random.default_rng(args.seed)
-    sampler = pretrain_base.BlockSampler(streams, pretrain_base.filler_sentences(), tokenizer, rng,
-                                         base.repeat_share, base.cycled_filler_share, base.recall_digits)
+    sampler = pretraining.BlockSampler(streams, pretraining.filler_sentences(), tokenizer, rng,
+                                       base.repeat_share, base.cycled_filler_share, base.recall_digits)
     # copy documents as in the base's main phase, minus motif documents, whose labels mark only the answers
-    copy_shares = np.array(pretrain_base.copy_weights(base, main_phase))
-    copy_shares[pretrain_base.COPY_VARIANTS.index("motif")] = 0
+    copy_shares = np.array(pretraining.copy_weights(base, main_phase))
+    copy_shares[pretraining.COPY_VARIANTS.index("motif")] = 0
     copy_shares /= copy_shares.sum()
-    longest = pretrain_base.longest_copy_period(base, main_phase, args.length)
-    kinds = rng.choice(len(pretrain_base.BlockSampler.KINDS), size=args.blocks, p=weights)
-    blocks = [sampler.block(pretrain_base.BlockSampler.KINDS[k], args.length, copy_shares, longest)[0] for k in kinds]
-    counts = np.bincount(kinds, minlength=len(pretrain_base.BlockSampler.KINDS)).tolist()
+    longest = pretraining.longest_copy_period(base, main_phase, args.length)
+    kinds = rng.choice(len(pretraining.BlockSampler.KINDS), size=args.blocks, p=weights)
+    blocks = [sampler.block(pretraining.BlockSampler.KINDS[k], args.length, copy_shares, longest)[0] for k in kinds]
+    counts = np.bincount(kinds, minlength=len(pretraining.BlockSampler.KINDS)).tolist()
     dtype = token_dtype(len(tokenizer))
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
