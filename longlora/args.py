@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-from longlora.attention import KERNELS, PATTERNS
 from longlora.checks import check_finite, check_model_dir, check_output_dir, check_plain_model
 from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
@@ -24,6 +23,7 @@ from longlora.files import atomic_open
 from longlora.labels import setting_label
 from longlora.model import TrainingMode, load_config, read_rope, read_run_config
 from longlora.results import SCALES, measured
+from longlora.s2_config import KERNELS, PATTERNS, S2Config, check_groups
 from longlora.sequence_parallel import sequence_parallel_config
 
 if not torch.accelerator.is_available():
@@ -85,10 +85,12 @@ class AttentionArguments:
         "choices": KERNELS})
 
     def __post_init__(self) -> None:
-        if not 0 < self.group_size_ratio <= 1:
-            raise ValueError(f"--group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
-        if self.group_size is not None and self.group_size < 1:
-            raise ValueError(f"--group_size must be a positive number of tokens, got {self.group_size}")
+        self.s2_settings()  # building them is their one check
+
+    def s2_settings(self) -> S2Config | None:
+        """The S2-Attn settings these flags choose, None for full attention (longlora_config.json keeps the
+        flags themselves: S2Config.from_run reads them back)."""
+        return S2Config.from_flags(self.attention, self.group_size_ratio, self.group_size, self.s2_kernel)
 
 
 @dataclass
@@ -312,10 +314,7 @@ class EvalModelArguments:
         check_model_dir(self.model, "--model")
         if self.rope_target is not None and self.rope_target < 2:
             raise ValueError(f"--rope_target must be at least 2 tokens, got {self.rope_target}")
-        if self.group_size_ratio is not None and not 0 < self.group_size_ratio <= 1:
-            raise ValueError(f"--group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
-        if self.group_size is not None and self.group_size < 1:
-            raise ValueError(f"--group_size must be a positive number of tokens, got {self.group_size}")
+        check_groups(self.group_size_ratio, self.group_size)  # the pattern may be the run's: see evaluated_attention
 
     def torch_dtype(self) -> torch.dtype | None:
         return DTYPES.get(self.dtype)

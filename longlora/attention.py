@@ -25,19 +25,20 @@ Rules (see README "S2-Attn semantics"):
     (`shard_heads`); groups and document starts come from the whole sequence's positions.
   * A layer with a sliding window W (Mistral, Qwen2's sliding layers) needs groups inside
     it, G <= W, so that a group's attention is the layer's own; a larger G is an error.
-  * Patterns for the paper's Table 6 ablation live here too (`PATTERNS`).
+  * The settings (pattern, G, kernel) and their one check are `S2Config`, in longlora/s2_config.py;
+    the patterns for the paper's Table 6 ablation are computed here too.
   * Kernels (`KERNELS`): `sdpa` cuts the groups into SDPA (or flash-attn varlen) calls; `flex` evaluates
     the same attention as one block-sparse FlexAttention call per layer, every head at once, with a
     per-head mask (`s2_block_mask`); `auto` is `sdpa` until GPU measurements show flex faster.
 
-It is over 400 lines because the rules above bind the patterns, both kernels and the
-sequence-parallel head split together: in one module they are read, and changed, against the same rules.
+This module is longer than the project's ~400 lines on purpose: it is one idea, S2-Attn's attention
+function, and its kernels share the group, document and head-section helpers; split, S2-Attn would be
+scattered over modules that each reach into the others' internals.
 """
 
 import dataclasses
 import math
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,55 +47,14 @@ from transformers import AttentionInterface
 from transformers.integrations.flex_attention import compile_friendly_flex_attention
 from transformers.masking_utils import AttentionMaskInterface, flash_attention_mask
 
+from longlora.s2_config import MASK_PATTERNS, MIN_GROUP_SIZE, S2Config, group_size
+
 try:  # flash-attn is a GPU extra (requirements-gpu.txt)
     from flash_attn import flash_attn_varlen_func
 except ImportError:
     flash_attn_varlen_func = None
 
 S2_ATTENTION = "s2_attention"
-GROUP_PATTERNS = ("s2", "short", "only_shifted", "s2_cross_layers", "s2_swap")
-MASK_PATTERNS = ("dilated", "block_sparse", "stride_sparse")
-PATTERNS = GROUP_PATTERNS + MASK_PATTERNS
-KERNELS = ("auto", "sdpa", "flex")
-
-
-@dataclass
-class S2Config:
-    """Per-layer S2-Attn settings, stored on each attention module (never a global).
-
-    pattern: `s2` (half the heads shifted, the paper), `short` (no shift: Table 1's
-    "short attention"), `only_shifted` (Table 6 "only pattern 2"), `s2_cross_layers`
-    (odd layers shifted, even layers not), `s2_swap` (the first half of the heads
-    shifted instead of the second; Table 8), and mask-based patterns for Table 6:
-    `dilated` (causal inside each residue class i mod N/G), `block_sparse` (own group
-    and the previous one), `stride_sparse` (Sparse-Transformer strided: half the heads
-    a causal window of G, half every G-th token).
-    kernel: one of KERNELS (see the module docstring); the attention is the same on each.
-    """
-
-    group_size_ratio: float = 0.25
-    group_size: int | None = None
-    pattern: str = "s2"
-    sequence_parallel_rank: int = 0  # this rank's heads are the rank-th of sequence_parallel_size slices
-    sequence_parallel_size: int = 1
-    kernel: str = "auto"
-
-    def __post_init__(self) -> None:
-        if self.pattern not in PATTERNS:
-            raise ValueError(f"unknown S2-Attn pattern {self.pattern!r}; choose one of {PATTERNS}")
-        if self.kernel not in KERNELS:
-            raise ValueError(f"unknown S2-Attn kernel {self.kernel!r}; choose one of {KERNELS}")
-        if self.group_size is None and not 0 < self.group_size_ratio <= 1:
-            raise ValueError(f"group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
-        if self.group_size is not None and self.group_size < 2:
-            raise ValueError(f"group_size must be >= 2 tokens, got {self.group_size}")
-        if not 0 <= self.sequence_parallel_rank < self.sequence_parallel_size:
-            raise ValueError(f"sequence-parallel rank {self.sequence_parallel_rank} is not in "
-                             f"[0, {self.sequence_parallel_size})")
-
-    def global_heads(self, local_heads: int) -> tuple[int, int]:
-        """(global index of this rank's first head, heads of the whole layer) for a call with `local_heads`."""
-        return self.sequence_parallel_rank * local_heads, self.sequence_parallel_size * local_heads
 
 
 def _group_sizes(valid: torch.Tensor, doc_starts: torch.Tensor, cfg: S2Config) -> torch.Tensor:
@@ -104,7 +64,7 @@ def _group_sizes(valid: torch.Tensor, doc_starts: torch.Tensor, cfg: S2Config) -
         return torch.full(valid.shape, cfg.group_size, device=valid.device)
     doc_ids = torch.cumsum(doc_starts.flatten(), 0) - 1  # (B*N,) running document index
     lengths = torch.bincount(doc_ids[valid.flatten()], minlength=int(doc_ids.max()) + 1)
-    sizes = torch.ceil(lengths[doc_ids.clamp(min=0)].double() * cfg.group_size_ratio).long().clamp(min=2)
+    sizes = torch.ceil(lengths[doc_ids.clamp(min=0)].double() * cfg.group_size_ratio).long().clamp(min=MIN_GROUP_SIZE)
     return sizes.view(valid.shape)
 
 
@@ -322,13 +282,6 @@ def _sparse_mask(pattern: str, n: int, group_size: int, heads: tuple[int, int, i
     arange = torch.arange(n, device=device)
     window = torch.tensor(_window_heads(first, num_heads, total), device=device)[:, None, None]
     return _sparse_allowed(pattern, n, group_size, window, arange[:, None], arange[None, :]).expand(num_heads, n, n)
-
-
-def group_size(n: int, ratio: float = 0.25, fixed: int | None = None) -> int:
-    """S2-Attn's group size G for a sequence (or packed document) of n tokens: `fixed`, else ceil(ratio x n)
-    and at least 2 (a shifted group needs two halves). The one rule the attention (`_group_sizes` applies it
-    per token), the FLOP count, the memory planner and the benchmarks share."""
-    return fixed or max(2, math.ceil(n * ratio))
 
 
 def _row_group_size(n: int, cfg: S2Config) -> int:
@@ -569,7 +522,13 @@ def enable_s2_attention(model, group_size_ratio: float = 0.25, group_size: int |
     `shift=False` is the paper's "short attention without shift" baseline; `pattern`
     overrides both (see S2Config); `kernel` is one of KERNELS. Returns the model.
     """
-    cfg = S2Config(group_size_ratio, group_size, pattern or ("s2" if shift else "short"), kernel=kernel)
+    return apply_s2_settings(model, S2Config(group_size_ratio, group_size, pattern or ("s2" if shift else "short"),
+                                             kernel=kernel))
+
+
+def apply_s2_settings(model, cfg: S2Config):
+    """Switch every attention layer of a causal LM to S2-Attn with settings already made (the scripts' flags,
+    a run's longlora_config.json: longlora.s2_config). Returns the model."""
     modules = _attention_modules(model)
     if not modules:
         raise ValueError(f"{type(model).__name__} has no attention layers using the attention registry")

@@ -29,10 +29,10 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 from transformers import AutoModelForCausalLM
 
-from longlora.attention import KERNELS
 from longlora.data import DEFAULT_MODEL
 from longlora.flops import config_name
 from longlora.results import SCALES
+from longlora.s2_config import KERNELS, check_groups
 
 SMOKE_LENGTHS = [128, 256]
 
@@ -70,8 +70,9 @@ class BenchArguments:
         if self.smoke:
             self.seq_len, self.repeats = SMOKE_LENGTHS, self.smoke_repeats
             self.results_dir = self.results_dir or tempfile.mkdtemp(prefix="bench_smoke_")
-        if not 0 < self.group_size_ratio <= 1 or self.repeats < 1 or self.warmup < 0 or self.threads < 0:
-            raise ValueError("--group_size_ratio must be in (0, 1], --repeats >= 1, --warmup and --threads >= 0")
+        check_groups(self.group_size_ratio, None)
+        if self.repeats < 1 or self.warmup < 0 or self.threads < 0:
+            raise ValueError("--repeats must be >= 1, --warmup and --threads >= 0")
         if self.num_layers is not None and self.num_layers < 1:
             raise ValueError("--num_layers must be at least 1")
         if self.seq_len is not None and min(self.seq_len) < 8:

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from longlora.s2_config import DEFAULT_GROUP_SIZE_RATIO, S2Config
+
 TASK = ("There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
         "I will quiz you about the important information there.")
 FILLER_SENTENCES = ("The grass is green.", "The sky is blue.", "The sun is yellow.", "Here we go.",
@@ -28,46 +30,45 @@ QUESTION = "What is the pass key? The pass key is"
 MAX_KEY = 50000
 
 
-def evaluated_attention(args) -> dict:
-    """The attention an evaluation runs: {'attention': 'full'} (the paper's protocol), or the
-    pattern and group of --attention, --group_size and --group_size_ratio, each one not given
-    taken from the evaluated output's longlora_config.json: a model trained with groups of 64
-    tokens and evaluated with --attention s2 runs groups of 64, not the default quarter."""
+def evaluated_attention(args) -> S2Config | None:
+    """The S2-Attn settings an evaluation runs, None for full attention (the paper's protocol): the
+    pattern and group of --attention, --group_size and --group_size_ratio, the group taken from the
+    evaluated output's longlora_config.json where neither group flag is given (S2Config.from_run): a model
+    trained with groups of 64 tokens and evaluated with --attention s2 runs groups of 64, not the default
+    quarter."""
     from longlora.model import read_run_config
 
     run = read_run_config(args.model) or {}
     if args.attention == "trained" and "attention" not in run:
         raise ValueError(f"--attention trained: {args.model} has no longlora_config.json saying how it was trained; "
                          "name the pattern (e.g. --attention s2)")
-    attention = run["attention"] if args.attention == "trained" else args.attention
-    if attention == "full":
-        return {"attention": "full"}
+    attention = None if args.attention == "trained" else args.attention
     if args.group_size or args.group_size_ratio:
-        return {"attention": attention, "group_size": args.group_size, "group_size_ratio": args.group_size_ratio or 0.25}
-    return {"attention": attention, "group_size": run.get("group_size"),
-            "group_size_ratio": run.get("group_size_ratio", 0.25)}
+        return S2Config.from_flags(attention or run["attention"], args.group_size_ratio or DEFAULT_GROUP_SIZE_RATIO,
+                                   args.group_size)
+    return S2Config.from_run(run, f"the longlora_config.json of {args.model}", attention)
 
 
-def attention_note(settings: dict) -> str:
+def attention_note(settings: S2Config | None) -> str:
     """What evaluated_attention ran, as note pairs of a result row ('' for full attention)."""
-    if settings["attention"] == "full":
+    if settings is None:
         return ""
-    group = (f"eval_group_size={settings['group_size']}" if settings["group_size"]
-             else f"eval_group_size_ratio={settings['group_size_ratio']:g}")
-    return f"eval_attention={settings['attention']} {group}"
+    group = (f"eval_group_size={settings.group_size}" if settings.group_size
+             else f"eval_group_size_ratio={settings.group_size_ratio:g}")
+    return f"eval_attention={settings.pattern} {group}"
 
 
 def load_for_evaluation(args, longest: int):
     """Model and tokenizer with PI for `longest` tokens (or --rope_target, or none with
     --no_pi) and the attention of evaluated_attention; full attention unless told otherwise."""
-    from longlora.attention import enable_s2_attention
+    from longlora.attention import apply_s2_settings
     from longlora.model import load_model
 
     settings = evaluated_attention(args)
     target = None if args.no_pi else (args.rope_target or longest)
     model, tokenizer = load_model(args.model, target_len=target, dtype=args.torch_dtype(), base_window=args.base_window)
-    if settings["attention"] != "full":
-        enable_s2_attention(model, settings["group_size_ratio"], settings["group_size"], pattern=settings["attention"])
+    if settings is not None:
+        apply_s2_settings(model, settings)
     if torch.cuda.is_available():
         model.cuda()
     return model.eval(), tokenizer

@@ -39,10 +39,10 @@ from dataclasses import dataclass, field
 from transformers import AutoConfig, LlamaConfig, PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
-from longlora.attention import group_size
 from longlora.cli import description
 from longlora.corpora import REPO_ROOT
 from longlora.results import SCALES, append_result, check_appendable
+from longlora.s2_config import check_groups, group_size
 
 PRESETS = {"llama2-7b": dict(hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
                              intermediate_size=11008, vocab_size=32000, tie_word_embeddings=False),
@@ -209,8 +209,9 @@ class FlopsArguments:
 
 def main() -> None:
     (args,) = parse_args(FlopsArguments, description=description(__doc__))
-    if not 0 < args.group_size_ratio <= 1 or min(args.seq_len) < 1:
-        raise ValueError("--group_size_ratio must be in (0, 1] and every --seq_len positive")
+    check_groups(args.group_size_ratio, None)
+    if min(args.seq_len) < 1:
+        raise ValueError("every --seq_len must be positive")
     if args.save_results:
         check_appendable("table11", args.results_dir)
     config = load_config(args.model)

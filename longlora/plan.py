@@ -56,10 +56,10 @@ from dataclasses import dataclass, field, replace
 from transformers import PretrainedConfig
 
 from longlora.args import exit_on_error, parse_args
-from longlora.attention import group_size
 from longlora.cli import description
 from longlora.flops import dims, load_config, step_flops
 from longlora.model import TrainingMode
+from longlora.s2_config import check_groups, group_size
 
 GIB = 2 ** 30
 DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
@@ -118,8 +118,7 @@ class PlanArguments:
     def __post_init__(self) -> None:
         if self.seq_len < 2 or self.gpus < 1 or self.batch_size < 1 or self.lora_r < 1 or self.overhead_gb < 0:
             raise ValueError("--seq_len must be >= 2, --gpus, --batch_size, --lora_r >= 1 and --overhead_gb >= 0")
-        if not 0 < self.group_size_ratio <= 1:
-            raise ValueError(f"--group_size_ratio must be in (0, 1], got {self.group_size_ratio}")
+        check_groups(self.group_size_ratio, None)
         if self.sequence_parallel_size < 1 or self.gpus % self.sequence_parallel_size:
             raise ValueError(f"--sequence_parallel_size {self.sequence_parallel_size} must divide --gpus {self.gpus}")
         if self.offload == "all" and self.zero != 3 or self.offload == "optimizer" and self.zero == 0:

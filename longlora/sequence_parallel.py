@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from transformers import PretrainedConfig, default_data_collator
 
-from longlora.attention import MASK_PATTERNS, shard_heads
+from longlora.attention import shard_heads
+from longlora.s2_config import MASK_PATTERNS
 from longlora.sft import IGNORE_INDEX
 
 

@@ -23,8 +23,8 @@ import os
 
 import torch
 
-from longlora.attention import GROUP_PATTERNS
 from longlora.corpora import json_lines, load_json
+from longlora.s2_config import GROUP_PATTERNS
 
 IGNORE_INDEX = -100  # label value skipped by the transformers causal-LM loss
 PACKING_ATTENTION = GROUP_PATTERNS  # patterns that restart groups where position_ids reset

@@ -21,7 +21,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from longlora.args import AttentionArguments, LoraArguments, ModelArguments, run_config, write_run_config
-from longlora.attention import enable_s2_attention
+from longlora.attention import apply_s2_settings
 from longlora.files import atomic_open
 from longlora.model import RUN_CONFIG, context_window, load_config, load_model, setup_training
 from longlora.results import git_commit
@@ -246,9 +246,9 @@ def prepare_model(model_args: ModelArguments, attn_args: AttentionArguments, lor
     if quantization_config is not None:
         saved_config.__dict__.pop("quantization_config", None)  # the adapter belongs to the unquantized base
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    if attn_args.attention != "full":
-        enable_s2_attention(model, attn_args.group_size_ratio, attn_args.group_size, pattern=attn_args.attention,
-                            kernel=attn_args.s2_kernel)
+    settings = attn_args.s2_settings()
+    if settings is not None:
+        apply_s2_settings(model, settings)
     set_seed(seed)
     model = setup_training(model, lora_args.training_mode())
     if tokenizer.pad_token is None:

@@ -13,7 +13,8 @@ from test_attention import CASES, reference_attention, tiny
 from torch.nn.attention.flex_attention import create_mask
 
 from longlora import attention
-from longlora.attention import PATTERNS, S2Config, enable_s2_attention, s2_attention_forward
+from longlora.attention import S2Config, enable_s2_attention, s2_attention_forward
+from longlora.s2_config import PATTERNS
 
 N = 24
 # layout: (row documents, left padding, group size or ratio). A row is a list of document lengths, packed.
