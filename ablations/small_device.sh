@@ -136,7 +136,7 @@ run_tables() {
 }
 
 run_bench() {  # issue 42: S2-Attn on sdpa and flex beside full attention, the layer level first
-  local bench=(python bench_attention.py --model llama2-7b --num_layers 8 --gradient_checkpointing --scale paper
+  local bench=(python bench_attention.py --model llama2-7b --num_layers 8 --activation_checkpointing --scale paper
                --s2_kernels sdpa flex --seq_len 4096 8192 16384 32768 65536)
   if [ "$SMOKE" = 1 ]; then  # FlexAttention cannot train on a CPU: the plumbing, with S2-Attn on sdpa only
     bench=(python bench_attention.py --smoke --threads 1 --s2_kernels sdpa)

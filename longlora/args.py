@@ -6,11 +6,13 @@ the paper's optimiser recipe as defaults (AdamW beta2 0.95, no weight decay, 20 
 steps then a constant rate).
 """
 
+import argparse
 import json
 import os
 import signal
 import sys
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -142,6 +144,7 @@ class LongLoRATrainingArguments(TrainingArguments):
     gradient_accumulation_steps: int = field(default=1, metadata={
         "help": "Micro-batches per optimizer step (paper: 8, with 8 GPUs: 64 sequences)."})
     activation_checkpointing: bool | None = field(default=None, metadata={
+        "nargs": "?", "const": True,  # a bare --activation_checkpointing, as in the benchmarks and the planner
         "help": "Recompute each decoder layer's activations in the backward, saving memory (default: on, as the "
                 "paper trains; --activation_checkpointing false turns it off)."})
     logging_steps: float = field(default=1, metadata={"help": "Log the loss every N steps."})
@@ -203,6 +206,35 @@ class LongLoRATrainingArguments(TrainingArguments):
             deepspeed.init_distributed(dist_backend=self.ddp_backend or "gloo")
 
 
+# Former spellings of a flag, still accepted (hidden from --help, with a warning) wherever the new spelling
+# exists and the old one does not: bench_attention.py's and longlora.plan's --gradient_checkpointing, and the
+# --no_gradient_checkpointing of longlora.plan and bench_training.py, are in users' and committed rows' commands.
+DEPRECATED_FLAGS = {"--gradient_checkpointing": "--activation_checkpointing",
+                    "--no_gradient_checkpointing": "--no_activation_checkpointing"}
+
+
+class _DeprecatedFlag(argparse.Action):
+    """A former spelling of `target`'s flag: not in --help; warns, then does what the flag does."""
+
+    def __init__(self, option_strings, dest, target: argparse.Action, **kwargs):
+        super().__init__(option_strings, dest, nargs=target.nargs, const=target.const, default=argparse.SUPPRESS,
+                         type=target.type, choices=target.choices, help=argparse.SUPPRESS)
+        self.target = target
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self.target.option_strings[0]
+        warnings.warn(f"{option_string} is deprecated: use {new}", FutureWarning, stacklevel=2)
+        self.target(parser, namespace, values, new)
+
+
+def add_deprecated_flags(parser: argparse.ArgumentParser) -> None:
+    """Accept each former spelling of DEPRECATED_FLAGS where `parser` has the new one and not the old."""
+    actions = parser._option_string_actions
+    for old, new in DEPRECATED_FLAGS.items():
+        if new in actions and old not in actions:
+            parser.add_argument(old, action=_DeprecatedFlag, target=actions[new], dest=actions[new].dest)
+
+
 class _Parser(HfArgumentParser):
     def error(self, message: str):
         """One line, without argparse's usage (train.py's lists some 200 flags above the error)."""
@@ -215,6 +247,7 @@ def parse_args(*dataclass_types, description: str):
     for action in parser._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
         if action.option_strings and action.option_strings[0].startswith("--no_"):
             action.help = f"Turn {action.option_strings[0].removeprefix('--no_')} off."
+    add_deprecated_flags(parser)
     try:
         return parser.parse_args_into_dataclasses()
     except (ValueError, OSError) as error:

@@ -74,3 +74,53 @@ def test_passkey_filler_is_a_choice_listed_in_help_and_refused_in_one_line():
     assert "{paper,books}" in run_script("passkey_retrieval.py", "--help").stdout
     result = run_script("passkey_retrieval.py", "--filler", "nonsense")
     assert result.returncode == 2 and "invalid choice: 'nonsense'" in result.stderr and "Traceback" not in result.stderr
+
+
+CHECKPOINTING_SCRIPTS = ["train.py", "supervised_finetune.py", "bench_attention.py", "bench_training.py",
+                         "longlora/plan.py"]
+
+
+@pytest.mark.parametrize("script", CHECKPOINTING_SCRIPTS)
+def test_one_activation_checkpointing_flag_in_every_script(script):
+    """One spelling, --activation_checkpointing; the former ones (transformers' deprecated one in the
+    training scripts aside, which transformers itself lists) stay out of --help."""
+    args = ("-m", "longlora.plan") if script == "longlora/plan.py" else (script,)
+    text = run_script(*args, "--help").stdout
+    assert "--activation_checkpointing" in text
+    if not script.endswith("finetune.py") and script != "train.py":
+        assert "gradient_checkpointing" not in text
+
+
+def parsed_checkpointing(monkeypatch, arguments, *flags: str) -> bool:
+    monkeypatch.setattr("sys.argv", ["script.py", *flags])
+    return parse_args(arguments, description="")[0].activation_checkpointing
+
+
+def test_checkpointing_keeps_each_scripts_default_and_its_former_spellings(monkeypatch):
+    """Defaults as before the rename (the benchmark of attention without, the training step and the planner with
+    checkpointing, as the paper trains); the former flags still set it, with a warning: committed rows' commands
+    (results/efficiency_cuda.csv) pass --gradient_checkpointing to bench_attention.py."""
+    from bench_attention import AttentionBenchArguments
+    from bench_training import TrainingBenchArguments
+
+    from longlora.plan import PlanArguments
+
+    for arguments, default in ((AttentionBenchArguments, False), (TrainingBenchArguments, True), (PlanArguments, True)):
+        assert parsed_checkpointing(monkeypatch, arguments) is default
+        assert parsed_checkpointing(monkeypatch, arguments, "--activation_checkpointing") is True
+        assert parsed_checkpointing(monkeypatch, arguments, "--activation_checkpointing", "false") is False
+        with pytest.warns(FutureWarning, match="use --activation_checkpointing"):
+            assert parsed_checkpointing(monkeypatch, arguments, "--gradient_checkpointing") is True
+    for arguments in (TrainingBenchArguments, PlanArguments):
+        assert parsed_checkpointing(monkeypatch, arguments, "--no_activation_checkpointing") is False
+        with pytest.warns(FutureWarning, match="use --no_activation_checkpointing"):
+            assert parsed_checkpointing(monkeypatch, arguments, "--no_gradient_checkpointing") is False
+
+
+def test_train_takes_a_bare_activation_checkpointing_flag(monkeypatch, tmp_path):
+    from longlora.args import LongLoRATrainingArguments
+
+    for flags, expected in (([], True), (["--activation_checkpointing"], True),
+                            (["--activation_checkpointing", "false"], False)):
+        monkeypatch.setattr("sys.argv", ["train.py", "--output_dir", str(tmp_path / "out"), *flags])
+        assert parse_args(LongLoRATrainingArguments, description="")[0].activation_checkpointing is expected
