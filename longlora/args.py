@@ -24,7 +24,7 @@ from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
 from longlora.labels import setting_label
-from longlora.model import TrainingMode, read_run_config
+from longlora.model import DTYPE_CHOICES, DTYPE_HELP, TrainingMode, read_run_config, resolve_dtype
 from longlora.results import SCALES, measured
 from longlora.sequence_parallel import sequence_parallel_config
 
@@ -33,9 +33,6 @@ if not torch.accelerator.is_available():
     # warns at every run on a machine without one. Naming it keeps CPU runs quiet; a user's own setting wins.
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-# One dtype vocabulary for every script (eval's short names; torch's, merge_lora.py's former ones, as aliases).
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-          "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
@@ -335,9 +332,8 @@ class EvalModelArguments:
     group_size: int | None = field(default=None, metadata={
         "help": "Group size in tokens when --attention is not full; overrides --group_size_ratio. Default: as "
                 "--group_size_ratio."})
-    dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 (float32, bfloat16, float16 "
-                "also accepted, as in merge_lora.py).", "choices": ("auto",) + tuple(DTYPES)})
+    dtype: str | None = field(default=None, metadata={
+        "help": DTYPE_HELP + " Default: bf16 on a GPU that supports it, else fp32.", "choices": DTYPE_CHOICES})
     base_window: int | None = base_window_field()
 
     def __post_init__(self) -> None:
@@ -350,8 +346,8 @@ class EvalModelArguments:
         if self.group_size is not None and self.group_size < 1:
             raise ValueError(f"--group_size must be a positive number of tokens, got {self.group_size}")
 
-    def torch_dtype(self) -> torch.dtype | None:
-        return DTYPES.get(self.dtype)
+    def torch_dtype(self) -> torch.dtype:
+        return resolve_dtype(self.dtype, self.model)
 
 
 @dataclass
