@@ -213,7 +213,7 @@ DEPRECATED_FLAGS = {"--gradient_checkpointing": "--activation_checkpointing",
 class _DeprecatedFlag(argparse.Action):
     """A former spelling of `target`'s flag: not in --help; warns, then does what the flag does."""
 
-    def __init__(self, option_strings, dest, target: argparse.Action, **kwargs):
+    def __init__(self, option_strings, dest, target: argparse.Action):
         super().__init__(option_strings, dest, nargs=target.nargs, const=target.const, default=argparse.SUPPRESS,
                          type=target.type, choices=target.choices, help=argparse.SUPPRESS)
         self.target = target
