@@ -2,7 +2,7 @@
 
     python bench_attention.py                        # the mini config, CPU lengths 1024..8192
     python bench_attention.py --smoke                # seconds; rows go to a temporary folder
-    python bench_attention.py --model llama2-7b --num_layers 8 --gradient_checkpointing --scale paper   # one GPU
+    python bench_attention.py --model llama2-7b --num_layers 8 --activation_checkpointing --scale paper   # one GPU
     python bench_attention.py --s2_kernels sdpa flex ...   # S2-Attn on each kernel, beside full attention
 
 Two levels, both forward + backward (no optimizer step), on random inputs:
@@ -62,8 +62,9 @@ class AttentionBenchArguments(BenchArguments):
     kernels: list[str] | None = field(default=None, metadata={
         "help": "Full-attention implementations to compare S2-Attn with (transformers names). Default: sdpa, plus "
                 "flash_attention_2 on a GPU with flash-attn installed."})
-    gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "Recompute each decoder layer in the backward of a step (the paper trains this way)."})
+    activation_checkpointing: bool = field(default=False, metadata={
+        "help": "Recompute each decoder layer in the backward of a step (the paper trains this way; rows note "
+                "checkpointing=True)."})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -177,8 +178,9 @@ def main() -> None:
     s2_kernel_names = s2_kernels(args, device)
     print(f"{'kernel':>17} {'S2':>4} {'level':>5} {'N':>6} {'full ms':>9} {'S2 ms':>9} {'FLOP ratio':>10} "
           f"{'executed':>8} {'groups only':>11} {'full MB':>8} {'S2 MB':>8}")
+    checkpointing = args.activation_checkpointing
     for kernel in args.kernels or default_kernels(device):
-        model = random_model(config, kernel, device, dtype, args.seed, args.gradient_checkpointing)
+        model = random_model(config, kernel, device, dtype, args.seed, checkpointing)
         for n in lengths:
             group = group_size(n, args.group_size_ratio)
             full, s2 = forward_flops(config, n), forward_flops(config, n, group)
@@ -186,13 +188,13 @@ def main() -> None:
                 result = compare(model, n, group, level, kernel, s2_kernel_names, args, device, dtype)
                 ratio = full.attn / s2.attn if level == "layer" else full.total / s2.total
                 theory = "attention FLOPs N/G" if level == "layer" else "longlora.flops forward+backward"
-                columns = bench_columns(kernel, dtype, device, args.group_size_ratio, args.gradient_checkpointing,
+                columns = bench_columns(kernel, dtype, device, args.group_size_ratio, checkpointing,
                                         f"flop_ratio={theory}")
                 # Rows are written as they come: a long GPU sweep keeps what it measured.
                 path = append_result(f"efficiency_{device.type}", rows_for(result, n, level, ratio, base, columns),
                                      args.results_dir)
                 f = result["full_attn"]
-                executed = (f"{executed_step_ratio(config, n, args.group_size_ratio, args.gradient_checkpointing):.2f}"
+                executed = (f"{executed_step_ratio(config, n, args.group_size_ratio, checkpointing):.2f}"
                             if level == "step" else "-")
                 groups = result.get("groups_only", {})
                 groups_speedup = f"{f['ms'] / groups['ms']:.2f}" if "ms" in groups and "ms" in f else "-"

@@ -7,7 +7,7 @@
 A step is what the Trainer does per optimizer step of the paper's recipe, on one sequence of
 N random tokens and a model with random weights (time and memory do not depend on their
 values): forward, backward and an AdamW step (betas 0.9/0.95, no weight decay), with
-gradient checkpointing as the paper trains (--no_gradient_checkpointing to turn it off).
+activation checkpointing as the paper trains (--no_activation_checkpointing to turn it off).
 
   table12  with the flash kernel (`sdpa`: PyTorch's flash attention on a GPU), the settings of
            the paper's Table 12: full_attn|full_ft, full_attn|lora, s2_attn|lora_plus; and LongLoRA with
@@ -56,8 +56,9 @@ class TrainingBenchArguments(BenchArguments):
     tables: list[str] = field(default_factory=lambda: ["table12", "table13"], metadata={
         "help": "table12 (flash kernel: full FT, LoRA, LongLoRA) and/or table13 (no flash attention: LoRA+ with "
                 "full attention vs S2-Attn).", "choices": tuple(SETTINGS)})
-    no_gradient_checkpointing: bool = field(default=False, metadata={
-        "help": "Keep every layer's activations instead of recomputing them in the backward (the paper recomputes)."})
+    activation_checkpointing: bool = field(default=True, metadata={
+        "help": "Recompute each decoder layer in the backward, as the paper trains; --no_activation_checkpointing "
+                "keeps every layer's activations."})
     smoke_repeats: ClassVar[int] = 1
 
 
@@ -84,7 +85,7 @@ def paper_optimizer(model) -> torch.optim.AdamW:
 
 def build_setting(config, table: str, attention: str, mode: str, args, device, dtype, s2_kernel: str = "sdpa"):
     """The model of one setting, built from scratch (so nothing of another setting is counted)."""
-    model = random_model(config, KERNEL[table], device, dtype, args.seed, not args.no_gradient_checkpointing)
+    model = random_model(config, KERNEL[table], device, dtype, args.seed, args.activation_checkpointing)
     if attention == "s2_attn":
         enable_s2_attention(model, args.group_size_ratio, kernel=s2_kernel)
     return setup_training(model, TrainingMode(mode))
@@ -135,8 +136,8 @@ def main() -> None:
     warm_up_process(config, args.tables[0], min(lengths), args, device, dtype)
     print(f"{'table':>7} {'setting':>30} {'N':>6} {'ms/step':>9} {'peak MB':>9}")
     for table in args.tables:
-        columns = bench_columns(KERNEL[table], dtype, device, args.group_size_ratio,
-                                not args.no_gradient_checkpointing, "optimizer=AdamW batch=1")
+        columns = bench_columns(KERNEL[table], dtype, device, args.group_size_ratio, args.activation_checkpointing,
+                                "optimizer=AdamW batch=1")
         for n in lengths:
             for attention, mode, s2_kernel in table_settings(table, kernels):
                 setting = setting_name(table, attention, mode, s2_kernel)

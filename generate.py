@@ -25,7 +25,7 @@ from longlora.args import base_window_field, exit_on_error, parse_args
 from longlora.checks import check_finite, check_model_dir
 from longlora.cli import description
 from longlora.corpora import read_text
-from longlora.model import context_window, load_model, read_run_config
+from longlora.model import DTYPE_CHOICES, DTYPE_HELP, context_window, load_model, read_run_config, resolve_dtype
 from longlora.sft import PROMPT_TEMPLATES, SYSTEM_PROMPT, document_question, format_prompt
 
 
@@ -45,6 +45,8 @@ class GenerateArguments:
         "help": "Extend the context beyond the trained length at inference with position interpolation to "
                 "this many tokens (paper Figure 4); default: the model's own context."})
     base_window: int | None = base_window_field()
+    dtype: str | None = field(default=None, metadata={
+        "help": DTYPE_HELP + " Default: bf16 on a GPU that supports it, else fp32.", "choices": DTYPE_CHOICES})
     max_new_tokens: int = field(default=256, metadata={"help": "Longest answer, in tokens."})
     temperature: float = field(default=0.0, metadata={"help": "0 for greedy decoding; > 0 samples (e.g. 0.6)."})
     top_p: float = field(default=0.9, metadata={"help": "Nucleus sampling mass when --temperature > 0."})
@@ -70,7 +72,8 @@ def main() -> None:
     run = read_run_config(args.model) or {}
     template = args.prompt_template or run.get("prompt_template", "llama2_chat")
     system_prompt = args.system_prompt if args.system_prompt is not None else run.get("system_prompt", SYSTEM_PROMPT)
-    model, tokenizer = load_model(args.model, target_len=args.rope_target, base_window=args.base_window)
+    model, tokenizer = load_model(args.model, target_len=args.rope_target, dtype=resolve_dtype(args.dtype, args.model),
+                                  base_window=args.base_window)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
     prompt = format_prompt(document_question(material, args.question), "", template, system_prompt)
     inputs = tokenizer(prompt, return_tensors="pt", return_token_type_ids=False, verbose=False).to(model.device)

@@ -28,11 +28,12 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoTokenizer
 
-from longlora.args import DTYPES, exit_on_error, parse_args, save_run_config
+from longlora.args import exit_on_error, parse_args, save_run_config
 from longlora.checks import check_model_dir, check_plain_model, check_replaceable
 from longlora.cli import description
 from longlora.files import replaced_dir
-from longlora.model import RUN_CONFIG, load_model, peft_quietly, read_run_config, untie_output_head
+from longlora.model import (DTYPE_CHOICES, DTYPE_HELP, RUN_CONFIG, load_model, peft_quietly, read_run_config,
+                            resolve_dtype, untie_output_head)
 
 # Training settings copied into the merged directory's longlora_config.json (provenance; eval and
 # generate.py read model_max_length, attention and prompt_template from it).
@@ -57,9 +58,8 @@ class MergeArguments:
         "help": "The base model the adapter was trained on. Default: the one recorded in longlora_config.json "
                 "(pass it when the base has moved)."})
     dtype: str = field(default="auto", metadata={
-        "help": "dtype of the saved weights: auto (the base model's own dtype, fp32 if it records none), fp32, "
-                "bf16 or fp16 (float32, bfloat16, float16 also accepted). The merge itself runs in fp32.",
-        "choices": ("auto",) + tuple(DTYPES)})
+        "help": "dtype of the saved weights: " + DTYPE_HELP + " Default: auto, the base model's. The merge itself "
+                "runs in fp32.", "choices": DTYPE_CHOICES})
 
     def __post_init__(self) -> None:
         """Every path is checked here, before a model is loaded or a file written (the run itself: `check_run`)."""
@@ -149,7 +149,7 @@ def main() -> None:
         untie_output_head(model)
     model, consolidated = attach_adapter(model, args.model)
     merged = model.merge_and_unload()
-    dtype = DTYPES.get(args.dtype) or AutoConfig.from_pretrained(base).dtype or torch.float32
+    dtype = resolve_dtype(args.dtype, base)
     merged.to(dtype)
     if os.path.isfile(os.path.join(args.model, "tokenizer_config.json")):
         tokenizer = AutoTokenizer.from_pretrained(args.model)  # as trained (pad token set by prepare_model)

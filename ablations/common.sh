@@ -19,8 +19,12 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A script with flags of its own names them before sourcing this file, each with the variable its value goes to:
+#   declare -A SCRIPT_FLAGS=([--out]=OUT_DIR [--only]=ONLY)
+script_flag() { declare -p SCRIPT_FLAGS &>/dev/null && [ -n "${SCRIPT_FLAGS[$1]:-}" ]; }
 SCALE=mini SMOKE=0 DRY_RUN=0 STEPS_OVERRIDE="" SEEDS_OVERRIDE="" LENGTHS_OVERRIDE="" TARGET_OVERRIDE="" ACCUMULATION=""
 while [ $# -gt 0 ]; do
+  if script_flag "$1"; then printf -v "${SCRIPT_FLAGS[$1]}" '%s' "${2:?$1 needs a value}"; shift 2; continue; fi
   case "$1" in
     --scale) SCALE="${2:?--scale needs mini, small or paper}"; shift 2 ;;
     --smoke) SMOKE=1; shift ;;
@@ -30,7 +34,9 @@ while [ $# -gt 0 ]; do
     --target) TARGET_OVERRIDE="${2:?--target needs a number}"; shift 2 ;;
     --accumulation) ACCUMULATION="${2:?--accumulation needs a number}"; shift 2 ;;
     --seeds) SEEDS_OVERRIDE="${2:?--seeds needs a list such as \"42 43 44\"}"; shift 2 ;;
-    -h|--help) sed -n '2,18p' ablations/common.sh; exit 0 ;;
+    -h|--help) sed -n '2,18p' ablations/common.sh
+               if declare -p SCRIPT_FLAGS &>/dev/null; then echo "# and this script's own: ${!SCRIPT_FLAGS[*]}"; fi
+               exit 0 ;;
     *) echo "error: unknown flag $1 (see --help)" >&2; exit 2 ;;
   esac
 done

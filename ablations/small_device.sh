@@ -20,29 +20,21 @@
 #            (bench_attention.py on Llama-2-7B's layer shapes, 8 layers, bf16, 4k..64k: S2-Attn on sdpa and on flex
 #            beside full attention on sdpa and flash-attn where installed; the layer level in the first half of
 #            the time, then the step level; rows to results/efficiency_cuda.csv, copied to --out as they come)
-# Flags: --dry_run prints the commands of `run`/`bench`; --smoke runs them on the CPU with the mini model (CI);
-#        --steps N (default 300); --length N (default 16384: Table 1's length, Figure 4's target);
-#        --out DIR; --time_limit S (default 540); --only table1|figure4 (default both, Table 1 first).
+# Flags, parsed by ablations/common.sh as the table scripts' are: --dry_run prints the commands of `run`/`bench`;
+#        --smoke runs them on the CPU with the mini model (CI); --steps N (default 300); --lengths N: Table 1's
+#        length, --target N: Figure 4's (default 16384 each); --seeds (default 42); --accumulation N (default 1);
+#        this job's own: --out DIR; --time_limit S (default 540); --only table1|figure4 (default both, Table 1 first).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-ACTION="${1:-}"; shift || true
-DRY_RUN=0 SMOKE=0 STEPS=300 LENGTH=16384 OUT_DIR="" TIME_LIMIT=540 ONLY="table1 figure4"
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --dry_run) DRY_RUN=1; shift ;;
-    --smoke) SMOKE=1; shift ;;
-    --steps) STEPS="${2:?--steps needs a number}"; shift 2 ;;
-    --length) LENGTH="${2:?--length needs a number}"; shift 2 ;;
-    --out) OUT_DIR="${2:?--out needs a folder}"; shift 2 ;;
-    --time_limit) TIME_LIMIT="${2:?--time_limit needs seconds}"; shift 2 ;;
-    --only) ONLY="${2:?--only needs table1 or figure4}"; shift 2 ;;
-    *) echo "error: unknown flag $1 (see the header of ablations/small_device.sh)" >&2; exit 2 ;;
-  esac
-done
+ACTION=""; case "${1:-}" in -*|"") ;; *) ACTION=$1; shift ;; esac
+OUT_DIR="" TIME_LIMIT=540 ONLY="table1 figure4"
+declare -A SCRIPT_FLAGS=([--out]=OUT_DIR [--time_limit]=TIME_LIMIT [--only]=ONLY)
+source "$(dirname "$0")/common.sh" --scale small "$@"
+[ "$SCALE" = small ] || { echo "error: small_device.sh is the small-scale job: drop --scale $SCALE" >&2; exit 2; }
+STEPS=${STEPS_OVERRIDE:-300} TABLE1_LENGTH=${LENGTHS_OVERRIDE:-16384} FIGURE4_TARGET=${TARGET_OVERRIDE:-16384}
 for table in $ONLY; do
   case "$table" in table1|figure4) ;; *) echo "error: --only takes table1 or figure4, got '$table'" >&2; exit 2 ;; esac
 done
-for number in "--steps $STEPS" "--length $LENGTH" "--time_limit $TIME_LIMIT"; do
+for number in "--steps $STEPS" "--lengths $TABLE1_LENGTH" "--target $FIGURE4_TARGET" "--time_limit $TIME_LIMIT"; do
   [[ "${number#* }" =~ ^[1-9][0-9]*$ ]] || { echo "error: ${number% *} needs a positive whole number, got '${number#* }'" >&2; exit 2; }
 done
 PARTS=.cache/smollm2-parts GGUF=SmolLM2-135M-Instruct.Q4_1.gguf WHEELS=.cache/wheels MODEL=models/smollm2-135m
@@ -87,11 +79,6 @@ split_gguf() {
   echo "  the earlier calls' command: nvidia-smi -L"
 }
 
-run() {  # print, then run unless --dry_run
-  echo "+ $(printf '%q ' "$@")"
-  [ "$DRY_RUN" = 1 ] || "$@"
-}
-
 copy_results() { [ -z "$OUT_DIR" ] || cp "${RESULTS[@]}" "$OUT_DIR"/ 2>/dev/null || true; }
 
 install_wheels() {  # the pinned packages over the image's
@@ -126,17 +113,18 @@ run_tables() {
     start_copier
   fi
   run python convert_smollm2.py --gguf "$PARTS/$GGUF" --output_dir "$MODEL"
-  local flags=(--scale small --steps "$STEPS" --seeds 42 --accumulation 1)  # one call: minutes, not hours
-  local table length_flag
+  # one call: minutes, not hours
+  local flags=(--scale small --steps "$STEPS" --seeds "${SEEDS_OVERRIDE:-42}" --accumulation "${ACCUMULATION:-1}")
+  local table length
   for table in $ONLY; do
-    length_flag=--lengths; [ "$table" = figure4 ] && length_flag=--target
+    length=(--lengths "$TABLE1_LENGTH"); [ "$table" = figure4 ] && length=(--target "$FIGURE4_TARGET")
     run timeout $(( deadline - SECONDS > 1 ? deadline - SECONDS : 1 )) \
-      bash "ablations/$table.sh" "${flags[@]}" "$length_flag" "$LENGTH" || true
+      bash "ablations/$table.sh" "${flags[@]}" "${length[@]}" || true
   done
 }
 
 run_bench() {  # issue 42: S2-Attn on sdpa and flex beside full attention, the layer level first
-  local bench=(python bench_attention.py --model llama2-7b --num_layers 8 --gradient_checkpointing --scale paper
+  local bench=(python bench_attention.py --model llama2-7b --num_layers 8 --activation_checkpointing --scale paper
                --s2_kernels sdpa flex --seq_len 4096 8192 16384 32768 65536)
   if [ "$SMOKE" = 1 ]; then  # FlexAttention cannot train on a CPU: the plumbing, with S2-Attn on sdpa only
     bench=(python bench_attention.py --smoke --threads 1 --s2_kernels sdpa)
@@ -155,6 +143,6 @@ case "$ACTION" in
   split) split_gguf ;;
   run) run_tables ;;
   bench) run_bench ;;
-  *) echo "usage: bash ablations/small_device.sh split|run|bench [--dry_run] [--smoke] [--steps N] [--length N]" \
-       "[--out DIR] [--time_limit S] [--only table1|figure4]" >&2; exit 2 ;;
+  *) echo "usage: bash ablations/small_device.sh split|run|bench [--dry_run] [--smoke] [--steps N] [--lengths N]" \
+       "[--target N] [--seeds S] [--accumulation N] [--out DIR] [--time_limit S] [--only table1|figure4]" >&2; exit 2 ;;
 esac

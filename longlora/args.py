@@ -6,11 +6,13 @@ the paper's optimiser recipe as defaults (AdamW beta2 0.95, no weight decay, 20 
 steps then a constant rate).
 """
 
+import argparse
 import json
 import os
 import signal
 import sys
 import threading
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -21,7 +23,8 @@ from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
 from longlora.labels import setting_label
-from longlora.model import TrainingMode, load_config, read_rope, read_run_config
+from longlora.model import (DTYPE_CHOICES, DTYPE_HELP, TrainingMode, load_config, read_rope, read_run_config,
+                            resolve_dtype)
 from longlora.results import SCALES, measured
 from longlora.s2_config import KERNELS, PATTERNS, S2Config, check_groups
 from longlora.sequence_parallel import sequence_parallel_config
@@ -31,9 +34,6 @@ if not torch.accelerator.is_available():
     # warns at every run on a machine without one. Naming it keeps CPU runs quiet; a user's own setting wins.
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
 
-# One dtype vocabulary for every script (eval's short names; torch's, merge_lora.py's former ones, as aliases).
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-          "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 ATTENTION_CHOICES = ("s2", "short", "full") + tuple(p for p in PATTERNS if p not in ("s2", "short"))
 
 
@@ -144,6 +144,7 @@ class LongLoRATrainingArguments(TrainingArguments):
     gradient_accumulation_steps: int = field(default=1, metadata={
         "help": "Micro-batches per optimizer step (paper: 8, with 8 GPUs: 64 sequences)."})
     activation_checkpointing: bool | None = field(default=None, metadata={
+        "nargs": "?", "const": True,  # a bare --activation_checkpointing, as in the benchmarks and the planner
         "help": "Recompute each decoder layer's activations in the backward, saving memory (default: on, as the "
                 "paper trains; --activation_checkpointing false turns it off)."})
     logging_steps: float = field(default=1, metadata={"help": "Log the loss every N steps."})
@@ -205,6 +206,35 @@ class LongLoRATrainingArguments(TrainingArguments):
             deepspeed.init_distributed(dist_backend=self.ddp_backend or "gloo")
 
 
+# Former spellings of a flag, still accepted (hidden from --help, with a warning) wherever the new spelling
+# exists and the old one does not: bench_attention.py's and longlora.plan's --gradient_checkpointing, and the
+# --no_gradient_checkpointing of longlora.plan and bench_training.py, are in users' and committed rows' commands.
+DEPRECATED_FLAGS = {"--gradient_checkpointing": "--activation_checkpointing",
+                    "--no_gradient_checkpointing": "--no_activation_checkpointing"}
+
+
+class _DeprecatedFlag(argparse.Action):
+    """A former spelling of `target`'s flag: not in --help; warns, then does what the flag does."""
+
+    def __init__(self, option_strings, dest, target: argparse.Action):
+        super().__init__(option_strings, dest, nargs=target.nargs, const=target.const, default=argparse.SUPPRESS,
+                         type=target.type, choices=target.choices, help=argparse.SUPPRESS)
+        self.target = target
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = self.target.option_strings[0]
+        warnings.warn(f"{option_string} is deprecated: use {new}", FutureWarning, stacklevel=2)
+        self.target(parser, namespace, values, new)
+
+
+def add_deprecated_flags(parser: argparse.ArgumentParser) -> None:
+    """Accept each former spelling of DEPRECATED_FLAGS where `parser` has the new one and not the old."""
+    actions = parser._option_string_actions
+    for old, new in DEPRECATED_FLAGS.items():
+        if new in actions and old not in actions:
+            parser.add_argument(old, action=_DeprecatedFlag, target=actions[new], dest=actions[new].dest)
+
+
 class _Parser(HfArgumentParser):
     def error(self, message: str):
         """One line, without argparse's usage (train.py's lists some 200 flags above the error)."""
@@ -217,6 +247,7 @@ def parse_args(*dataclass_types, description: str):
     for action in parser._actions:  # HfArgumentParser gives --no_X the help of --X, which says the opposite
         if action.option_strings and action.option_strings[0].startswith("--no_"):
             action.help = f"Turn {action.option_strings[0].removeprefix('--no_')} off."
+    add_deprecated_flags(parser)
     try:
         return parser.parse_args_into_dataclasses()
     except (ValueError, OSError) as error:
@@ -304,9 +335,8 @@ class EvalModelArguments:
     group_size: int | None = field(default=None, metadata={
         "help": "Group size in tokens when --attention is not full; overrides --group_size_ratio. Default: as "
                 "--group_size_ratio."})
-    dtype: str = field(default="auto", metadata={
-        "help": "auto (bf16 on a GPU that supports it, else fp32), fp32, bf16 or fp16 (float32, bfloat16, float16 "
-                "also accepted, as in merge_lora.py).", "choices": ("auto",) + tuple(DTYPES)})
+    dtype: str | None = field(default=None, metadata={
+        "help": DTYPE_HELP + " Default: bf16 on a GPU that supports it, else fp32.", "choices": DTYPE_CHOICES})
     base_window: int | None = base_window_field()
 
     def __post_init__(self) -> None:
@@ -316,8 +346,8 @@ class EvalModelArguments:
             raise ValueError(f"--rope_target must be at least 2 tokens, got {self.rope_target}")
         check_groups(self.group_size_ratio, self.group_size)  # the pattern may be the run's: see evaluated_attention
 
-    def torch_dtype(self) -> torch.dtype | None:
-        return DTYPES.get(self.dtype)
+    def torch_dtype(self) -> torch.dtype:
+        return resolve_dtype(self.dtype, self.model)
 
 
 @dataclass

@@ -26,6 +26,12 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig
 
 RUN_CONFIG = "longlora_config.json"  # written by train.py beside its adapter
+# One dtype vocabulary for every script's --dtype (short names; torch's, merge_lora.py's former ones, as aliases).
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+          "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_CHOICES = ("auto",) + tuple(DTYPES)
+DTYPE_HELP = ("fp32, bf16 or fp16 (float32, bfloat16, float16 also accepted), or auto: the dtype the model is stored "
+              "in (its config's, as transformers' dtype=\"auto\"; fp32 where it records none).")
 TRAINING_MODES = ("full", "lora", "lora_plus")
 LORA_TARGETS = {"gpt_neox": ["query_key_value", "dense"]}
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
@@ -192,6 +198,26 @@ def default_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
 
 
+def resolve_dtype(name: str | None, path: str) -> torch.dtype:
+    """What a script's --dtype `name` loads the model at `path` in, one meaning for every script: a name of
+    DTYPES; auto, the dtype the model is stored in (transformers' meaning: its config's, fp32 where it records
+    none; a LoRA checkpoint without a config: its base's); None, the flag not given: default_dtype(), so that an
+    evaluation runs in fp32 on a CPU and in bf16 on a GPU that supports it."""
+    if name is None:
+        return default_dtype()
+    if name != "auto":
+        return DTYPES[name]
+    return load_config(config_source(path)).dtype or torch.float32
+
+
+def config_source(path: str) -> str:
+    """Where the config of the model at `path` is read: its own config.json, or for a LoRA checkpoint without
+    one, the base model its run config names."""
+    if os.path.isfile(os.path.join(path, "config.json")):
+        return path
+    return (read_run_config(path) or {}).get("model_name_or_path", path)
+
+
 def load_config(path: str) -> PretrainedConfig:
     """`path`'s config.json, its window said where this project saved it: an output with a
     longlora_config.json has its window in max_position_embeddings (apply_position_interpolation
@@ -237,7 +263,7 @@ def load_model(path: str, target_len: int | None = None, dtype: torch.dtype | No
     is_adapter = os.path.isfile(os.path.join(path, "adapter_config.json"))
     base = run.get("model_name_or_path", path) if is_adapter else path
     has_config = os.path.isfile(os.path.join(path, "config.json"))
-    config = load_config(path if has_config else base)
+    config = load_config(config_source(path))
     if is_adapter and not has_config and run.get("model_max_length"):  # a checkpoint: re-derive the trained PI
         apply_position_interpolation(config, run["model_max_length"], run.get("base_window"))
     if target_len or base_window:

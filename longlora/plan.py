@@ -28,7 +28,7 @@ in tests/test_plan.py):
                  kernel (eager or SDPA's fallback) a * 4hq plus the attention probabilities
                  (4 + a) * H * K (4 * H * K in fp32): the only N^2 term;
   head and loss  final RMSNorm 4h + 2ah + 4, fp32 log-probabilities 4V, token ids and labels 16.
-Saved for backward: with gradient checkpointing each layer keeps only its input (a * h),
+Saved for backward: with activation checkpointing each layer keeps only its input (a * h),
 without it every layer keeps the above (and RoPE's cos and sin, 2a * head_dim); the
 backward then adds the fp32 gradients of the log-probabilities and logits (8V). With
 checkpointing the peak is the larger of two moments: the loss's backward (the head's saved
@@ -77,8 +77,8 @@ class PlanArguments:
     zero: int = field(default=2, metadata={"help": "DeepSpeed ZeRO stage (0: no partitioning).",
                                            "choices": (0, 1, 2, 3)})
     gpus: int = field(default=8, metadata={"help": "Data-parallel GPUs the states are partitioned over."})
-    gradient_checkpointing: bool = field(default=True, metadata={
-        "help": "Recompute each decoder layer in the backward (the paper's setting); --no_gradient_checkpointing "
+    activation_checkpointing: bool = field(default=True, metadata={
+        "help": "Recompute each decoder layer in the backward (the paper's setting); --no_activation_checkpointing "
                 "keeps every layer's activations."})
     attention: str = field(default="s2", metadata={"help": "Training attention: s2 (groups of N/4) or full.",
                                                    "choices": ("s2", "full")})
@@ -103,7 +103,7 @@ class PlanArguments:
         "choices": ("none", "optimizer", "all")})
     offload_checkpoints: bool = field(default=False, metadata={
         "help": "ALST's activation checkpoint offload: each layer's saved input goes to CPU memory (needs "
-                "gradient checkpointing)."})
+                "activation checkpointing)."})
     tiled_mlp: bool = field(default=False, metadata={
         "help": "ALST's TiledMLP: the MLP's intermediate tensors exist for one tile of hidden-size tokens at a time."})
     tiled_loss: bool = field(default=False, metadata={
@@ -123,9 +123,9 @@ class PlanArguments:
             raise ValueError(f"--sequence_parallel_size {self.sequence_parallel_size} must divide --gpus {self.gpus}")
         if self.offload == "all" and self.zero != 3 or self.offload == "optimizer" and self.zero == 0:
             raise ValueError(f"--offload {self.offload} needs --zero 3 (all) or --zero >= 1 (optimizer)")
-        if self.offload_checkpoints and not self.gradient_checkpointing:
-            raise ValueError("--offload_checkpoints offloads the checkpoints of gradient checkpointing: drop "
-                             "--no_gradient_checkpointing")
+        if self.offload_checkpoints and not self.activation_checkpointing:
+            raise ValueError("--offload_checkpoints offloads the checkpoints of activation checkpointing: drop "
+                             "--no_activation_checkpointing")
 
 
 def parameter_counts(config: PretrainedConfig, mode: TrainingMode) -> dict[str, int]:
@@ -192,7 +192,7 @@ def activation_bytes(config: PretrainedConfig, args: PlanArguments) -> dict[str,
         head, loss_work = n * (4 * h + 2 * a * h + 4 + 16) + n * a * h, tile * (a + 8) * d["vocab"]
     else:
         head, loss_work = n * (4 * h + 2 * a * h + 4 * d["vocab"] + 4 + 16), 8 * n * d["vocab"]
-    if not args.gradient_checkpointing:
+    if not args.activation_checkpointing:
         saved = d["layers"] * layer + 2 * a * n * d["head_dim"] + head
         b = args.batch_size
         return {"layer": b * layer, "head": b * head, "saved": b * saved, "backward": b * loss_work}
@@ -262,7 +262,7 @@ def longest_context(config: PretrainedConfig, args: PlanArguments) -> int:
 def training_step_flops(config: PretrainedConfig, args: PlanArguments, seq_len: int, attention: str) -> float:
     """FLOPs of one training step on one sequence (all its ranks together), as the plan's settings run it."""
     group = group_size(seq_len, args.group_size_ratio) if attention == "s2" else None
-    return step_flops(config, seq_len, group, checkpointing=args.gradient_checkpointing,
+    return step_flops(config, seq_len, group, checkpointing=args.activation_checkpointing,
                       tiled_mlp=args.tiled_mlp).total
 
 
@@ -279,7 +279,7 @@ def print_step_flops(config: PretrainedConfig, args: PlanArguments) -> None:
     print(f"{'N':>9} {'full PFLOPs':>12} {'S2 PFLOPs':>10} {'full/S2':>8} {'attention share (full)':>23}")
     for n in args.flops_at:
         full, s2 = (training_step_flops(config, args, n, attention) for attention in ("full", "s2"))
-        share = step_flops(config, n, None, checkpointing=args.gradient_checkpointing,
+        share = step_flops(config, n, None, checkpointing=args.activation_checkpointing,
                            tiled_mlp=args.tiled_mlp).attn / full
         print(f"{n:>9} {full / 1e15:>12.1f} {s2 / 1e15:>10.1f} {full / s2:>8.2f} {share:>23.0%}")
 
@@ -297,7 +297,7 @@ def main() -> None:
     print(f"{args.model}: {counts['stored'] / 1e9:.2f}B parameters stored, {counts['trainable'] / 1e6:.1f}M "
           f"trainable ({args.training}); N={args.seq_len} x {args.batch_size}, {args.attention} attention "
           f"({args.kernel} kernel), {args.dtype}, ZeRO-{args.zero} over {args.gpus} GPUs, "
-          f"checkpointing {args.gradient_checkpointing}; Ulysses P={args.sequence_parallel_size}, offload "
+          f"checkpointing {args.activation_checkpointing}; Ulysses P={args.sequence_parallel_size}, offload "
           f"{args.offload}, checkpoints offloaded {args.offload_checkpoints}, TiledMLP {args.tiled_mlp}, tiled loss "
           f"{args.tiled_loss}")
     for term, value in plan.items():

@@ -135,6 +135,24 @@ def test_small_device_job_prints_its_commands():
     assert result.returncode == 2 and result.stderr == "error: --time_limit needs a positive whole number, got '9m'\n"
 
 
+def test_small_device_job_takes_the_table_scripts_flags_from_common_sh():
+    """small_device.sh parses its flags with ablations/common.sh: the table scripts' names (--lengths, --target,
+    --seeds, --accumulation) reach the tables it runs, and its own (--out, --time_limit, --only) are listed."""
+    def job(*flags: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["bash", "ablations/small_device.sh", *flags], cwd=REPO, capture_output=True, text=True,
+                              timeout=60)
+
+    result = job("run", "--dry_run", "--lengths", "8192", "--target", "12288", "--seeds", "42 43", "--accumulation", "2")
+    commands = [line for line in result.stdout.splitlines() if line.startswith("+ ")]
+    assert result.returncode == 0 and len(commands) == 3, result.stdout + result.stderr
+    assert "--seeds 42\\ 43 --accumulation 2 --lengths 8192" in commands[1]
+    assert "--seeds 42\\ 43 --accumulation 2 --target 12288" in commands[2]
+    help_text = job("--help").stdout
+    assert "--lengths" in help_text and all(flag in help_text for flag in ("--out", "--time_limit", "--only"))
+    refused = job("run", "--dry_run", "--scale", "paper")
+    assert refused.returncode == 2 and "small-scale job" in refused.stderr
+
+
 def test_a_finished_run_is_reused_only_while_its_base_is_older_and_its_data_the_same(tmp_path):
     """train() in common.sh skips a finished output trained after every file of the base on the scale's
     data, and trains again (moving the old output aside) once the base has been replaced after it, or

@@ -74,7 +74,7 @@ def test_help_and_bad_flags():
 def test_training_bench_help_and_bad_flags():
     result = run_script("bench_training.py", "--help")
     assert result.returncode == 0
-    assert all(flag in result.stdout for flag in ("--tables", "--num_layers", "--no_gradient_checkpointing", "--smoke"))
+    assert all(flag in result.stdout for flag in ("--tables", "--num_layers", "--no_activation_checkpointing", "--smoke"))
     bad = run_script("bench_training.py", "--num_layers", "0")
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].startswith("bench_training.py: error:")
 

@@ -2,8 +2,10 @@
 former names still accepted (the ablation scripts and committed commands use them)."""
 
 import glob
+import json
 import os
 import re
+import shutil
 
 import pytest
 import torch
@@ -37,7 +39,9 @@ def test_the_no_flag_of_a_boolean_has_its_own_help():
 
 
 def test_one_dtype_vocabulary_in_merge_and_evaluation(tiny_model_dir, monkeypatch):
-    from merge_lora import DTYPES, MergeArguments
+    from merge_lora import MergeArguments
+
+    from longlora.model import DTYPES
 
     for short, long in (("fp32", "float32"), ("bf16", "bfloat16")):
         for name in (short, long):
@@ -74,3 +78,105 @@ def test_passkey_filler_is_a_choice_listed_in_help_and_refused_in_one_line():
     assert "{paper,books}" in run_script("passkey_retrieval.py", "--help").stdout
     result = run_script("passkey_retrieval.py", "--filler", "nonsense")
     assert result.returncode == 2 and "invalid choice: 'nonsense'" in result.stderr and "Traceback" not in result.stderr
+
+
+CHECKPOINTING_SCRIPTS = ["train.py", "supervised_finetune.py", "bench_attention.py", "bench_training.py",
+                         "longlora/plan.py"]
+
+
+@pytest.mark.parametrize("script", CHECKPOINTING_SCRIPTS)
+def test_one_activation_checkpointing_flag_in_every_script(script):
+    """One spelling, --activation_checkpointing; the former ones (transformers' deprecated one in the
+    training scripts aside, which transformers itself lists) stay out of --help."""
+    args = ("-m", "longlora.plan") if script == "longlora/plan.py" else (script,)
+    text = run_script(*args, "--help").stdout
+    assert "--activation_checkpointing" in text
+    if not script.endswith("finetune.py") and script != "train.py":
+        assert "gradient_checkpointing" not in text
+
+
+def parsed_checkpointing(monkeypatch, arguments, *flags: str) -> bool:
+    monkeypatch.setattr("sys.argv", ["script.py", *flags])
+    return parse_args(arguments, description="")[0].activation_checkpointing
+
+
+def test_checkpointing_keeps_each_scripts_default_and_its_former_spellings(monkeypatch):
+    """Defaults as before the rename (the benchmark of attention without, the training step and the planner with
+    checkpointing, as the paper trains); the former flags still set it, with a warning: committed rows' commands
+    (results/efficiency_cuda.csv) pass --gradient_checkpointing to bench_attention.py."""
+    from bench_attention import AttentionBenchArguments
+    from bench_training import TrainingBenchArguments
+
+    from longlora.plan import PlanArguments
+
+    for arguments, default in ((AttentionBenchArguments, False), (TrainingBenchArguments, True), (PlanArguments, True)):
+        assert parsed_checkpointing(monkeypatch, arguments) is default
+        assert parsed_checkpointing(monkeypatch, arguments, "--activation_checkpointing") is True
+        assert parsed_checkpointing(monkeypatch, arguments, "--activation_checkpointing", "false") is False
+        with pytest.warns(FutureWarning, match="use --activation_checkpointing"):
+            assert parsed_checkpointing(monkeypatch, arguments, "--gradient_checkpointing") is True
+    for arguments in (TrainingBenchArguments, PlanArguments):
+        assert parsed_checkpointing(monkeypatch, arguments, "--no_activation_checkpointing") is False
+        with pytest.warns(FutureWarning, match="use --no_activation_checkpointing"):
+            assert parsed_checkpointing(monkeypatch, arguments, "--no_gradient_checkpointing") is False
+
+
+def test_train_takes_a_bare_activation_checkpointing_flag(monkeypatch, tmp_path):
+    from longlora.args import LongLoRATrainingArguments
+
+    for flags, expected in (([], True), (["--activation_checkpointing"], True),
+                            (["--activation_checkpointing", "false"], False)):
+        monkeypatch.setattr("sys.argv", ["train.py", "--output_dir", str(tmp_path / "out"), *flags])
+        assert parse_args(LongLoRATrainingArguments, description="")[0].activation_checkpointing is expected
+
+
+def test_dtype_auto_is_the_stored_dtype_and_no_flag_the_devices_in_evaluation_generate_and_merge(
+        tmp_path, tiny_model_dir, monkeypatch):
+    """One meaning of --dtype auto: the dtype the model's config records (transformers' dtype="auto"; fp32 where
+    it records none), for the evaluated model, generate.py's and merge_lora.py's base. Without the flag evaluation
+    and generate.py keep fp32 on a CPU (the committed mini rows) and bf16 on a GPU that supports it."""
+    from generate import GenerateArguments
+    from merge_lora import MergeArguments
+
+    from longlora.model import resolve_dtype
+
+    stored = {}
+    for name, recorded in (("bf16", "bfloat16"), ("fp16", "float16"), ("unrecorded", None)):
+        shutil.copytree(tiny_model_dir, tmp_path / name)
+        config = {key: value for key, value in json.loads((tmp_path / name / "config.json").read_text()).items()
+                  if key not in ("dtype", "torch_dtype")}
+        (tmp_path / name / "config.json").write_text(json.dumps({**config, **({"dtype": recorded} if recorded else {})}))
+        stored[str(tmp_path / name)] = getattr(torch, recorded or "float32")
+    material = tmp_path / "material.txt"
+    material.write_text("The sky is blue.")
+    for model, dtype in stored.items():
+        assert EvalModelArguments(model=model, dtype="auto").torch_dtype() == dtype
+        generated = GenerateArguments(material=str(material), question="What?", model=model, dtype="auto")
+        assert resolve_dtype(generated.dtype, generated.model) == dtype
+        assert resolve_dtype(MergeArguments(model=tiny_model_dir).dtype, model) == dtype  # merge's default: auto
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert EvalModelArguments(model=tiny_model_dir).torch_dtype() == torch.float32
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+    assert EvalModelArguments(model=tiny_model_dir).torch_dtype() == torch.bfloat16
+
+
+def test_generate_loads_the_model_in_the_dtype_it_is_given(tmp_path, tiny_model_dir, monkeypatch, capsys):
+    import generate
+
+    from longlora.model import load_model
+
+    loaded = []
+
+    def load_and_record(*args, **kwargs):
+        loaded.append(kwargs["dtype"])
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(generate, "load_model", load_and_record)
+    material = tmp_path / "material.txt"
+    material.write_text("The sky is blue.")
+    monkeypatch.setattr("sys.argv", ["generate.py", "--model", tiny_model_dir, "--material", str(material),
+                                     "--question", "What?", "--prompt_template", "plain", "--max_new_tokens", "1",
+                                     "--rope_target", "256", "--dtype", "bf16"])
+    generate.main()
+    assert loaded == [torch.bfloat16]

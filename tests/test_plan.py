@@ -64,7 +64,7 @@ def test_activation_estimate_matches_the_bytes_saved_for_backward(dtype, attenti
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": True})
     measured = saved_for_backward(model, torch.randint(0, config.vocab_size, (1, N)))
     args = PlanArguments(seq_len=N, dtype=dtype, attention=attention, kernel=kernel,
-                         gradient_checkpointing=checkpointing)
+                         activation_checkpointing=checkpointing)
     assert activation_bytes(config, args)["saved"] == pytest.approx(measured, rel=0.05)
 
 
@@ -155,6 +155,6 @@ def test_cli_finds_the_longest_context_and_refuses_what_ulysses_cannot_split():
     for flags, message in ((["--gpus", "8", "--sequence_parallel_size", "3"], "must divide --gpus"),
                            (["--gpus", "64", "--sequence_parallel_size", "64"], "attention heads"),
                            (["--offload", "all", "--zero", "2"], "--offload all"),
-                           (["--offload_checkpoints", "--no_gradient_checkpointing"], "--offload_checkpoints")):
+                           (["--offload_checkpoints", "--no_activation_checkpointing"], "--offload_checkpoints")):
         bad = run_script("-m", "longlora.plan", "--model", "llama3.1-8b", *flags)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr[-500:]
