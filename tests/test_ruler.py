@@ -207,7 +207,9 @@ def test_plot_results_draws_ruler_rows_by_task_and_lists_them(tmp_path):
     assert os.listdir(tmp_path / "figures") == ["ruler.png"]
     text = page.read_text()
     assert "![ruler](results/figures/ruler.png)" in text
-    assert "| s2_attn\\|lora_plus | niah_single_1 | 2048 | 4096 |  | accuracy | 0.6 ± 0.28 (n=2) |" in text
+    line = next(line for line in text.splitlines() if line.startswith("| s2_attn\\|lora_plus"))
+    assert [cell.strip() for cell in line.split(" | ")][1:] == ["niah_single_1", "2048", "0.6 ± 0.28 (n=2)",
+                                                                 "0.6 ± 0.28 (n=2) |"]  # at 2048 and 4096
 
 
 def test_the_readme_compute_line_leads_with_the_cpu_setting_most_rows_ran_on(tmp_path):
