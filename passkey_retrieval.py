@@ -14,7 +14,7 @@ Landmark cuts them, at most the requested tokens and within 1% of them from 256 
 within 0.03 of its depth. `--filler books` uses sentences of the book corpus's test
 split instead of the paper's five, so that retrieval is not tied to one filler. Greedy decoding of as many tokens as the answer needs;
 a trial counts when the first integer of the continuation is K. Rows (metric accuracy,
-eval_ctx = length; with --heatmap a note depth=D) go to results/<experiment>.csv.
+eval_ctx = length; with --heatmap the column depth) go to results/<experiment>.csv.
 """
 
 import os

@@ -8,7 +8,7 @@
 #   --smoke                    CI mode: a few steps, two settings per table, results to a temporary folder.
 #   --dry_run                  print the commands instead of running them (try it with --scale paper).
 #   --steps N                  override the step budget of the scale: runs go to outputs/<scale>-steps<N>/ and
-#                              result rows carry steps=N (claims are checked per budget).
+#                              result rows carry steps N (claims are checked per budget).
 #   --lengths "L1 L2 ..."      training lengths of Tables 1 and 3/14 (default: 2x, 4x and 8x the base's window, as
 #                              the paper); --target N: the extended length of Tables 2, 6, 7, 8 and Figures 4, 5
 #                              (default, as the paper: 8x for Tables 2, 6, Figure 4; 2x for Table 8, Figure 5; 2x
