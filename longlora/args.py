@@ -4,6 +4,9 @@ Defaults run the miniature (the committed mini model, 256 -> 512 tokens with tra
 lists the paper-scale overrides. `TrainingArguments` keeps Trainer settings only, with
 the paper's optimiser recipe as defaults (AdamW beta2 0.95, no weight decay, 20 warm-up
 steps then a constant rate).
+
+About 400 lines on purpose: every script's flags live here, so that one idea has one name and one check
+across all of them.
 """
 
 import argparse

@@ -220,7 +220,7 @@ def main() -> None:
     print(f"{args.model}: forward {unit_name} per sequence (Table 11 columns; total = sum of rounded columns)")
     print(f"{'N':>7} {'attention':>10} {'attn':>8} {'proj':>8} {'ffn':>8} {'others':>8} {'total':>8}")
     for n in args.seq_len:
-        for label, group in (("full", None), ("S2", n * args.group_size_ratio)):
+        for label, group in (("full", None), ("S2", group_size(n, args.group_size_ratio))):
             c = table11_columns(forward_flops(config, n, group), unit)
             print(f"{n:>7} {label:>10} {c['attn']:>8.1f} {c['proj']:>8.1f} {c['ffn']:>8.1f} {c['others']:>8.1f} "
                   f"{c['total']:>8.1f}")

@@ -294,8 +294,6 @@ def migrate(folder: str | os.PathLike) -> list[Path]:
 
 
 def main() -> None:
-    from longlora.args import exit_on_error  # longlora.args imports this module
-
     parser = argparse.ArgumentParser(description="Bring results CSVs written by older code to today's header.")
     parser.add_argument("--migrate", action="store_true", required=True,
                         help="rewrite every CSV on an older header under --results_dir, atomically")
@@ -303,7 +301,10 @@ def main() -> None:
     args = parser.parse_args()
     if not os.path.isdir(args.results_dir):
         parser.error(f"--results_dir {args.results_dir!r} is not a folder")
-    upgraded = exit_on_error(lambda: migrate(args.results_dir))
+    try:
+        upgraded = migrate(args.results_dir)
+    except (ValueError, OSError) as error:  # a CSV that cannot be read or written: one line
+        parser.exit(2, f"error: {error}\n")
     print(f"{len(upgraded)} files upgraded to today's header" + "".join(f"\n  {path}" for path in upgraded))
 
 

@@ -11,8 +11,8 @@ import time
 import pytest
 from conftest import REPO, run_script
 
-from longlora.results import (COLUMNS, OLDER_HEADERS, PAPER_COLUMNS, RESULTS_DIR, append_result, read_header,
-                              read_results)
+from longlora.results import (COLUMNS, OLDER_HEADERS, PAPER_COLUMNS, RESULTS_DIR, SCALE_WINDOWS, SCALES,
+                              append_result, read_header, read_results, typed_row)
 
 CALLS, ROWS = 300, 3
 # Rows longer than a write buffer (8 KiB for three of them), so that one call's rows reach the file
@@ -165,3 +165,14 @@ def test_every_script_that_appends_checks_its_csv_before_measuring(tmp_path, com
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and "its header is not one of a results CSV" in lines[0]
     assert result.stdout == "" and (tmp_path / f"{experiment}.csv").read_bytes() == before
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_the_base_window_older_rows_take_is_the_one_the_ablations_extend_at_their_scale(scale):
+    """typed_row gives a row written before the base_window column its scale's window: the BASE_CTX that
+    ablations/common.sh extends at that scale, read here from the shell script itself."""
+    shell = subprocess.run(["bash", "-c", f'source ablations/common.sh --scale {scale} --dry_run >/dev/null 2>&1; '
+                            'echo "$BASE_CTX"'], cwd=REPO, capture_output=True, text=True, check=True)
+    assert SCALE_WINDOWS[scale] == int(shell.stdout)
+    row = {"table": "table1", "metric": "perplexity", "scale": scale, "note": "steps=300 x"}
+    assert typed_row(row)["base_window"] == shell.stdout.strip() and typed_row(row)["note"] == "x"
