@@ -24,9 +24,9 @@ def executed_ratio(model: str, n: int, group_size_ratio: float, checkpointing: b
     return executed_step_ratio(config, n, group_size_ratio, checkpointing)
 
 
-def bench_label(row) -> str:
+def bench_label(row: dict) -> str:
     """A benchmark's kernel, dtype and device, as its evidence names them ('sdpa bfloat16 cuda')."""
-    return " ".join(str(part) for part in (row.kernel, row.dtype, row.device) if not pd.isna(part) and part)
+    return " ".join(str(row[c]) for c in ("kernel", "dtype", "device") if not pd.isna(row[c]) and row[c])
 
 
 def efficiency(frame):
@@ -52,7 +52,7 @@ def efficiency(frame):
             continue
         speedup = float(r.value)
         kernel = r.setting.split("|")[0].removeprefix("s2_attn").removeprefix("_")  # s2_attn_flex: S2-Attn on flex
-        where = dict(what=f"{r.model} {level}", n=n, kernel=bench_label(r) + (f", S2 on {kernel}" if kernel else ""))
+        where = dict(what=f"{r.model} {level}", n=n, kernel=bench_label(r._asdict()) + (f", S2 on {kernel}" if kernel else ""))
         shown = f"{where['what']} @{n} ({where['kernel']})"
         groups_only = values.get((r.model, f"groups_only|{level}", n, "speedup_vs_full", *bench))
         kernel_alone = "" if groups_only is None else f" (the kernel alone on the groups: {groups_only:.2f})"

@@ -284,7 +284,7 @@ def efficiency_figure(rows: pd.DataFrame, out: str) -> None:
         bars(axes[2][col], {s: series(bench, s, "peak_mem_mb") for s in (full, s2)}, "peak memory (MB)")
         drawn = [r for r in rows if r["bench"] == bench]
         models = "/".join(sorted({r["model"] for r in drawn}))
-        axes[0][col].set_title(f"{models}, {level}: {bench_label(pd.Series(drawn[0]))}", fontsize=9)
+        axes[0][col].set_title(f"{models}, {level}: {bench_label(drawn[0])}", fontsize=9)
         axes[2][col].set_xlabel("sequence length N")
     fig.suptitle("efficiency (bench_attention.py): S2-Attn against full attention, per model, level and kernel; "
                  + describe(rows).split(",")[0])

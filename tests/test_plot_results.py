@@ -217,6 +217,11 @@ def test_a_step_is_also_held_to_the_executed_flop_ratio_of_a_known_model():
     assert outcome(1.70) == ("FAIL", "PASS", "PASS")
     assert outcome(1.60) == ("FAIL", "FAIL", "PASS")
     assert outcome(1.70, model="elsewhere") == ("FAIL", "PASS")  # unknown config: no executed verdict
+    rows = [{**BASE, "table": "efficiency", "train_ctx": 65536, "eval_ctx": 65536, "setting": s, "metric": m,
+             "value": v, **bench} for s, m, v in (("s2_attn|step", "speedup_vs_full", 1.7), ("s2_attn|step", "flop_ratio",
+                                                   2.14), ("s2_attn|step", "peak_mem_mb", 1.0),
+                                                  ("full_attn|step", "peak_mem_mb", 1.0))]
+    assert all("@65536 (sdpa bfloat16 cuda)" in v[3] for v in verdicts(rows) if v[0] == "efficiency")
 
 
 def cost_rows(table, costs):
