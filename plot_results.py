@@ -27,7 +27,7 @@ from longlora.results import RESULTS_DIR
 
 def published_match(row: dict, published: list[dict]) -> dict | None:
     """The paper's row for a measured one, at the same multiple of each one's base window (mini
-    2048 = 8 x 256 <-> paper 32768 = 8 x 4096); else the paper's row for the same setting at its
+    2048 = 8 x 256 <-> paper 32768 = 8 x 4096) and the same training step (Figure 5: the start only); else the paper's row for the same setting at its
     own training length (the longest) for a row measured at its training length; None for a cost
     in other units (hours on 8 GPUs) or where the paper has no such row."""
     if row["metric"] in PUBLISHED_METRIC:
@@ -37,7 +37,8 @@ def published_match(row: dict, published: list[dict]) -> dict | None:
     if row["base_window"]:
         for p in same:
             factor = p["base_window"] / row["base_window"]
-            if p["eval_ctx"] == row["eval_ctx"] * factor and p["train_ctx"] == row["train_ctx"] * factor:
+            if (p["eval_ctx"], p["train_ctx"], p["step"]) == (row["eval_ctx"] * factor, row["train_ctx"] * factor,
+                                                              row["step"]):
                 return p
     if row["eval_ctx"] != row["train_ctx"]:
         return None
