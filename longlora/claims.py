@@ -47,8 +47,12 @@ class Verdict:
 def measurements(frame: pd.DataFrame, table: str, metric: str = "perplexity") -> dict[tuple, Measured]:
     """{(setting, train_ctx, eval_ctx): Measured over seeds} of one table's rows in `metric`."""
     rows = over_seeds(frame[(frame["table"] == table) & (frame["metric"] == metric)])
-    return {(r.setting, int(r.train_ctx), int(r.eval_ctx)): Measured(tuple(map(float, r.values)), r.seed_names)
-            for r in rows.itertuples()}
+    return {(r.setting, int(r.train_ctx), int(r.eval_ctx)): seed_values(r) for r in rows.itertuples()}
+
+
+def seed_values(row) -> Measured:
+    """An over_seeds row (a namedtuple of itertuples) as a Measured: each seed's value, named."""
+    return Measured(tuple(map(float, row.values)), row.seed_names)
 
 
 def datasets(frame: pd.DataFrame, table: str, metric: str | None = None) -> list[str]:
@@ -252,7 +256,7 @@ def figure5(frame):
     rows = over_seeds(frame[(frame["table"] == "figure5") & (frame["metric"] == "perplexity")
                             & frame["step"].notna()])
     final = rows.sort_values("step").drop_duplicates(["train_ctx", "setting"], keep="last")
-    final = {(int(r.train_ctx), r.setting): Measured(tuple(map(float, r.values))) for r in final.itertuples()}
+    final = {(int(r.train_ctx), r.setting): seed_values(r) for r in final.itertuples()}
     verdicts = []
     for ctx in sorted({c for c, _ in final}):
         full, plus = final.get((ctx, "s2_attn|full_ft")), final.get((ctx, "s2_attn|lora_plus"))

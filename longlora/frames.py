@@ -27,9 +27,8 @@ def typed(rows: list[dict]) -> pd.DataFrame:
     frame["oom"] = frame["value"] == "OOM"
     frame["value"] = pd.to_numeric(frame["value"].where(~frame["oom"], ""), errors="coerce").astype("Float64")
     frame["checkpointing"] = frame["checkpointing"].map(lambda v: {"True": True, "False": False}.get(str(v), pd.NA))
-    numbers = {column: dtype for column, dtype in DTYPES.items() if column != "checkpointing"}
-    for column, dtype in numbers.items():
-        if dtype != "string":
+    for column, dtype in DTYPES.items():
+        if dtype in ("Int64", "Float64"):
             frame[column] = pd.to_numeric(frame[column].replace("", pd.NA), errors="raise")
     return frame.astype(DTYPES)
 
@@ -47,7 +46,6 @@ def load(results_dir: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     measured = typed([row for path in paths for row in read_results(path, numbers=True)])
     published_path = Path(results_dir) / f"{PUBLISHED}.csv"
     published = read_frame(published_path) if published_path.is_file() else typed([])
-    published["seed"] = ""
     return measured, published
 
 

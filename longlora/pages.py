@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from longlora.claims import ONE_SEED, Verdict, verdicts
+from longlora.files import atomic_write_text
 from longlora.frames import MEASUREMENT, over_seeds
 from longlora.results import REPO_ROOT
 
@@ -114,9 +115,7 @@ def front_table(measured: pd.DataFrame, published: pd.DataFrame) -> list[str]:
 def verdict_tables(found: list[Verdict], paper: list[Verdict]) -> list[str]:
     """Every verdict with its evidence (the efficiency ones summarised with the lengths in columns),
     the paper's own verdict beside it."""
-    on_paper = {}
-    for v in paper:
-        on_paper.setdefault(v.table, summary([p for p in paper if p.table == v.table]))
+    on_paper = {table: summary([v for v in paper if v.table == table]) for table in {v.table for v in paper}}
     claims = [v for v in found if v.table != "efficiency" or v.verdict == "NOT RUN"]
     lines = ["| table | claim | the paper's numbers | verdict (ours) | evidence (ours) |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {v.label} | {cell(v.claim)} | {on_paper.get(v.table, '')} | {shown_verdict(v)} | {cell(v.evidence)} |"
@@ -272,8 +271,6 @@ def results_page(measured: pd.DataFrame, published: pd.DataFrame, figures_dir: s
 def write_readme(text: str, readme: str | Path) -> bool:
     """Replace the README's generated section, the file whole (a kill leaves the old one); False
     where it has no such section."""
-    from longlora.files import atomic_write_text
-
     if not os.path.isfile(readme):
         return False
     content = Path(readme).read_text(encoding="utf-8")
