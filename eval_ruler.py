@@ -86,6 +86,7 @@ def main() -> None:
         result_args.table = "ruler"
     check_lm_eval()
     go_offline()
+    columns = result_args.model_columns(model_args.model, model_args.base_window)  # read once, before loading
     model, tokenizer = load_for_evaluation(model_args, max(ruler_args.lengths))
     source = tokenizer_source(model_args.model)
     score, make_samples = lm_eval_runner(model, tokenizer, source, ruler_args.limit or None)
@@ -97,10 +98,9 @@ def main() -> None:
             print(outcome.line(), flush=True)
             if outcome.skipped:
                 continue
-            row = {"table": result_args.table, "model": os.path.basename(os.path.normpath(source)),
-                   **result_args.model_columns(model_args.model, model_args.base_window), "dataset": task,
-                   "split": "-", "eval_ctx": length, "value": round(outcome.score, 4), "metric": "accuracy",
-                   "note": result_args.note, **result_args.row_columns(),
+            row = {"table": result_args.table, "model": os.path.basename(os.path.normpath(source)), **columns,
+                   "dataset": task, "split": "-", "eval_ctx": length, "value": round(outcome.score, 4),
+                   "metric": "accuracy", "note": result_args.note, **result_args.row_columns(),
                    "wall_seconds": round(outcome.seconds, 1), "samples": outcome.samples}
             path = append_result(result_args.experiment, [row], result_args.results_dir)  # kept if stopped later
             written += 1

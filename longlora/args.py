@@ -26,8 +26,8 @@ from longlora.cli import HelpFormatter
 from longlora.data import DEFAULT_MODEL
 from longlora.files import atomic_open
 from longlora.labels import setting_label
-from longlora.model import (DTYPE_CHOICES, DTYPE_HELP, TrainingMode, config_source, load_config, read_rope,
-                            read_run_config, resolve_dtype)
+from longlora.model import (DTYPE_CHOICES, DTYPE_HELP, TrainingMode, pretraining_window, read_run_config,
+                            resolve_dtype)
 from longlora.results import SCALES, measured
 from longlora.s2_config import KERNELS, PATTERNS, S2Config, check_groups
 from longlora.sequence_parallel import sequence_parallel_config
@@ -403,4 +403,4 @@ class ResultArguments:
         return {"setting": self.setting or (setting_label(attention, training) if run else "-"),
                 "train_ctx": self.train_ctx if self.train_ctx is not None else run.get("model_max_length", 0),
                 "trained_by": trained_by, "train_seconds": run.get("train_seconds", ""),
-                "base_window": read_rope(load_config(config_source(model)), base_window).pretraining}
+                "base_window": pretraining_window(model, base_window)}

@@ -218,6 +218,16 @@ def config_source(path: str) -> str:
     return (read_run_config(path) or {}).get("model_name_or_path", path)
 
 
+def pretraining_window(path: str, base_window: int | None = None) -> int:
+    """The window the model at `path` was pretrained with, before any interpolation, its config read as
+    load_model reads it: a LoRA checkpoint without a config reads its base's, with the --base_window its run
+    was trained with unless `base_window` (--base_window: that config's current window) says otherwise."""
+    source = config_source(path)
+    if source != path and base_window is None:
+        base_window = (read_run_config(path) or {}).get("base_window")
+    return read_rope(load_config(source), base_window).pretraining
+
+
 def load_config(path: str) -> PretrainedConfig:
     """`path`'s config.json, its window said where this project saved it: an output with a
     longlora_config.json has its window in max_position_embeddings (apply_position_interpolation

@@ -1,10 +1,12 @@
 """Position interpolation and the trainable parameter sets of each training mode."""
 
+import json
+
 import pytest
 import torch
 from transformers import AutoConfig, LlamaConfig, LlamaForCausalLM
 
-from longlora.model import (TrainingMode, apply_position_interpolation, context_window, rope_scaling_factor,
+from longlora.model import (RUN_CONFIG, TrainingMode, apply_position_interpolation, context_window, pretraining_window, rope_scaling_factor,
                             setup_training)
 
 HIDDEN, LAYERS, VOCAB, HEADS, KV_HEADS, FFN = 32, 2, 101, 4, 2, 64
@@ -104,3 +106,19 @@ def test_lora_plus_groups_are_selectable():
     assert not any("embed" in n for n in params)
     with pytest.raises(ValueError, match="unknown trainable"):
         TrainingMode("lora_plus", trainable=["head"])
+
+
+def test_a_lora_checkpoint_without_a_config_reports_its_bases_window_as_its_run_read_it(tmp_path):
+    """A checkpoint-N/ of a LoRA run has no config.json: its window is its base's. A base whose linear factor
+    leaves its window ambiguous (LongChat-like: factor 8, 16384 positions, no max_sequence_length) is read with
+    the --base_window its run was trained with (16384: pretrained at 16384 / 8 = 2048)."""
+    base = tmp_path / "base"
+    LlamaConfig(max_position_embeddings=16384, rope_scaling={"rope_type": "linear", "factor": 8.0}).save_pretrained(base)
+    run = tmp_path / "run"
+    (run / "checkpoint-2").mkdir(parents=True)
+    (run / "checkpoint-2" / "adapter_config.json").write_text("{}")
+    (run / RUN_CONFIG).write_text(json.dumps({"model_name_or_path": str(base), "base_window": 16384}))
+    assert pretraining_window(str(run / "checkpoint-2")) == 2048
+    assert pretraining_window(str(run / "checkpoint-2"), base_window=4096) == 512  # an evaluation's own flag wins
+    with pytest.raises(ValueError, match="base_window"):
+        pretraining_window(str(base))  # the base alone is ambiguous, as before
