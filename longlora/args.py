@@ -381,6 +381,10 @@ class ResultArguments:
     def __post_init__(self) -> None:
         if self.results_dir is not None:
             check_output_dir(self.results_dir, "--results_dir")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"--steps must be a positive number of training steps, got {self.steps}")
+        if self.step is not None and self.step < 0:
+            raise ValueError(f"--step must be a training step (0: the base), got {self.step}")
 
     def already_measured(self) -> set[tuple[str, ...]]:
         """What the results CSV holds already (see longlora.results.measurement), empty with --remeasure."""
